@@ -1,0 +1,107 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
+import type { TLSSocket } from 'node:tls';
+import { isTetherError, InvalidTokenError, type TetherError } from '../errors.js';
+import { PROOF_HEADER } from '../proof/constants.js';
+import { tlsConnectionContext, type ConnectionContext } from '../verifier/connection.js';
+import type { SessionBoundVerifier } from '../verifier/create-verifier.js';
+import type { VerifiedPrincipal } from '../verifier/principal.js';
+import type { RequestInput } from '../verifier/request.js';
+
+export type NodeRequest = IncomingMessage | Http2ServerRequest;
+export type NodeResponse = ServerResponse | Http2ServerResponse;
+
+const PROOF_HEADER_LOWER = PROOF_HEADER.toLowerCase();
+
+/** The connection a node request arrived on: the TLS socket (HTTP/1.1) or the HTTP/2 session. */
+export function connectionOf(req: NodeRequest, verifier: SessionBoundVerifier): ConnectionContext {
+  const versions = verifier.options.tlsVersions;
+  const session = 'stream' in req ? req.stream?.session : undefined;
+  if (session !== undefined) return tlsConnectionContext(session.socket as TLSSocket, session, versions);
+  const socket = req.socket as TLSSocket;
+  return tlsConnectionContext(socket, socket, versions);
+}
+
+/** Translate a node `http`/`https`/`http2` request into the verifier's input. Reads headers only. */
+export function requestInputOf(req: NodeRequest, verifier: SessionBoundVerifier): RequestInput {
+  const authorization: string[] = [];
+  const sessionBindingProof: string[] = [];
+  const raw = req.rawHeaders;
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = (raw[i] as string).toLowerCase();
+    if (name === 'authorization') authorization.push(raw[i + 1] as string);
+    else if (name === PROOF_HEADER_LOWER) sessionBindingProof.push(raw[i + 1] as string);
+  }
+  const headers = req.headers;
+  const authority = (headers[':authority'] as string | undefined) ?? headers.host ?? '';
+  return {
+    method: req.method ?? 'GET',
+    scheme: 'https',
+    authority,
+    path: req.url ?? '/',
+    authorization,
+    sessionBindingProof,
+    connection: connectionOf(req, verifier),
+  };
+}
+
+/** Verify a node request. Rejects with a `TetherError` only. */
+export async function verifyNodeRequest(verifier: SessionBoundVerifier, req: NodeRequest): Promise<VerifiedPrincipal> {
+  let input: RequestInput;
+  try {
+    input = requestInputOf(req, verifier);
+  } catch (cause) {
+    throw new InvalidTokenError({ reason: 'internal', description: 'The access token could not be verified', cause });
+  }
+  return verifier.verify(input);
+}
+
+/** Write a refusal: status, `WWW-Authenticate`, `Cache-Control: no-store`, RFC 6750 JSON body. */
+export function sendRefusal(res: NodeResponse, error: TetherError): void {
+  if (res.headersSent) {
+    res.end();
+    return;
+  }
+  const body = JSON.stringify(error.toJSON());
+  const headers: Record<string, string> = {
+    ...error.headers,
+    'content-type': 'application/json',
+    'cache-control': 'no-store',
+    'content-length': String(Buffer.byteLength(body)),
+  };
+  (res as ServerResponse).writeHead(error.statusCode, headers);
+  res.end(body);
+}
+
+export type SessionBoundRequestHandler<Req extends NodeRequest, Res extends NodeResponse> = (
+  req: Req,
+  res: Res,
+  principal: VerifiedPrincipal,
+) => void | Promise<void>;
+
+/**
+ * Wrap a node request handler so it runs only for verified requests. Works with `https.createServer`
+ * and `http2.createSecureServer` (compatibility API). Refusals are answered directly; an error
+ * thrown by `handler` becomes a bare 500 without detail.
+ */
+export function sessionBoundHandler<Req extends NodeRequest = NodeRequest, Res extends NodeResponse = NodeResponse>(
+  verifier: SessionBoundVerifier,
+  handler: SessionBoundRequestHandler<Req, Res>,
+): (req: Req, res: Res) => void {
+  return (req, res) => {
+    verifyNodeRequest(verifier, req).then(
+      (principal) =>
+        Promise.resolve()
+          .then(() => handler(req, res, principal))
+          .catch(() => {
+            if (!res.headersSent) (res as ServerResponse).writeHead(500);
+            res.end();
+          }),
+      (error: unknown) => {
+        sendRefusal(res, isTetherError(error) ? error : new InvalidTokenError({ reason: 'internal', description: 'The access token could not be verified' }));
+      },
+    );
+  };
+}
+
+export { sessionBoundTlsOptions, type SessionBoundTlsOptions } from '../tls-options.js';

@@ -1,0 +1,7 @@
+export {
+  SessionBoundClient,
+  type SessionBoundClientOptions,
+  type SessionBoundRequest,
+  type SessionBoundResponse,
+  type SessionBoundClientStats,
+} from './session-bound-client.js';

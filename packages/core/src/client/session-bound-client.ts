@@ -1,0 +1,300 @@
+import { createPrivateKey, randomUUID, X509Certificate, type KeyObject } from 'node:crypto';
+import { request as httpsRequest, Agent as HttpsAgent } from 'node:https';
+import { connect as http2Connect, constants as h2, type ClientHttp2Session, type IncomingHttpHeaders as Http2IncomingHeaders } from 'node:http2';
+import type { IncomingHttpHeaders } from 'node:http';
+import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from 'node:tls';
+import { parseWwwAuthenticate } from '../challenge.js';
+import { ConfigurationError } from '../errors.js';
+import { deriveSessionExporter, type TlsVersion } from '../exporter.js';
+import { PROOF_HEADER } from '../proof/constants.js';
+import { assertKeyMatchesCertificate, createSessionBindingProof } from '../proof/sign.js';
+import { signingAlgorithmForKey, type ProofAlgorithm } from '../proof/algorithms.js';
+
+export interface SessionBoundClientOptions {
+  /** Client certificate (PEM), presented in the mTLS handshake; its key signs the proofs. */
+  cert: string | Buffer;
+  /** Private key of `cert` (PEM). */
+  key: string | Buffer;
+  /** CA certificates (PEM) that verify the server. Default: Node's bundled roots. */
+  ca?: string | Buffer | Array<string | Buffer>;
+  /** `h2` (default): one multiplexed session per origin. `http/1.1`: a keep-alive pool. */
+  protocol?: 'h2' | 'http/1.1';
+  /** Also offer TLS 1.2 (default: TLS 1.3 only). */
+  allowTls12?: boolean;
+  /** Connections per origin for HTTP/1.1 (default 6). */
+  maxConnectionsPerOrigin?: number;
+  /**
+   * Add `jti`, `htm` and `htu` to every proof (draft section 2.3.2.2). Costs one signature per
+   * request; protects against replay inside a connection.
+   */
+  perRequestClaims?: boolean;
+  /** Re-sign a cached proof older than this many seconds (default 3000). */
+  proofRefreshAfter?: number;
+  /** Use RS256 rather than PS256 for RSA keys. */
+  preferRs256?: boolean;
+  /** Request timeout, ms (default 30000). */
+  timeoutMs?: number;
+}
+
+export interface SessionBoundRequest {
+  method?: string;
+  headers?: Record<string, string>;
+  body?: string | Uint8Array;
+  /** Access token to send as `Authorization: Bearer`, with a Session-Binding-Proof. */
+  token?: string;
+}
+
+export interface SessionBoundResponse {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: Buffer;
+  /** Client-side number of the TLS connection that carried the (last) attempt. */
+  connectionId: number;
+  /** True when the request was retried once on a fresh proof. */
+  retried: boolean;
+}
+
+/** Counters, counted at the point of the event. */
+export interface SessionBoundClientStats {
+  /** Requests asked of the client. */
+  requests: number;
+  /** HTTP exchanges sent (requests plus retries). */
+  attempts: number;
+  /** Proofs signed. */
+  proofsSigned: number;
+  /** TLS connections opened. */
+  connectionsOpened: number;
+  /** Requests retried after `use_session_binding` / `invalid_proof`. */
+  retries: number;
+}
+
+interface ConnectionState {
+  id: number;
+  ekm: Buffer | undefined;
+  /** token -> proof, for proofs without per-request claims. */
+  proofs: Map<string, { proof: string; iat: number }>;
+}
+
+const RETRYABLE = new Set(['use_session_binding', 'invalid_proof']);
+let nextClientConnectionId = 1;
+
+/**
+ * An HTTPS client for session-bound APIs. It always knows which TLS connection carries a request,
+ * signs one Session-Binding Proof per (token, connection) and reuses it, signs again on a new
+ * connection, and retries a request once on a fresh proof after `use_session_binding` or
+ * `invalid_proof`. Many tokens can share one connection.
+ */
+export class SessionBoundClient {
+  readonly stats: SessionBoundClientStats = { requests: 0, attempts: 0, proofsSigned: 0, connectionsOpened: 0, retries: 0 };
+  readonly #privateKey: KeyObject;
+  readonly #certificate: X509Certificate;
+  readonly #alg: ProofAlgorithm;
+  readonly #tls: ConnectionOptions;
+  readonly #options: SessionBoundClientOptions;
+  readonly #tlsVersions: readonly TlsVersion[];
+  readonly #connections = new WeakMap<TLSSocket, ConnectionState>();
+  readonly #sessions = new Map<string, { session: ClientHttp2Session; socket: TLSSocket; ready: Promise<void> }>();
+  readonly #agent: HttpsAgent | undefined;
+  #closed = false;
+
+  constructor(options: SessionBoundClientOptions) {
+    this.#options = options;
+    try {
+      this.#privateKey = createPrivateKey(options.key);
+      this.#certificate = new X509Certificate(options.cert);
+    } catch (cause) {
+      throw new ConfigurationError('cannot load the client certificate or key', { cause });
+    }
+    assertKeyMatchesCertificate(this.#privateKey, this.#certificate);
+    this.#alg = signingAlgorithmForKey(this.#privateKey, options.preferRs256 === true);
+    this.#tlsVersions = options.allowTls12 === true ? ['TLSv1.3', 'TLSv1.2'] : ['TLSv1.3'];
+    this.#tls = {
+      cert: options.cert,
+      key: options.key,
+      ...(options.ca === undefined ? {} : { ca: options.ca }),
+      minVersion: options.allowTls12 === true ? 'TLSv1.2' : 'TLSv1.3',
+      maxVersion: 'TLSv1.3',
+    };
+    if ((options.protocol ?? 'h2') === 'http/1.1') {
+      this.#agent = new HttpsAgent({ ...this.#tls, keepAlive: true, maxSockets: options.maxConnectionsPerOrigin ?? 6 });
+    }
+  }
+
+  /** Send a request; resolves with the whole response body. */
+  async request(url: string | URL, init: SessionBoundRequest = {}): Promise<SessionBoundResponse> {
+    if (this.#closed) throw new Error('client is closed');
+    const target = new URL(url);
+    if (target.protocol !== 'https:') throw new TypeError('session-bound requests need an https URL');
+    this.stats.requests++;
+    let response = await this.#attempt(target, init);
+    if (response.status === 401 && init.token !== undefined) {
+      const error = parseWwwAuthenticate(response.headers['www-authenticate']).find((c) => c.scheme === 'bearer')?.params.error;
+      if (error !== undefined && RETRYABLE.has(error)) {
+        this.stats.retries++;
+        response = { ...(await this.#attempt(target, init, true)), retried: true };
+      }
+    }
+    return response;
+  }
+
+  /** Close every connection. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    const closing = [...this.#sessions.values()].map(
+      ({ session }) => new Promise<void>((resolve) => (session.closed ? resolve() : session.close(() => resolve()))),
+    );
+    this.#sessions.clear();
+    this.#agent?.destroy();
+    await Promise.all(closing);
+  }
+
+  #state(socket: TLSSocket): ConnectionState {
+    let state = this.#connections.get(socket);
+    if (state === undefined) {
+      state = { id: nextClientConnectionId++, ekm: undefined, proofs: new Map() };
+      this.#connections.set(socket, state);
+      // A new connection gets fresh proofs; drop this connection's proofs with it.
+      socket.once('close', () => state?.proofs.clear());
+    }
+    return state;
+  }
+
+  async #proofFor(socket: TLSSocket, token: string, method: string, url: URL, fresh: boolean): Promise<string> {
+    const state = this.#state(socket);
+    state.ekm ??= deriveSessionExporter(socket, this.#tlsVersions);
+    const now = Math.floor(Date.now() / 1000);
+    const base = { privateKey: this.#privateKey, certificate: this.#certificate, accessToken: token, ekm: state.ekm, iat: now, alg: this.#alg };
+    if (this.#options.perRequestClaims === true) {
+      this.stats.proofsSigned++;
+      return createSessionBindingProof({ ...base, jti: randomUUID(), htm: method, htu: `${url.origin}${url.pathname}` });
+    }
+    const cached = state.proofs.get(token);
+    if (!fresh && cached !== undefined && now - cached.iat < (this.#options.proofRefreshAfter ?? 3000)) return cached.proof;
+    this.stats.proofsSigned++;
+    const proof = await createSessionBindingProof(base);
+    state.proofs.set(token, { proof, iat: now });
+    return proof;
+  }
+
+  #attempt(url: URL, init: SessionBoundRequest, fresh = false): Promise<SessionBoundResponse> {
+    this.stats.attempts++;
+    return this.#agent === undefined ? this.#attemptH2(url, init, fresh) : this.#attemptH1(url, init, fresh);
+  }
+
+  #session(url: URL): { session: ClientHttp2Session; socket: TLSSocket; ready: Promise<void> } {
+    const origin = url.origin;
+    const existing = this.#sessions.get(origin);
+    if (existing !== undefined && !existing.session.closed && !existing.session.destroyed) return existing;
+    const socket = tlsConnect({
+      ...this.#tls,
+      host: url.hostname.replace(/^\[|\]$/g, ''),
+      port: Number(url.port || 443),
+      ALPNProtocols: ['h2'],
+    });
+    this.stats.connectionsOpened++;
+    const session = http2Connect(origin, { createConnection: () => socket });
+    const ready = new Promise<void>((resolve, reject) => {
+      socket.once('secureConnect', () => {
+        if (socket.alpnProtocol !== 'h2') {
+          reject(new Error('server did not negotiate HTTP/2'));
+          session.destroy();
+        } else resolve();
+      });
+      session.once('error', reject);
+      socket.once('error', reject);
+    });
+    ready.catch(() => undefined);
+    const entry = { session, socket, ready };
+    const forget = () => {
+      if (this.#sessions.get(origin) === entry) this.#sessions.delete(origin);
+    };
+    session.on('close', forget);
+    session.on('goaway', forget);
+    session.on('error', forget);
+    this.#sessions.set(origin, entry);
+    return entry;
+  }
+
+  async #attemptH2(url: URL, init: SessionBoundRequest, fresh: boolean): Promise<SessionBoundResponse> {
+    const { session, socket, ready } = this.#session(url);
+    await ready;
+    const method = (init.method ?? 'GET').toUpperCase();
+    const headers: Record<string, string> = {
+      ...init.headers,
+      [h2.HTTP2_HEADER_METHOD]: method,
+      [h2.HTTP2_HEADER_PATH]: `${url.pathname}${url.search}`,
+      [h2.HTTP2_HEADER_SCHEME]: 'https',
+      [h2.HTTP2_HEADER_AUTHORITY]: url.host,
+    };
+    if (init.token !== undefined) {
+      headers.authorization = `Bearer ${init.token}`;
+      headers[PROOF_HEADER.toLowerCase()] = await this.#proofFor(socket, init.token, method, url, fresh);
+    }
+    const connectionId = this.#state(socket).id;
+    return new Promise((resolve, reject) => {
+      const stream = session.request(headers, { endStream: init.body === undefined });
+      stream.setTimeout(this.#options.timeoutMs ?? 30_000, () => stream.close(h2.NGHTTP2_CANCEL));
+      let status = 0;
+      let responseHeaders: Http2IncomingHeaders = {};
+      const chunks: Buffer[] = [];
+      stream.on('response', (h) => {
+        status = Number(h[h2.HTTP2_HEADER_STATUS]);
+        responseHeaders = h;
+      });
+      stream.on('data', (c: Buffer) => chunks.push(c));
+      stream.on('end', () => resolve({ status, headers: stripPseudo(responseHeaders), body: Buffer.concat(chunks), connectionId, retried: false }));
+      stream.on('error', reject);
+      stream.on('close', () => {
+        if (status === 0) reject(new Error(`stream closed without a response (code ${stream.rstCode})`));
+      });
+      if (init.body !== undefined) stream.end(init.body);
+    });
+  }
+
+  #attemptH1(url: URL, init: SessionBoundRequest, fresh: boolean): Promise<SessionBoundResponse> {
+    const method = (init.method ?? 'GET').toUpperCase();
+    return new Promise((resolve, reject) => {
+      const req = httpsRequest(url, { method, agent: this.#agent, headers: { ...init.headers }, timeout: this.#options.timeoutMs ?? 30_000 });
+      let connectionId = 0;
+      req.on('timeout', () => req.destroy(new Error('request timed out')));
+      req.on('error', reject);
+      req.once('socket', (raw) => {
+        const socket = raw as TLSSocket;
+        const known = this.#connections.has(socket);
+        const state = this.#state(socket);
+        connectionId = state.id;
+        const send = () => {
+          if (init.token === undefined) {
+            req.end(init.body);
+            return;
+          }
+          req.setHeader('authorization', `Bearer ${init.token}`);
+          this.#proofFor(socket, init.token, method, url, fresh).then(
+            (proof) => {
+              req.setHeader(PROOF_HEADER, proof);
+              req.end(init.body);
+            },
+            (error: unknown) => req.destroy(error instanceof Error ? error : new Error(String(error))),
+          );
+        };
+        if (known) send();
+        else {
+          this.stats.connectionsOpened++;
+          socket.once('secureConnect', send);
+        }
+      });
+      req.on('response', (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('error', reject);
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers as IncomingHttpHeaders, body: Buffer.concat(chunks), connectionId, retried: false }));
+      });
+    });
+  }
+}
+
+function stripPseudo(headers: Http2IncomingHeaders): Record<string, string | string[] | undefined> {
+  const out: Record<string, string | string[] | undefined> = {};
+  for (const [k, v] of Object.entries(headers)) if (!k.startsWith(':')) out[k] = v;
+  return out;
+}

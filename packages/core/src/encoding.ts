@@ -1,0 +1,23 @@
+import { createHash } from 'node:crypto';
+
+const BASE64URL = /^[A-Za-z0-9_-]*$/;
+
+/** Strict base64url decode: rejects padding, foreign characters and non-canonical trailing bits. */
+export function decodeBase64url(value: string): Buffer | undefined {
+  if (!BASE64URL.test(value) || value.length % 4 === 1) return undefined;
+  const bytes = Buffer.from(value, 'base64url');
+  // Buffer's decoder ignores stray low bits in the final character; a canonical encoding round-trips.
+  if (bytes.toString('base64url') !== value) return undefined;
+  return bytes;
+}
+
+export function encodeBase64url(bytes: Uint8Array): string {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64url');
+}
+
+export function sha256(data: Uint8Array | string): Buffer {
+  return createHash('sha256').update(data).digest();
+}
+
+/** RFC 6750 section 2.1 b64token: the only characters a Bearer token may contain. */
+export const B64TOKEN = /^[A-Za-z0-9\-._~+/]+=*$/;

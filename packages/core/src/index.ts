@@ -1,0 +1,14 @@
+/**
+ * @tether/core: TLS-Session-Bound Access Tokens for OAuth 2.0
+ * (draft-mw-oauth-tls-session-bound-tokens). Subpath exports: `/proof`, `/errors`, `/verifier`,
+ * `/client`, `/node`, `/express`, `/fastify`.
+ */
+export * from './errors.js';
+export * from './proof/index.js';
+export { EXPORTER_LABEL, EXPORTER_LENGTH, deriveSessionExporter, type TlsVersion } from './exporter.js';
+export { certificateThumbprint, accessTokenHash, type CertificateInput } from './thumbprint.js';
+export { sessionBoundConfirmation, certificateBoundConfirmation, bindingRequirement, type Confirmation, type BindingRequirement } from './cnf.js';
+export { parseWwwAuthenticate, parseAuthorization, type Challenge, type Credentials } from './challenge.js';
+export { sessionBoundTlsOptions, type SessionBoundTlsOptions } from './tls-options.js';
+export * from './verifier/index.js';
+export * from './client/index.js';

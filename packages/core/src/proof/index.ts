@@ -1,0 +1,9 @@
+export { PROOF_HEADER, PROOF_TYP, MAX_PROOF_LENGTH } from './constants.js';
+export { algorithmsForKey, signingAlgorithmForKey, MIN_RSA_BITS, type ProofAlgorithm } from './algorithms.js';
+export { createSessionBindingProof, assertKeyMatchesCertificate, type CreateProofOptions } from './sign.js';
+export {
+  verifySessionBindingProof,
+  type VerifyProofOptions,
+  type SessionBindingProofClaims,
+  type VerifiedSessionBindingProof,
+} from './verify.js';

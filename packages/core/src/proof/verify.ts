@@ -1,0 +1,166 @@
+import { timingSafeEqual, type X509Certificate } from 'node:crypto';
+import { compactVerify } from 'jose';
+import { decodeBase64url } from '../encoding.js';
+import { InvalidProofError } from '../errors.js';
+import { EXPORTER_LENGTH } from '../exporter.js';
+import { accessTokenHash, certificateThumbprint } from '../thumbprint.js';
+import { algorithmsForKey, type ProofAlgorithm } from './algorithms.js';
+import { MAX_PROOF_LENGTH, PROOF_TYP } from './constants.js';
+
+/** Header parameters that name or carry a key. The proof key is always the connection's certificate. */
+const KEY_HEADER_PARAMS = ['jwk', 'jku', 'x5c', 'x5u'] as const;
+const SEGMENT = /^[A-Za-z0-9_-]+$/;
+const HTTP_METHOD = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+const MAX_CLAIM_LENGTH = 2048;
+
+export interface VerifyProofOptions {
+  /** The client certificate of *this* connection. The signature is checked against its key only. */
+  certificate: X509Certificate;
+  /** This connection's exporter value (`deriveSessionExporter`). */
+  ekm: Uint8Array;
+  /** The access token presented with the proof, or its precomputed `ath`. */
+  accessToken?: string;
+  ath?: string;
+  /** Current time in seconds (default: the system clock). */
+  now?: number;
+  /** Oldest acceptable `iat`, as seconds before now (default 300). */
+  maxAge?: number;
+  /** Allowed clock skew in seconds, both directions (default 30). */
+  clockSkew?: number;
+  /** Narrow the algorithms accepted (they must still match the key type). */
+  algorithms?: readonly ProofAlgorithm[];
+}
+
+export interface SessionBindingProofClaims {
+  ath: string;
+  ekm: string;
+  iat: number;
+  jti?: string;
+  htm?: string;
+  htu?: string;
+}
+
+export interface VerifiedSessionBindingProof {
+  header: { typ: string; alg: ProofAlgorithm; 'x5t#S256': string } & Record<string, unknown>;
+  claims: SessionBindingProofClaims;
+}
+
+function fail(reason: string, description: string, detail?: string, cause?: unknown): never {
+  throw new InvalidProofError({
+    reason,
+    description: `Session-Binding Proof verification failed: ${description}`,
+    ...(detail === undefined ? {} : { detail }),
+    ...(cause === undefined ? {} : { cause }),
+  });
+}
+
+function parseJsonObject(bytes: Uint8Array | undefined, what: string): Record<string, unknown> {
+  if (bytes === undefined) fail('malformed', `malformed ${what}`);
+  let value: unknown;
+  try {
+    value = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
+  } catch {
+    fail('malformed', `malformed ${what}`);
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) fail('malformed', `malformed ${what}`);
+  return value as Record<string, unknown>;
+}
+
+/** `typ` per RFC 7515 section 4.1.9: case-insensitive, "application/" prefix optional. */
+function isProofTyp(typ: unknown): boolean {
+  if (typeof typ !== 'string') return false;
+  const lower = typ.toLowerCase();
+  return lower === PROOF_TYP || lower === `application/${PROOF_TYP}`;
+}
+
+function optionalString(claims: Record<string, unknown>, name: string): string | undefined {
+  const value = claims[name];
+  if (value === undefined) return undefined;
+  if (typeof value !== 'string' || value.length === 0 || value.length > MAX_CLAIM_LENGTH) {
+    fail('claims', `invalid ${name} claim`);
+  }
+  return value;
+}
+
+function equal32(a: Uint8Array, b: Uint8Array): boolean {
+  return a.byteLength === b.byteLength && timingSafeEqual(a, b);
+}
+
+/**
+ * Verify a Session-Binding Proof against the certificate and exporter value of the connection it
+ * arrived on (draft section 3.3, steps e to h).
+ *
+ * Checks: compact serialization and size; `typ`; `alg` consistent with the certificate's key type
+ * (never `none`, never HMAC); no key-carrying header (`jwk`, `jku`, `x5c`, `x5u`) and no `crit`;
+ * header `x5t#S256` equal to the certificate's; signature with the certificate's public key; claim
+ * types and encodings (`ath` and `ekm` are 32-byte base64url); `ekm` and `ath` in constant time;
+ * `iat` inside `[now - maxAge - clockSkew, now + clockSkew]`.
+ *
+ * Does NOT check: `htm`/`htu` against the request or `jti` against a replay store (step i, the
+ * caller has the request), the access token itself, or the certificate chain (the TLS stack's job).
+ *
+ * @throws {InvalidProofError} with a `reason` naming the failed check.
+ */
+export async function verifySessionBindingProof(
+  proof: string,
+  options: VerifyProofOptions,
+): Promise<VerifiedSessionBindingProof> {
+  if (typeof proof !== 'string' || proof.length === 0 || proof.length > MAX_PROOF_LENGTH) {
+    fail('malformed', 'malformed proof');
+  }
+  const parts = proof.split('.');
+  if (parts.length !== 3 || !parts.every((p) => SEGMENT.test(p))) fail('malformed', 'malformed proof');
+  const header = parseJsonObject(decodeBase64url(parts[0] as string), 'proof header');
+  if (!isProofTyp(header.typ)) fail('typ', 'wrong typ');
+  if ('crit' in header || 'b64' in header) fail('crit', 'unsupported header parameter');
+  for (const name of KEY_HEADER_PARAMS) {
+    if (name in header) fail('header_key', 'key parameters are not allowed in the proof header');
+  }
+  const publicKey = options.certificate.publicKey;
+  let allowed: readonly ProofAlgorithm[] = algorithmsForKey(publicKey);
+  if (options.algorithms !== undefined) allowed = allowed.filter((a) => options.algorithms?.includes(a));
+  if (typeof header.alg !== 'string' || !(allowed as readonly string[]).includes(header.alg)) {
+    fail('alg', 'alg does not match the certificate key');
+  }
+  if (header['x5t#S256'] !== certificateThumbprint(options.certificate)) {
+    fail('x5t_mismatch', 'certificate thumbprint mismatch');
+  }
+
+  let payloadBytes: Uint8Array;
+  try {
+    ({ payload: payloadBytes } = await compactVerify(proof, publicKey, { algorithms: [header.alg] }));
+  } catch (cause) {
+    fail('signature', 'invalid signature', undefined, cause);
+  }
+  const claims = parseJsonObject(payloadBytes, 'proof payload');
+
+  const { ath, ekm, iat } = claims;
+  if (typeof ath !== 'string' || typeof ekm !== 'string') fail('claims', 'ath and ekm claims are required');
+  if (typeof iat !== 'number' || !Number.isFinite(iat) || iat < 0) fail('claims', 'iat claim is required');
+  const ekmBytes = decodeBase64url(ekm);
+  const athBytes = decodeBase64url(ath);
+  if (ekmBytes?.length !== EXPORTER_LENGTH) fail('claims', 'invalid ekm claim');
+  if (athBytes?.length !== 32) fail('claims', 'invalid ath claim');
+  const jti = optionalString(claims, 'jti');
+  const htm = optionalString(claims, 'htm');
+  const htu = optionalString(claims, 'htu');
+  if (htm !== undefined && !HTTP_METHOD.test(htm)) fail('claims', 'invalid htm claim');
+
+  if (!equal32(ekmBytes, options.ekm)) fail('ekm_mismatch', 'exporter mismatch');
+  const expectedAth = options.ath ?? (options.accessToken === undefined ? undefined : accessTokenHash(options.accessToken));
+  if (expectedAth === undefined) throw new TypeError('accessToken or ath is required');
+  const expectedAthBytes = decodeBase64url(expectedAth);
+  if (expectedAthBytes === undefined || !equal32(athBytes, expectedAthBytes)) fail('ath_mismatch', 'access token hash mismatch');
+
+  const now = options.now ?? Date.now() / 1000;
+  const skew = options.clockSkew ?? 30;
+  const maxAge = options.maxAge ?? 300;
+  if (iat > now + skew) fail('iat_future', 'iat is in the future');
+  if (iat < now - maxAge - skew) fail('iat_stale', 'iat is too old');
+
+  const out: SessionBindingProofClaims = { ath, ekm, iat };
+  if (jti !== undefined) out.jti = jti;
+  if (htm !== undefined) out.htm = htm;
+  if (htu !== undefined) out.htu = htu;
+  return { header: header as VerifiedSessionBindingProof['header'], claims: out };
+}

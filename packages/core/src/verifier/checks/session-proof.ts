@@ -1,0 +1,58 @@
+import { InvalidProofError } from '../../errors.js';
+import { verifySessionBindingProof } from '../../proof/verify.js';
+import type { PerRequestClaims, VerificationContext } from '../context.js';
+
+function perRequestClaims(source: { jti?: string; htm?: string; htu?: string }): PerRequestClaims | undefined {
+  const { jti, htm, htu } = source;
+  if (jti === undefined && htm === undefined && htu === undefined) return undefined;
+  return { ...(jti === undefined ? {} : { jti }), ...(htm === undefined ? {} : { htm }), ...(htu === undefined ? {} : { htu }) };
+}
+
+/**
+ * Steps e to h: proof signature against *this* connection's certificate, exporter match, token
+ * hash, `iat` window. A verified proof without `jti` is cached on (connection, ath) with its exact
+ * string; a request repeating that proof on that connection is a cache hit. A proof with `jti` is
+ * single-use by definition and never cached.
+ */
+export async function checkSessionBindingProof(ctx: VerificationContext): Promise<void> {
+  const proof = ctx.proof;
+  if (proof === undefined) return;
+  const { connection } = ctx.input;
+  const hit = ctx.cache.get(connection.id, ctx.ath, proof, ctx.now);
+  if (hit !== undefined) {
+    ctx.stats.cacheHits++;
+    ctx.perRequest = perRequestClaims(hit);
+    return;
+  }
+  const certificate = connection.certificate;
+  if (certificate === undefined) {
+    throw new InvalidProofError({ reason: 'no_client_certificate', description: 'Session-Binding Proof verification failed: no client certificate' });
+  }
+  let ekm: Buffer;
+  try {
+    ekm = connection.exporter();
+  } catch (cause) {
+    throw new InvalidProofError({ reason: 'exporter_unavailable', description: 'Session-Binding Proof verification failed: exporter unavailable', cause });
+  }
+  ctx.stats.proofVerifications++;
+  const { claims } = await verifySessionBindingProof(proof, {
+    certificate,
+    ekm,
+    ath: ctx.ath,
+    now: ctx.now,
+    maxAge: ctx.options.proofMaxAge,
+    clockSkew: ctx.options.clockSkew,
+    ...(ctx.options.proofAlgorithms === undefined ? {} : { algorithms: ctx.options.proofAlgorithms }),
+  });
+  const { jti, htm, htu, iat } = claims;
+  ctx.perRequest = perRequestClaims(claims);
+  if (jti === undefined) {
+    const exp = typeof ctx.claims.exp === 'number' ? ctx.claims.exp : Infinity;
+    ctx.cache.set(connection, ctx.ath, {
+      proof,
+      expiresAt: Math.min(exp, iat + ctx.options.maxBindingAge),
+      ...(htm === undefined ? {} : { htm }),
+      ...(htu === undefined ? {} : { htu }),
+    });
+  }
+}

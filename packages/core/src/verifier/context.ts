@@ -1,0 +1,33 @@
+import type { BindingRequirement } from '../cnf.js';
+import type { AccessTokenClaims } from './access-token.js';
+import type { ResolvedVerifierOptions } from './options.js';
+import type { RequestInput } from './request.js';
+import type { VerifierStats } from './stats.js';
+import type { BindingCache } from './binding-cache.js';
+
+/** State threaded through the verification steps of one request. */
+export interface VerificationContext {
+  readonly input: RequestInput;
+  readonly options: ResolvedVerifierOptions;
+  readonly cache: BindingCache;
+  readonly stats: VerifierStats;
+  /** Epoch seconds at the start of verification. */
+  readonly now: number;
+  /** The access token (set by the credential parsing step). */
+  token: string;
+  /** The single Session-Binding-Proof value, if any. */
+  proof: string | undefined;
+  claims: AccessTokenClaims;
+  binding: BindingRequirement;
+  /** `ath` of `token`, computed once. */
+  ath: string;
+  /** Proof-level claims needing per-request checks (step i). */
+  perRequest: PerRequestClaims | undefined;
+}
+
+/** Optional per-request claims of a proof (draft section 2.3.2.2). */
+export interface PerRequestClaims {
+  jti?: string;
+  htm?: string;
+  htu?: string;
+}

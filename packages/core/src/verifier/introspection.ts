@@ -1,0 +1,121 @@
+import { request as httpRequest } from 'node:http';
+import { request as httpsRequest, type RequestOptions } from 'node:https';
+import { sha256 } from '../encoding.js';
+import { ConfigurationError, InvalidTokenError } from '../errors.js';
+import type { AccessTokenClaims, AccessTokenValidator } from './access-token.js';
+
+export interface IntrospectionValidatorOptions {
+  /** RFC 7662 introspection endpoint. */
+  endpoint: string | URL;
+  /** HTTP Basic client authentication (client_secret_basic). */
+  clientId?: string;
+  clientSecret?: string;
+  /** TLS options for an https endpoint: CA bundle and, for mTLS client authentication, cert and key. */
+  tls?: Pick<RequestOptions, 'ca' | 'cert' | 'key' | 'servername'>;
+  /** Required `iss` in the response, when the server returns one. */
+  issuer?: string;
+  /** Accepted `aud` values; when set, the response must name one. */
+  audience?: string | string[];
+  /** Longest time a positive result is cached, seconds (default 60). Never past the token's `exp`. */
+  cacheTtl?: number;
+  /** Most cached results (default 10000). */
+  cacheMaxEntries?: number;
+  /** Request timeout, ms (default 5000). */
+  timeoutMs?: number;
+  /** Clock in epoch seconds. */
+  now?: () => number;
+}
+
+const MAX_RESPONSE = 256 * 1024;
+
+function post(url: URL, body: string, headers: Record<string, string>, options: IntrospectionValidatorOptions): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
+    const req = send(url, {
+      method: 'POST',
+      headers: { ...headers, 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json', 'content-length': String(Buffer.byteLength(body)) },
+      timeout: options.timeoutMs ?? 5000,
+      ...(url.protocol === 'https:' ? (options.tls ?? {}) : {}),
+    });
+    req.on('timeout', () => req.destroy(new Error('introspection timed out')));
+    req.on('error', reject);
+    req.on('response', (res) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      res.on('data', (c: Buffer) => {
+        size += c.length;
+        if (size > MAX_RESPONSE) req.destroy(new Error('introspection response too large'));
+        else chunks.push(c);
+      });
+      res.on('error', reject);
+      res.on('end', () => {
+        if (res.statusCode !== 200) return reject(new Error(`introspection answered ${String(res.statusCode)}`));
+        try {
+          resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')));
+        } catch (cause) {
+          reject(new Error('introspection response is not JSON', { cause }));
+        }
+      });
+    });
+    req.end(body);
+  });
+}
+
+/**
+ * RFC 7662 token introspection as an {@link AccessTokenValidator}. An inactive token, a response
+ * that is not a JSON object, a failed call, or a mismatched `iss`/`aud` all yield `invalid_token`
+ * (fail closed). Positive results are cached by token hash for at most `cacheTtl` and never past
+ * `exp`; negative results are not cached, so a revoked token is refused as soon as the cache entry
+ * expires.
+ */
+export function introspectionValidator(options: IntrospectionValidatorOptions): AccessTokenValidator {
+  const endpoint = new URL(options.endpoint);
+  if (endpoint.protocol !== 'https:' && endpoint.protocol !== 'http:') throw new ConfigurationError('introspection endpoint must be http(s)');
+  if ((options.clientId === undefined) !== (options.clientSecret === undefined)) {
+    throw new ConfigurationError('clientId and clientSecret go together');
+  }
+  const audience = options.audience === undefined ? undefined : [options.audience].flat();
+  const now = options.now ?? (() => Date.now() / 1000);
+  const ttl = options.cacheTtl ?? 60;
+  const maxEntries = options.cacheMaxEntries ?? 10_000;
+  const cache = new Map<string, { claims: AccessTokenClaims; until: number }>();
+  const headers: Record<string, string> = {};
+  if (options.clientId !== undefined && options.clientSecret !== undefined) {
+    const enc = (s: string) => encodeURIComponent(s);
+    headers.authorization = `Basic ${Buffer.from(`${enc(options.clientId)}:${enc(options.clientSecret)}`).toString('base64')}`;
+  }
+  const inactive = (reason: string, cause?: unknown) =>
+    new InvalidTokenError({ reason, description: 'The access token is invalid', ...(cause === undefined ? {} : { cause }) });
+
+  return {
+    async validate(token: string): Promise<AccessTokenClaims> {
+      const key = sha256(token).toString('base64url');
+      const t = now();
+      const hit = cache.get(key);
+      if (hit !== undefined) {
+        if (hit.until > t) return hit.claims;
+        cache.delete(key);
+      }
+      let response: unknown;
+      try {
+        response = await post(endpoint, new URLSearchParams({ token, token_type_hint: 'access_token' }).toString(), headers, options);
+      } catch (cause) {
+        throw inactive('introspection_failed', cause);
+      }
+      if (typeof response !== 'object' || response === null || Array.isArray(response)) throw inactive('introspection_malformed');
+      const claims = response as AccessTokenClaims & { active?: unknown };
+      if (claims.active !== true) throw inactive('inactive');
+      if (claims.exp !== undefined && (typeof claims.exp !== 'number' || claims.exp <= t)) throw inactive('expired');
+      if (claims.nbf !== undefined && (typeof claims.nbf !== 'number' || claims.nbf > t + 30)) throw inactive('not_yet_valid');
+      if (options.issuer !== undefined && claims.iss !== undefined && claims.iss !== options.issuer) throw inactive('issuer');
+      if (audience !== undefined) {
+        const aud = [claims.aud ?? []].flat();
+        if (!aud.some((a) => audience.includes(a))) throw inactive('audience');
+      }
+      const until = Math.min(t + ttl, typeof claims.exp === 'number' ? claims.exp : Infinity);
+      if (cache.size >= maxEntries) cache.delete(cache.keys().next().value as string);
+      cache.set(key, { claims, until });
+      return claims;
+    },
+  };
+}

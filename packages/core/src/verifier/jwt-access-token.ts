@@ -1,0 +1,70 @@
+import { errors as joseErrors, jwtVerify, type JWTVerifyGetKey } from 'jose';
+import { ConfigurationError, InvalidTokenError } from '../errors.js';
+import type { AccessTokenClaims, AccessTokenValidator } from './access-token.js';
+
+/** Signature algorithms accepted on access tokens by default (asymmetric only, RFC 8725 3.1). */
+export const DEFAULT_ACCESS_TOKEN_ALGORITHMS = ['ES256', 'ES384', 'EdDSA', 'Ed25519', 'PS256', 'RS256'] as const;
+
+export interface JwtAccessTokenValidatorOptions {
+  /** Key resolver: `localJwks(...)`, `remoteJwks(...)`, or any jose `JWTVerifyGetKey`. */
+  keys: JWTVerifyGetKey;
+  /** Required `iss`. */
+  issuer: string;
+  /** Accepted `aud` values (the token must name at least one). */
+  audience: string | string[];
+  /** Accepted `alg` values (default: {@link DEFAULT_ACCESS_TOKEN_ALGORITHMS}). */
+  algorithms?: readonly string[];
+  /** Tolerance for `exp`/`nbf`/`iat`, seconds (default 30). */
+  clockTolerance?: number;
+  /** Clock in epoch seconds (default: the system clock). */
+  now?: () => number;
+  /** Largest token accepted, characters (default 16384). */
+  maxTokenLength?: number;
+}
+
+function invalid(reason: string, description: string, cause?: unknown): InvalidTokenError {
+  return new InvalidTokenError({ reason, description, ...(cause === undefined ? {} : { cause }) });
+}
+
+/**
+ * RFC 9068 JWT access-token validation: `typ` is `at+jwt`, signature by a key from `keys`, `iss`,
+ * `aud`, `exp` (required), `nbf` and `iat` with tolerance. Failures throw `InvalidTokenError`
+ * whose description never echoes token content.
+ *
+ * Does NOT check: binding (`cnf`), scopes, or revocation; the verifier and introspection do.
+ */
+export function jwtAccessTokenValidator(options: JwtAccessTokenValidatorOptions): AccessTokenValidator {
+  if (typeof options.issuer !== 'string' || options.issuer === '') throw new ConfigurationError('issuer is required');
+  const audience = Array.isArray(options.audience) ? options.audience : [options.audience];
+  if (audience.length === 0 || audience.some((a) => typeof a !== 'string' || a === '')) {
+    throw new ConfigurationError('audience is required');
+  }
+  const algorithms = [...(options.algorithms ?? DEFAULT_ACCESS_TOKEN_ALGORITHMS)];
+  if (algorithms.some((a) => a === 'none' || a.startsWith('HS'))) {
+    throw new ConfigurationError('access tokens must use asymmetric algorithms');
+  }
+  const maxLength = options.maxTokenLength ?? 16_384;
+  const clockTolerance = options.clockTolerance ?? 30;
+  return {
+    async validate(token: string): Promise<AccessTokenClaims> {
+      if (token.length > maxLength) throw invalid('too_large', 'The access token is too large');
+      try {
+        const { payload } = await jwtVerify(token, options.keys, {
+          typ: 'at+jwt',
+          issuer: options.issuer,
+          audience,
+          algorithms,
+          clockTolerance,
+          requiredClaims: ['exp', 'iss', 'aud'],
+          ...(options.now === undefined ? {} : { currentDate: new Date(options.now() * 1000) }),
+        });
+        return payload as AccessTokenClaims;
+      } catch (cause) {
+        if (cause instanceof joseErrors.JWTExpired) throw invalid('expired', 'The access token expired', cause);
+        if (cause instanceof joseErrors.JWKSNoMatchingKey) throw invalid('unknown_key', 'The access token is signed by an unknown key', cause);
+        if (cause instanceof joseErrors.JWTClaimValidationFailed) throw invalid('claims', 'The access token is not valid here', cause);
+        throw invalid('invalid', 'The access token is invalid', cause);
+      }
+    },
+  };
+}

@@ -1,0 +1,53 @@
+/**
+ * Replay detection for `jti` (draft section 2.3.2.2; also used for DPoP proofs). `use` must be
+ * atomic: of two concurrent calls with the same `jti`, exactly one returns true. A store that
+ * cannot answer must throw: the verifier then refuses the request (fails closed).
+ */
+export interface ReplayStore {
+  /**
+   * Record `jti` as used until `expiresAt` (epoch seconds). Resolves true when it was unused,
+   * false when it was seen before.
+   */
+  use(jti: string, expiresAt: number): boolean | Promise<boolean>;
+}
+
+export interface MemoryReplayStoreOptions {
+  /** Most identifiers held at once. When full of unexpired entries, `use` throws. Default 1,000,000. */
+  maxEntries?: number;
+  /** Clock in epoch seconds. */
+  now?: () => number;
+}
+
+/** In-process replay store. Atomic because `use` is synchronous on one event loop. */
+export class MemoryReplayStore implements ReplayStore {
+  readonly #seen = new Map<string, number>();
+  readonly #max: number;
+  readonly #now: () => number;
+
+  constructor(options: MemoryReplayStoreOptions = {}) {
+    this.#max = options.maxEntries ?? 1_000_000;
+    this.#now = options.now ?? (() => Date.now() / 1000);
+  }
+
+  get size(): number {
+    return this.#seen.size;
+  }
+
+  use(jti: string, expiresAt: number): boolean {
+    const now = this.#now();
+    const existing = this.#seen.get(jti);
+    if (existing !== undefined && existing > now) return false;
+    if (existing === undefined && this.#seen.size >= this.#max) {
+      this.#sweep(now);
+      // Failing closed beats forgetting identifiers that could then be replayed.
+      if (this.#seen.size >= this.#max) throw new Error('replay store full');
+    }
+    this.#seen.delete(jti);
+    this.#seen.set(jti, expiresAt);
+    return true;
+  }
+
+  #sweep(now: number): void {
+    for (const [jti, exp] of this.#seen) if (exp <= now) this.#seen.delete(jti);
+  }
+}
