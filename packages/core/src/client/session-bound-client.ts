@@ -68,11 +68,13 @@ export interface SessionBoundClientStats {
   retries: number;
 }
 
+type Attempt = SessionBoundResponse & { sentProof: string | undefined };
+
 interface ConnectionState {
   id: number;
   ekm: Buffer | undefined;
-  /** token -> proof, for proofs without per-request claims. */
-  proofs: Map<string, { proof: string; iat: number }>;
+  /** token -> proof, for proofs without per-request claims. A promise, so concurrent requests share one signature. */
+  proofs: Map<string, { proof: Promise<string>; iat: number }>;
 }
 
 const RETRYABLE = new Set(['use_session_binding', 'invalid_proof']);
@@ -126,15 +128,18 @@ export class SessionBoundClient {
     const target = new URL(url);
     if (target.protocol !== 'https:') throw new TypeError('session-bound requests need an https URL');
     this.stats.requests++;
-    let response = await this.#attempt(target, init);
-    if (response.status === 401 && init.token !== undefined) {
-      const error = parseWwwAuthenticate(response.headers['www-authenticate']).find((c) => c.scheme === 'bearer')?.params.error;
+    let attempt = await this.#attempt(target, init);
+    let retried = false;
+    if (attempt.status === 401 && init.token !== undefined) {
+      const error = parseWwwAuthenticate(attempt.headers['www-authenticate']).find((c) => c.scheme === 'bearer')?.params.error;
       if (error !== undefined && RETRYABLE.has(error)) {
         this.stats.retries++;
-        response = { ...(await this.#attempt(target, init, true)), retried: true };
+        retried = true;
+        attempt = await this.#attempt(target, init, attempt.sentProof ?? '');
       }
     }
-    return response;
+    const { sentProof: _sent, ...response } = attempt;
+    return { ...response, retried };
   }
 
   /** Close every connection. */
@@ -159,7 +164,8 @@ export class SessionBoundClient {
     return state;
   }
 
-  async #proofFor(socket: TLSSocket, token: string, method: string, url: URL, fresh: boolean): Promise<string> {
+  /** The proof for (token, connection); `rejected` names a proof the server refused, which is never reused. */
+  async #proofFor(socket: TLSSocket, token: string, method: string, url: URL, rejected: string | undefined): Promise<string> {
     const state = this.#state(socket);
     state.ekm ??= deriveSessionExporter(socket, this.#tlsVersions);
     const now = Math.floor(Date.now() / 1000);
@@ -169,16 +175,24 @@ export class SessionBoundClient {
       return createSessionBindingProof({ ...base, jti: randomUUID(), htm: method, htu: `${url.origin}${url.pathname}` });
     }
     const cached = state.proofs.get(token);
-    if (!fresh && cached !== undefined && now - cached.iat < (this.#options.proofRefreshAfter ?? 3000)) return cached.proof;
+    if (cached !== undefined && now - cached.iat < (this.#options.proofRefreshAfter ?? 3000)) {
+      // A concurrent retry may already have replaced the rejected proof: share that one.
+      const proof = await cached.proof.catch(() => undefined);
+      if (proof !== undefined && proof !== rejected) return proof;
+    }
     this.stats.proofsSigned++;
-    const proof = await createSessionBindingProof(base);
-    state.proofs.set(token, { proof, iat: now });
+    const proof = createSessionBindingProof(base);
+    const entry = { proof, iat: now };
+    state.proofs.set(token, entry);
+    proof.catch(() => {
+      if (state.proofs.get(token) === entry) state.proofs.delete(token);
+    });
     return proof;
   }
 
-  #attempt(url: URL, init: SessionBoundRequest, fresh = false): Promise<SessionBoundResponse> {
+  #attempt(url: URL, init: SessionBoundRequest, rejected?: string): Promise<Attempt> {
     this.stats.attempts++;
-    return this.#agent === undefined ? this.#attemptH2(url, init, fresh) : this.#attemptH1(url, init, fresh);
+    return this.#agent === undefined ? this.#attemptH2(url, init, rejected) : this.#attemptH1(url, init, rejected);
   }
 
   #session(url: URL): { session: ClientHttp2Session; socket: TLSSocket; ready: Promise<void> } {
@@ -215,10 +229,11 @@ export class SessionBoundClient {
     return entry;
   }
 
-  async #attemptH2(url: URL, init: SessionBoundRequest, fresh: boolean): Promise<SessionBoundResponse> {
+  async #attemptH2(url: URL, init: SessionBoundRequest, rejected: string | undefined): Promise<Attempt> {
     const { session, socket, ready } = this.#session(url);
     await ready;
     const method = (init.method ?? 'GET').toUpperCase();
+    let sentProof: string | undefined;
     const headers: Record<string, string> = {
       ...init.headers,
       [h2.HTTP2_HEADER_METHOD]: method,
@@ -228,7 +243,8 @@ export class SessionBoundClient {
     };
     if (init.token !== undefined) {
       headers.authorization = `Bearer ${init.token}`;
-      headers[PROOF_HEADER.toLowerCase()] = await this.#proofFor(socket, init.token, method, url, fresh);
+      sentProof = await this.#proofFor(socket, init.token, method, url, rejected);
+      headers[PROOF_HEADER.toLowerCase()] = sentProof;
     }
     const connectionId = this.#state(socket).id;
     return new Promise((resolve, reject) => {
@@ -242,7 +258,7 @@ export class SessionBoundClient {
         responseHeaders = h;
       });
       stream.on('data', (c: Buffer) => chunks.push(c));
-      stream.on('end', () => resolve({ status, headers: stripPseudo(responseHeaders), body: Buffer.concat(chunks), connectionId, retried: false }));
+      stream.on('end', () => resolve({ status, headers: stripPseudo(responseHeaders), body: Buffer.concat(chunks), connectionId, retried: false, sentProof }));
       stream.on('error', reject);
       stream.on('close', () => {
         if (status === 0) reject(new Error(`stream closed without a response (code ${stream.rstCode})`));
@@ -251,11 +267,12 @@ export class SessionBoundClient {
     });
   }
 
-  #attemptH1(url: URL, init: SessionBoundRequest, fresh: boolean): Promise<SessionBoundResponse> {
+  #attemptH1(url: URL, init: SessionBoundRequest, rejected: string | undefined): Promise<Attempt> {
     const method = (init.method ?? 'GET').toUpperCase();
     return new Promise((resolve, reject) => {
       const req = httpsRequest(url, { method, agent: this.#agent, headers: { ...init.headers }, timeout: this.#options.timeoutMs ?? 30_000 });
       let connectionId = 0;
+      let sentProof: string | undefined;
       req.on('timeout', () => req.destroy(new Error('request timed out')));
       req.on('error', reject);
       req.once('socket', (raw) => {
@@ -269,8 +286,9 @@ export class SessionBoundClient {
             return;
           }
           req.setHeader('authorization', `Bearer ${init.token}`);
-          this.#proofFor(socket, init.token, method, url, fresh).then(
+          this.#proofFor(socket, init.token, method, url, rejected).then(
             (proof) => {
+              sentProof = proof;
               req.setHeader(PROOF_HEADER, proof);
               req.end(init.body);
             },
@@ -287,7 +305,7 @@ export class SessionBoundClient {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('error', reject);
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers as IncomingHttpHeaders, body: Buffer.concat(chunks), connectionId, retried: false }));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers as IncomingHttpHeaders, body: Buffer.concat(chunks), connectionId, retried: false, sentProof }));
       });
     });
   }

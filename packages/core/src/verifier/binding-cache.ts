@@ -34,6 +34,28 @@ export class BindingCache {
     this.#maxEntries = options.maxEntries ?? 100_000;
   }
 
+  readonly #inflight = new Map<string, { proof: string; verification: Promise<unknown> }>();
+
+  /**
+   * A verification of exactly `proof` for (connection, ath) that is still running, if any: HTTP/2
+   * streams that carry the same new proof concurrently share one signature check.
+   */
+  inflight<T>(connectionId: number, ath: string, proof: string): Promise<T> | undefined {
+    const running = this.#inflight.get(`${connectionId} ${ath}`);
+    return running?.proof === proof ? (running.verification as Promise<T>) : undefined;
+  }
+
+  /** Register a running verification; it unregisters itself when it settles. */
+  trackVerification(connectionId: number, ath: string, proof: string, verification: Promise<unknown>): void {
+    const key = `${connectionId} ${ath}`;
+    const entry = { proof, verification };
+    this.#inflight.set(key, entry);
+    const done = () => {
+      if (this.#inflight.get(key) === entry) this.#inflight.delete(key);
+    };
+    verification.then(done, done);
+  }
+
   /** Total entries across connections. */
   get size(): number {
     return this.#size;

@@ -20,6 +20,12 @@ export interface JwtAccessTokenValidatorOptions {
   now?: () => number;
   /** Largest token accepted, characters (default 16384). */
   maxTokenLength?: number;
+  /**
+   * Remember this many validated tokens (default 10000; 0 disables), so a token presented again is
+   * not re-verified. An entry is dropped once `exp` (plus tolerance) passes; the key is the whole
+   * token string, so a different signature can never hit.
+   */
+  cacheMaxEntries?: number;
 }
 
 function invalid(reason: string, description: string, cause?: unknown): InvalidTokenError {
@@ -45,26 +51,43 @@ export function jwtAccessTokenValidator(options: JwtAccessTokenValidatorOptions)
   }
   const maxLength = options.maxTokenLength ?? 16_384;
   const clockTolerance = options.clockTolerance ?? 30;
+  const cacheMax = options.cacheMaxEntries ?? 10_000;
+  const now = options.now ?? (() => Date.now() / 1000);
+  const validated = new Map<string, { claims: AccessTokenClaims; until: number }>();
   return {
     async validate(token: string): Promise<AccessTokenClaims> {
       if (token.length > maxLength) throw invalid('too_large', 'The access token is too large');
-      try {
-        const { payload } = await jwtVerify(token, options.keys, {
-          typ: 'at+jwt',
-          issuer: options.issuer,
-          audience,
-          algorithms,
-          clockTolerance,
-          requiredClaims: ['exp', 'iss', 'aud'],
-          ...(options.now === undefined ? {} : { currentDate: new Date(options.now() * 1000) }),
-        });
-        return payload as AccessTokenClaims;
-      } catch (cause) {
-        if (cause instanceof joseErrors.JWTExpired) throw invalid('expired', 'The access token expired', cause);
-        if (cause instanceof joseErrors.JWKSNoMatchingKey) throw invalid('unknown_key', 'The access token is signed by an unknown key', cause);
-        if (cause instanceof joseErrors.JWTClaimValidationFailed) throw invalid('claims', 'The access token is not valid here', cause);
-        throw invalid('invalid', 'The access token is invalid', cause);
+      const hit = validated.get(token);
+      if (hit !== undefined) {
+        if (hit.until > now()) return hit.claims;
+        validated.delete(token);
       }
+      const claims = await verifyToken(token);
+      if (cacheMax > 0 && typeof claims.exp === 'number') {
+        if (validated.size >= cacheMax) validated.delete(validated.keys().next().value as string);
+        validated.set(token, { claims, until: claims.exp + clockTolerance });
+      }
+      return claims;
     },
   };
+
+  async function verifyToken(token: string): Promise<AccessTokenClaims> {
+    try {
+      const { payload } = await jwtVerify(token, options.keys, {
+        typ: 'at+jwt',
+        issuer: options.issuer,
+        audience,
+        algorithms,
+        clockTolerance,
+        requiredClaims: ['exp', 'iss', 'aud'],
+        currentDate: new Date(now() * 1000),
+      });
+      return payload as AccessTokenClaims;
+    } catch (cause) {
+      if (cause instanceof joseErrors.JWTExpired) throw invalid('expired', 'The access token expired', cause);
+      if (cause instanceof joseErrors.JWKSNoMatchingKey) throw invalid('unknown_key', 'The access token is signed by an unknown key', cause);
+      if (cause instanceof joseErrors.JWTClaimValidationFailed) throw invalid('claims', 'The access token is not valid here', cause);
+      throw invalid('invalid', 'The access token is invalid', cause);
+    }
+  }
 }

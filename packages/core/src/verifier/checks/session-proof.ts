@@ -1,5 +1,5 @@
 import { InvalidProofError } from '../../errors.js';
-import { verifySessionBindingProof } from '../../proof/verify.js';
+import { verifySessionBindingProof, type SessionBindingProofClaims } from '../../proof/verify.js';
 import type { PerRequestClaims, VerificationContext } from '../context.js';
 
 function perRequestClaims(source: { jti?: string; htm?: string; htu?: string }): PerRequestClaims | undefined {
@@ -12,7 +12,9 @@ function perRequestClaims(source: { jti?: string; htm?: string; htu?: string }):
  * Steps e to h: proof signature against *this* connection's certificate, exporter match, token
  * hash, `iat` window. A verified proof without `jti` is cached on (connection, ath) with its exact
  * string; a request repeating that proof on that connection is a cache hit. A proof with `jti` is
- * single-use by definition and never cached.
+ * single-use by definition and never cached. Concurrent requests with the same new proof on the
+ * same connection share one verification (then step i still sees each request, so a `jti` proof
+ * shared this way is used once).
  */
 export async function checkSessionBindingProof(ctx: VerificationContext): Promise<void> {
   const proof = ctx.proof;
@@ -34,16 +36,25 @@ export async function checkSessionBindingProof(ctx: VerificationContext): Promis
   } catch (cause) {
     throw new InvalidProofError({ reason: 'exporter_unavailable', description: 'Session-Binding Proof verification failed: exporter unavailable', cause });
   }
-  ctx.stats.proofVerifications++;
-  const { claims } = await verifySessionBindingProof(proof, {
-    certificate,
-    ekm,
-    ath: ctx.ath,
-    now: ctx.now,
-    maxAge: ctx.options.proofMaxAge,
-    clockSkew: ctx.options.clockSkew,
-    ...(ctx.options.proofAlgorithms === undefined ? {} : { algorithms: ctx.options.proofAlgorithms }),
-  });
+  const running = ctx.cache.inflight<SessionBindingProofClaims>(connection.id, ctx.ath, proof);
+  let claims: SessionBindingProofClaims;
+  if (running !== undefined) {
+    claims = await running;
+    ctx.stats.cacheHits++;
+  } else {
+    ctx.stats.proofVerifications++;
+    const verification = verifySessionBindingProof(proof, {
+      certificate,
+      ekm,
+      ath: ctx.ath,
+      now: ctx.now,
+      maxAge: ctx.options.proofMaxAge,
+      clockSkew: ctx.options.clockSkew,
+      ...(ctx.options.proofAlgorithms === undefined ? {} : { algorithms: ctx.options.proofAlgorithms }),
+    }).then((verified) => verified.claims);
+    ctx.cache.trackVerification(connection.id, ctx.ath, proof, verification);
+    claims = await verification;
+  }
   const { jti, htm, htu, iat } = claims;
   ctx.perRequest = perRequestClaims(claims);
   if (jti === undefined) {
