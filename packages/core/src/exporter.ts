@@ -18,7 +18,7 @@ export type TlsVersion = 'TLSv1.3' | 'TLSv1.2';
  *
  * Fails with {@link TlsExporterError} when:
  * - `socket` is not an encrypted TLS socket;
- * - the handshake has not completed (`getProtocol()` is not a TLS version yet);
+ * - the handshake has not completed (Node's `_secureEstablished` is false, or OpenSSL refuses);
  * - the negotiated version is not in `allowedVersions` (default: TLS 1.3 only);
  * - OpenSSL refuses the derivation.
  *
@@ -32,6 +32,12 @@ export function deriveSessionExporter(
     throw new TlsExporterError('not a TLS socket');
   }
   if (socket.destroyed) throw new TlsExporterError('the TLS connection is closed');
+  // getProtocol() reports a version before the handshake ends, and Node has no public "handshake
+  // done" flag; `_secureEstablished` (set just before 'secure'/'secureConnect') is the one it keeps.
+  // OpenSSL also refuses to export before the handshake, so a missing flag still fails closed below.
+  if ((socket as { _secureEstablished?: unknown })._secureEstablished === false) {
+    throw new TlsExporterError('TLS handshake not complete');
+  }
   const protocol = socket.getProtocol();
   if (protocol !== 'TLSv1.3' && protocol !== 'TLSv1.2') {
     throw new TlsExporterError(`TLS handshake not complete (protocol: ${String(protocol)})`);
