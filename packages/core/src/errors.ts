@@ -50,6 +50,8 @@ export abstract class TetherError extends Error {
   readonly detail: string | undefined;
   readonly scheme: string;
   readonly realm: string | undefined;
+  /** `instanceof TetherError` recognises errors from any copy of this package, like the subclasses do. */
+  static override [Symbol.hasInstance] = (instance: unknown): boolean => isTetherError(instance);
 
   constructor(options: TetherErrorOptions) {
     super(options.description, options.cause === undefined ? undefined : { cause: options.cause });
@@ -80,9 +82,11 @@ export abstract class TetherError extends Error {
     return `${this.scheme} ${params.map(([k, v]) => `${k}=${quote(v)}`).join(', ')}`;
   }
 
-  /** Headers to send with the error response (fastify and express honour `err.headers`). */
+  /**
+   * Headers to send with the error response (fastify and express honour `err.headers`). Every
+   * refusal, the 400 `invalid_request` included, carries its challenge (RFC 6750 section 3.1).
+   */
   get headers(): Record<string, string> {
-    if (this.statusCode === 400) return {};
     return { 'www-authenticate': this.challenge };
   }
 

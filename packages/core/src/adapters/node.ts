@@ -45,11 +45,19 @@ export function requestInputOf(req: NodeRequest, verifier: SessionBoundVerifier)
   };
 }
 
-/** Verify a node request. Rejects with a `TetherError` only. */
-export async function verifyNodeRequest(verifier: SessionBoundVerifier, req: NodeRequest): Promise<VerifiedPrincipal> {
+/**
+ * Verify a node request. Rejects with a `TetherError` only. `overrides.path` replaces `req.url`
+ * for frameworks that rewrite it while routing (Express strips a mount path; pass `originalUrl`).
+ */
+export async function verifyNodeRequest(
+  verifier: SessionBoundVerifier,
+  req: NodeRequest,
+  overrides: { path?: string } = {},
+): Promise<VerifiedPrincipal> {
   let input: RequestInput;
   try {
     input = requestInputOf(req, verifier);
+    if (overrides.path !== undefined) input.path = overrides.path;
   } catch (cause) {
     throw new InvalidTokenError({ reason: 'internal', description: 'The access token could not be verified', cause });
   }

@@ -21,6 +21,11 @@ export interface SessionBoundClientOptions {
   protocol?: 'h2' | 'http/1.1';
   /** Also offer TLS 1.2 (default: TLS 1.3 only). */
   allowTls12?: boolean;
+  /**
+   * Highest TLS version offered (default `TLSv1.3`). `TLSv1.2` forces TLS 1.2 and needs
+   * `allowTls12`; meant for testing TLS 1.2 deployments.
+   */
+  maxTlsVersion?: TlsVersion;
   /** Connections per origin for HTTP/1.1 (default 6). */
   maxConnectionsPerOrigin?: number;
   /**
@@ -110,12 +115,16 @@ export class SessionBoundClient {
     assertKeyMatchesCertificate(this.#privateKey, this.#certificate);
     this.#alg = signingAlgorithmForKey(this.#privateKey, options.preferRs256 === true);
     this.#tlsVersions = options.allowTls12 === true ? ['TLSv1.3', 'TLSv1.2'] : ['TLSv1.3'];
+    const maxVersion = options.maxTlsVersion ?? 'TLSv1.3';
+    if (!this.#tlsVersions.includes(maxVersion)) {
+      throw new ConfigurationError('maxTlsVersion must be TLSv1.3, or TLSv1.2 together with allowTls12');
+    }
     this.#tls = {
       cert: options.cert,
       key: options.key,
       ...(options.ca === undefined ? {} : { ca: options.ca }),
       minVersion: options.allowTls12 === true ? 'TLSv1.2' : 'TLSv1.3',
-      maxVersion: 'TLSv1.3',
+      maxVersion,
     };
     if ((options.protocol ?? 'h2') === 'http/1.1') {
       this.#agent = new HttpsAgent({ ...this.#tls, keepAlive: true, maxSockets: options.maxConnectionsPerOrigin ?? 6 });

@@ -109,7 +109,9 @@ export async function verifySessionBindingProof(
     fail('malformed', 'malformed proof');
   }
   const parts = proof.split('.');
-  if (parts.length !== 3 || !parts.every((p) => SEGMENT.test(p))) fail('malformed', 'malformed proof');
+  // Every segment canonical base64url: jose's decoder ignores stray low bits in the last character,
+  // which would let anyone mint other strings carrying the same signed proof.
+  if (parts.length !== 3 || !parts.every((p) => SEGMENT.test(p) && decodeBase64url(p) !== undefined)) fail('malformed', 'malformed proof');
   const header = parseJsonObject(decodeBase64url(parts[0] as string), 'proof header');
   if (!isProofTyp(header.typ)) fail('typ', 'wrong typ');
   if ('crit' in header || 'b64' in header) fail('crit', 'unsupported header parameter');

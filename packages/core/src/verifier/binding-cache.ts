@@ -99,11 +99,15 @@ export class BindingCache {
     if (entries.delete(ath)) this.#size--;
     if (entries.size >= this.#maxPerConnection) this.#evictOldest(entries);
     while (this.#size >= this.#maxEntries) {
-      const [oldestConnection, oldest] = this.#connections.entries().next().value as [number, Map<string, BindingEntry>];
+      const oldestConnection = this.#connections.entries().next();
+      if (oldestConnection.done) break;
+      const [oldestId, oldest] = oldestConnection.value;
       this.#evictOldest(oldest);
-      if (oldest.size === 0) this.#connections.delete(oldestConnection);
+      if (oldest.size === 0) this.#connections.delete(oldestId);
     }
     entries.set(ath, entry);
+    // The loop drops a connection it empties, and that may be this one: attach its map again.
+    this.#connections.set(connectionId, entries);
     this.#size++;
   }
 

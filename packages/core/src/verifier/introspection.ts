@@ -29,31 +29,45 @@ export interface IntrospectionValidatorOptions {
 const MAX_RESPONSE = 256 * 1024;
 
 function post(url: URL, body: string, headers: Record<string, string>, options: IntrospectionValidatorOptions): Promise<unknown> {
+  const timeoutMs = options.timeoutMs ?? 5000;
   return new Promise((resolve, reject) => {
     const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
     const req = send(url, {
       method: 'POST',
       headers: { ...headers, 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json', 'content-length': String(Buffer.byteLength(body)) },
-      timeout: options.timeoutMs ?? 5000,
+      timeout: timeoutMs,
       ...(url.protocol === 'https:' ? (options.tls ?? {}) : {}),
     });
-    req.on('timeout', () => req.destroy(new Error('introspection timed out')));
-    req.on('error', reject);
+    const settle = (error: Error | undefined, value?: unknown) => {
+      clearTimeout(deadline);
+      if (error === undefined) resolve(value);
+      else reject(error);
+    };
+    // Destroy without an error argument: once the response is parsed the socket has no error
+    // listener, and an error emitted on it would be an uncaught exception.
+    const abort = (error: Error) => {
+      settle(error);
+      req.destroy();
+    };
+    // `timeout` above only fires on an idle socket; the deadline also bounds a body that trickles.
+    const deadline = setTimeout(() => abort(new Error('introspection timed out')), timeoutMs);
+    req.on('timeout', () => abort(new Error('introspection timed out')));
+    req.on('error', settle);
     req.on('response', (res) => {
       const chunks: Buffer[] = [];
       let size = 0;
       res.on('data', (c: Buffer) => {
         size += c.length;
-        if (size > MAX_RESPONSE) req.destroy(new Error('introspection response too large'));
+        if (size > MAX_RESPONSE) abort(new Error('introspection response too large'));
         else chunks.push(c);
       });
-      res.on('error', reject);
+      res.on('error', settle);
       res.on('end', () => {
-        if (res.statusCode !== 200) return reject(new Error(`introspection answered ${String(res.statusCode)}`));
+        if (res.statusCode !== 200) return settle(new Error(`introspection answered ${String(res.statusCode)}`));
         try {
-          resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')));
+          settle(undefined, JSON.parse(Buffer.concat(chunks).toString('utf8')));
         } catch (cause) {
-          reject(new Error('introspection response is not JSON', { cause }));
+          settle(new Error('introspection response is not JSON', { cause }));
         }
       });
     });
@@ -81,7 +95,8 @@ export function introspectionValidator(options: IntrospectionValidatorOptions): 
   const cache = new Map<string, { claims: AccessTokenClaims; until: number }>();
   const headers: Record<string, string> = {};
   if (options.clientId !== undefined && options.clientSecret !== undefined) {
-    const enc = (s: string) => encodeURIComponent(s);
+    // RFC 6749 section 2.3.1 and Appendix B: application/x-www-form-urlencoded (space is "+").
+    const enc = (s: string) => new URLSearchParams([['', s]]).toString().slice(1);
     headers.authorization = `Basic ${Buffer.from(`${enc(options.clientId)}:${enc(options.clientSecret)}`).toString('base64')}`;
   }
   const inactive = (reason: string, cause?: unknown) =>

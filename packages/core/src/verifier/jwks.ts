@@ -68,35 +68,49 @@ export type RemoteJwksResolver = JWTVerifyGetKey & {
 
 function fetchJson(url: URL, options: RemoteJwksOptions): Promise<unknown> {
   const maxBytes = options.maxBytes ?? 512 * 1024;
+  const timeoutMs = options.timeoutMs ?? 5000;
   return new Promise((resolve, reject) => {
     const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
     const req = send(url, {
       method: 'GET',
       headers: { accept: 'application/jwk-set+json, application/json' },
-      timeout: options.timeoutMs ?? 5000,
+      timeout: timeoutMs,
       ...(url.protocol === 'https:' && options.ca !== undefined ? { ca: options.ca } : {}),
     });
-    req.on('timeout', () => req.destroy(new Error('JWKS request timed out')));
-    req.on('error', reject);
+    const settle = (error: Error | undefined, value?: unknown) => {
+      clearTimeout(deadline);
+      if (error === undefined) resolve(value);
+      else reject(error);
+    };
+    // Destroy without an error argument: once the response is parsed the socket has no error
+    // listener, and an error emitted on it would be an uncaught exception.
+    const abort = (error: Error) => {
+      settle(error);
+      req.destroy();
+    };
+    // `timeout` above only fires on an idle socket; the deadline also bounds a body that trickles.
+    const deadline = setTimeout(() => abort(new Error('JWKS request timed out')), timeoutMs);
+    req.on('timeout', () => abort(new Error('JWKS request timed out')));
+    req.on('error', settle);
     req.on('response', (res) => {
       if (res.statusCode !== 200) {
         res.resume();
-        reject(new Error(`JWKS endpoint answered ${String(res.statusCode)}`));
+        settle(new Error(`JWKS endpoint answered ${String(res.statusCode)}`));
         return;
       }
       const chunks: Buffer[] = [];
       let size = 0;
       res.on('data', (chunk: Buffer) => {
         size += chunk.length;
-        if (size > maxBytes) req.destroy(new Error('JWKS document too large'));
+        if (size > maxBytes) abort(new Error('JWKS document too large'));
         else chunks.push(chunk);
       });
-      res.on('error', reject);
+      res.on('error', settle);
       res.on('end', () => {
         try {
-          resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')));
+          settle(undefined, JSON.parse(Buffer.concat(chunks).toString('utf8')));
         } catch (cause) {
-          reject(new Error('JWKS document is not JSON', { cause }));
+          settle(new Error('JWKS document is not JSON', { cause }));
         }
       });
     });
@@ -149,7 +163,8 @@ export function remoteJwks(url: string | URL, options: RemoteJwksOptions = {}): 
   const coolingDown = (): boolean => now() - lastAttempt < cooldownMs;
 
   const resolver = (async (header, token) => {
-    if (pending !== undefined) await pending;
+    // With keys in hand, a refetch in flight is not waited for: the last good keys answer meanwhile.
+    if (pending !== undefined && local === undefined) await pending;
     else if ((local === undefined || now() - fetchedAt > maxAgeMs) && !coolingDown()) await reload();
     const first = local;
     if (first === undefined) throw new joseErrors.JWKSNoMatchingKey();

@@ -1,0 +1,6 @@
+import { registerAdapterSuite } from './shared-suite.js';
+import { registerFastifyOptionTests } from './fastify-options.js';
+import { ADAPTERS } from './servers.js';
+
+registerAdapterSuite(ADAPTERS.fastifyH1);
+registerFastifyOptionTests(false);

@@ -1,0 +1,4 @@
+import { registerAdapterSuite } from './shared-suite.js';
+import { ADAPTERS } from './servers.js';
+
+registerAdapterSuite(ADAPTERS.nodeH2);
