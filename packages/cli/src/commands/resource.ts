@@ -1,0 +1,298 @@
+import { once } from 'node:events';
+import { createSecureServer, type Http2SecureServer, type ServerHttp2Session } from 'node:http2';
+import type { AddressInfo } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import {
+  ConfigurationError,
+  createSessionBoundVerifier,
+  jwksFromFile,
+  jwtAccessTokenValidator,
+  remoteJwks,
+  type JwtAccessTokenValidatorOptions,
+  type RemoteJwksStats,
+  type SessionBoundVerifier,
+  type VerifiedPrincipal,
+} from '@tether/core';
+import { sessionBoundHandler, sessionBoundTlsOptions } from '@tether/core/node';
+import { oneOf, originOf, parseCommandArgs, parseListen, readOptionFile, required, wantsHelp } from '../util/args.js';
+import { resolveContext, shutdownSignal, type CommandContext } from '../util/context.js';
+import { describeError, runtimeError, usageError } from '../util/errors.js';
+import { loadCaBundle, loadKeyPair } from '../util/pem.js';
+import { DEV_AUDIENCE, DEV_ISSUER } from './dev-token.js';
+
+export const resourceHelp = `Usage: tether resource --cert FILE --key FILE --ca FILE (--jwks-file FILE | --jwks-url URL) [options]
+
+A protected echo resource built with @tether/core: HTTP/2 (HTTP/1.1 accepted too) over TLS 1.3
+with client certificates required. Every request on any path and with any method is verified
+(draft section 3.3, steps a to i) and answered 200 with JSON
+  {"principal":{sub, client_id, scope, act, cnf, binding, claims},
+   "request":{"method","path","httpVersion","bodyBytes"}}
+or refused with the draft's 401 (invalid_token, use_session_binding, invalid_proof) or 400.
+
+Output (stdout, one JSON object per line):
+  {"listening":"https://HOST:PORT"}   once, when ready (the actual port when --listen ends in :0)
+  {"stats":{...}}                     each time the process receives SIGUSR2: the verifier's
+                                      counters (requests, accepted, proofVerifications, cacheHits,
+                                      failures by reason), bindings cached, open connections,
+                                      and the JWKS fetch counters with --jwks-url
+Nothing else is logged. SIGTERM or SIGINT closes every connection and exits 0.
+
+Options:
+  --listen HOST:PORT      address to listen on (default 127.0.0.1:8443); [IPv6]:PORT for IPv6;
+                          port 0 picks a free port
+  --cert FILE             server certificate, PEM (required)
+  --key FILE              server private key, PEM (required)
+  --ca FILE               CA certificates, PEM, that client certificates must chain to (required)
+  --jwks-file FILE        JWK Set of the token issuer, read once at start
+  --jwks-url URL          JWK Set URL of the token issuer, fetched and cached (give exactly one
+                          of --jwks-file and --jwks-url)
+  --jwks-ca FILE          extra CA certificates, PEM, for an https --jwks-url
+  --issuer ISSUER         required token iss (default: ${DEV_ISSUER})
+  --audience AUDIENCE     accepted token aud (default: ${DEV_AUDIENCE})
+  --minimum-binding KIND  weakest token binding accepted: session (default), certificate or none
+  --allow-tls12           accept TLS 1.2 as well as TLS 1.3 (renegotiation stays disabled)
+  -h, --help              show this help
+
+Exit status: 0 after SIGTERM/SIGINT, 2 on bad arguments or unreadable files, 1 when the
+address cannot be used.
+`;
+
+export interface ResourceOptions {
+  host: string;
+  port: number;
+  cert: string | Buffer;
+  key: string | Buffer;
+  ca: string | Buffer;
+  /** Key resolver for access tokens: `jwksFromFile`, `remoteJwks`, `localJwks`. */
+  keys: JwtAccessTokenValidatorOptions['keys'];
+  issuer?: string;
+  audience?: string;
+  minimumBinding?: 'session' | 'certificate' | 'none';
+  allowTls12?: boolean;
+}
+
+export interface ResourceStats {
+  requests: number;
+  accepted: number;
+  proofVerifications: number;
+  cacheHits: number;
+  failures: Record<string, number>;
+  /** Verified bindings currently cached. */
+  bindings: number;
+  /** Open TLS connections. */
+  connections: number;
+  jwks?: RemoteJwksStats;
+}
+
+export interface RunningResource {
+  /** `https://host:port`. */
+  url: string;
+  port: number;
+  verifier: SessionBoundVerifier;
+  stats(): ResourceStats;
+  /** Stop accepting, close every session and connection, resolve when the server is closed. */
+  close(): Promise<void>;
+}
+
+const MAX_BODY = 1024 * 1024;
+
+function echo(principal: VerifiedPrincipal, method: string | undefined, path: string | undefined, httpVersion: string, bodyBytes: number): string {
+  return JSON.stringify({ principal, request: { method, path, httpVersion, bodyBytes } });
+}
+
+/** Start the protected echo resource. Rejects with a `CliError` when the address cannot be used. */
+export async function startResource(options: ResourceOptions): Promise<RunningResource> {
+  const allowTls12 = options.allowTls12 === true;
+  const verifier = createSessionBoundVerifier({
+    tokens: jwtAccessTokenValidator({ keys: options.keys, issuer: options.issuer ?? DEV_ISSUER, audience: options.audience ?? DEV_AUDIENCE }),
+    minimumBinding: options.minimumBinding ?? 'session',
+    tlsVersions: allowTls12 ? ['TLSv1.3', 'TLSv1.2'] : ['TLSv1.3'],
+  });
+  const handler = sessionBoundHandler(verifier, (req, res, principal) => {
+    let bodyBytes = 0;
+    let tooLarge = false;
+    req.on('data', (chunk: Buffer) => {
+      bodyBytes += chunk.length;
+      if (bodyBytes > MAX_BODY && !tooLarge) {
+        tooLarge = true;
+        if (!res.headersSent) {
+          res.writeHead(413, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+          res.end('{"error":"request body too large"}');
+        }
+      }
+    });
+    req.on('end', () => {
+      if (tooLarge || res.headersSent) return;
+      const body = echo(principal, req.method, req.url, req.httpVersion, bodyBytes);
+      res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+      res.end(body);
+    });
+    req.on('error', () => undefined);
+  });
+
+  const tls = sessionBoundTlsOptions({ cert: options.cert, key: options.key, ca: options.ca, allowTls12 });
+  const server: Http2SecureServer = createSecureServer({ ...tls, allowHTTP1: true }, handler);
+  const sessions = new Set<ServerHttp2Session>();
+  const sockets = new Set<TLSSocket>();
+  server.on('session', (session) => {
+    sessions.add(session);
+    session.on('close', () => sessions.delete(session));
+  });
+  server.on('secureConnection', (socket: TLSSocket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+  });
+  // Peers that fail the handshake or break a session are dropped without a word.
+  server.on('tlsClientError', () => undefined);
+  server.on('sessionError', () => undefined);
+
+  server.listen(options.port, options.host);
+  try {
+    await Promise.race([
+      once(server, 'listening'),
+      once(server, 'error').then(([error]) => Promise.reject(error as Error)),
+    ]);
+  } catch (error) {
+    const code = (error as { code?: unknown }).code;
+    const why = code === 'EADDRINUSE' ? 'address already in use' : code === 'EADDRNOTAVAIL' ? 'address not available' : code === 'EACCES' ? 'permission denied' : describeError(error);
+    throw runtimeError(`cannot listen on ${options.host}:${options.port}: ${why}`, error);
+  }
+  server.on('error', () => undefined);
+  const port = (server.address() as AddressInfo).port;
+  const jwksStats = (options.keys as { stats?: RemoteJwksStats }).stats;
+  let closing: Promise<void> | undefined;
+
+  return {
+    url: originOf(options.host, port),
+    port,
+    verifier,
+    stats() {
+      const s = verifier.stats;
+      const out: ResourceStats = {
+        requests: s.requests,
+        accepted: s.accepted,
+        proofVerifications: s.proofVerifications,
+        cacheHits: s.cacheHits,
+        failures: { ...s.failures },
+        bindings: verifier.cache.size,
+        connections: sockets.size,
+      };
+      const jwks = (options.keys as { stats?: RemoteJwksStats }).stats;
+      if (jwksStats !== undefined && jwks !== undefined) out.jwks = jwks;
+      return out;
+    },
+    close() {
+      closing ??= new Promise<void>((resolve) => {
+        const force = setTimeout(() => {
+          for (const session of sessions) session.destroy();
+          for (const socket of sockets) socket.destroy();
+        }, 1000);
+        server.close(() => {
+          clearTimeout(force);
+          resolve();
+        });
+        // HTTP/2: GOAWAY, in-flight streams finish. HTTP/1.1: end the keep-alive connections.
+        for (const session of sessions) session.close();
+        for (const socket of sockets) if (socket.alpnProtocol !== 'h2') socket.end();
+      });
+      return closing;
+    },
+  };
+}
+
+/** `tether resource`: run the protected echo resource until SIGTERM/SIGINT. */
+export async function resourceCommand(args: string[], context?: Partial<CommandContext>): Promise<number> {
+  const ctx = resolveContext(context);
+  if (wantsHelp(args)) {
+    ctx.stdout.write(resourceHelp);
+    return 0;
+  }
+  const { values } = parseCommandArgs({
+    args,
+    options: {
+      listen: { type: 'string' },
+      cert: { type: 'string' },
+      key: { type: 'string' },
+      ca: { type: 'string' },
+      'jwks-file': { type: 'string' },
+      'jwks-url': { type: 'string' },
+      'jwks-ca': { type: 'string' },
+      issuer: { type: 'string' },
+      audience: { type: 'string' },
+      'minimum-binding': { type: 'string' },
+      'allow-tls12': { type: 'boolean' },
+    },
+  });
+  const { host, port } = parseListen(values.listen ?? '127.0.0.1:8443');
+  const minimumBinding = oneOf(values['minimum-binding'], '--minimum-binding', ['session', 'certificate', 'none'] as const, 'session');
+  const certPath = required(values.cert, '--cert');
+  const keyPath = required(values.key, '--key');
+  const caPath = required(values.ca, '--ca');
+  const jwksFile = values['jwks-file'];
+  const jwksUrl = values['jwks-url'];
+  if ((jwksFile === undefined) === (jwksUrl === undefined)) throw usageError('give exactly one of --jwks-file and --jwks-url');
+  if (values['jwks-ca'] !== undefined && jwksUrl === undefined) throw usageError('--jwks-ca is only used with --jwks-url');
+  for (const [option, value] of [['--issuer', values.issuer], ['--audience', values.audience]] as const) {
+    if (value !== undefined && value.trim() === '') throw usageError(`${option} must not be empty`);
+  }
+
+  const { cert, key } = loadKeyPair(certPath, keyPath);
+  const ca = loadCaBundle(caPath);
+  let keys: JwtAccessTokenValidatorOptions['keys'];
+  let reload: (() => Promise<boolean>) | undefined;
+  try {
+    if (jwksFile !== undefined) {
+      const text = readOptionFile(jwksFile, '--jwks-file').toString('utf8');
+      keys = jwksFromFile(jwksFile);
+      if ((JSON.parse(text) as { keys: unknown[] }).keys.length === 0) throw usageError(`JWKS file ${jwksFile} holds no keys`);
+    } else {
+      let url: URL;
+      try {
+        url = new URL(jwksUrl as string);
+      } catch {
+        throw usageError(`--jwks-url '${jwksUrl}' is not a URL`);
+      }
+      const jwksCa = values['jwks-ca'] === undefined ? undefined : loadCaBundle(values['jwks-ca'], '--jwks-ca');
+      const resolver = remoteJwks(url, jwksCa === undefined ? {} : { ca: jwksCa });
+      keys = resolver;
+      reload = () => resolver.reload();
+    }
+  } catch (error) {
+    if (error instanceof ConfigurationError) throw usageError(`${error.message}`, error);
+    throw error;
+  }
+
+  const shutdown = shutdownSignal(ctx);
+  let running: RunningResource;
+  try {
+    running = await startResource({
+      host,
+      port,
+      cert: cert.pem,
+      key: key.pem,
+      ca,
+      keys,
+      minimumBinding,
+      allowTls12: values['allow-tls12'] === true,
+      ...(values.issuer === undefined ? {} : { issuer: values.issuer }),
+      ...(values.audience === undefined ? {} : { audience: values.audience }),
+    });
+  } catch (error) {
+    shutdown.dispose();
+    throw error;
+  }
+  const onStats = () => ctx.stdout.write(`${JSON.stringify({ stats: running.stats() })}\n`);
+  process.on('SIGUSR2', onStats);
+  try {
+    if (reload !== undefined && !(await reload())) {
+      ctx.stderr.write(`tether resource: warning: cannot fetch the JWKS from ${jwksUrl}; tokens are refused until a fetch succeeds\n`);
+    }
+    ctx.stdout.write(`${JSON.stringify({ listening: running.url })}\n`);
+    if (!shutdown.signal.aborted) await once(shutdown.signal, 'abort');
+  } finally {
+    process.off('SIGUSR2', onStats);
+    shutdown.dispose();
+    await running.close();
+  }
+  return 0;
+}

@@ -1,0 +1,112 @@
+import { readFileSync } from 'node:fs';
+import { wantsHelp } from './util/args.js';
+import { resolveContext, type Command, type CommandContext } from './util/context.js';
+import { describeError, isCliError, usageError } from './util/errors.js';
+import { pkiInitCommand, pkiInitHelp } from './commands/pki-init.js';
+import { devIssuerCommand, devIssuerHelp } from './commands/dev-issuer.js';
+import { devTokenCommand, devTokenHelp } from './commands/dev-token.js';
+import { resourceCommand, resourceHelp } from './commands/resource.js';
+import { fetchCommand, fetchHelp } from './commands/fetch.js';
+import { demoCommand, demoHelp } from './commands/demo.js';
+
+export const mainHelp = `Usage: tether COMMAND [options]
+
+TLS-session-bound OAuth access tokens (draft-mw-oauth-tls-session-bound-tokens).
+
+Commands:
+  pki init     create a development PKI (CA, localhost server, SPIFFE client certificates)
+  dev-issuer   development helper: an ES256 token-signing key and its JWK Set
+  dev-token    development helper: mint an RFC 9068 access token bound to a client certificate
+  resource     run a protected echo resource that verifies session-bound tokens
+  fetch        send session-bound requests (like curl)
+  demo         end-to-end demonstration: honest client, then replay attacks T1, T2, T4
+
+Run 'tether COMMAND --help' for a command's options. 'tether --version' prints the version.
+
+Exit status: 0 success, 1 runtime failure, 2 bad arguments or unreadable input files.
+`;
+
+const pkiHelp = `Usage: tether pki init --out DIR [options]
+
+Subcommands:
+  init   create a development PKI; 'tether pki init --help' for its options
+`;
+
+interface Entry {
+  run: Command;
+  help: string;
+}
+
+const COMMANDS: Record<string, Entry> = {
+  'pki init': { run: pkiInitCommand, help: pkiInitHelp },
+  'dev-issuer': { run: devIssuerCommand, help: devIssuerHelp },
+  'dev-token': { run: devTokenCommand, help: devTokenHelp },
+  resource: { run: resourceCommand, help: resourceHelp },
+  fetch: { run: fetchCommand, help: fetchHelp },
+  demo: { run: demoCommand, help: demoHelp },
+};
+
+function version(): string {
+  try {
+    return (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+  } catch {
+    return 'unknown';
+  }
+}
+
+/** Which command `argv` names, and the arguments left for it. */
+function route(argv: readonly string[]): { name: string; args: string[] } {
+  const [first, ...rest] = argv;
+  if (first === undefined) throw usageError('a command is required');
+  if (first === 'pki') {
+    const [sub, ...args] = rest;
+    if (sub === undefined) throw usageError('a pki subcommand is required (init)');
+    if (sub === '--help' || sub === '-h') return { name: 'pki', args: ['--help'] };
+    if (sub !== 'init') throw usageError(`unknown pki subcommand '${sub}' (init)`);
+    return { name: 'pki init', args };
+  }
+  if (!(first in COMMANDS)) {
+    throw usageError(first.startsWith('-') ? `unknown option ${first}` : `unknown command '${first}'`);
+  }
+  return { name: first, args: rest };
+}
+
+/**
+ * Run the tether command line: `argv` without the node and script paths. Never throws; writes
+ * results to `context.stdout`, one-line errors to `context.stderr`, and resolves the exit code
+ * (0 success, 1 runtime failure, 2 usage).
+ */
+export async function main(argv: readonly string[], context?: Partial<CommandContext>): Promise<number> {
+  const ctx = resolveContext(context);
+  if (argv.length === 1 && (argv[0] === '--help' || argv[0] === '-h' || argv[0] === 'help')) {
+    ctx.stdout.write(mainHelp);
+    return 0;
+  }
+  if (argv.length === 1 && (argv[0] === '--version' || argv[0] === '-V')) {
+    ctx.stdout.write(`${version()}\n`);
+    return 0;
+  }
+  let name = 'tether';
+  try {
+    const routed = route(argv);
+    if (routed.name === 'pki') {
+      ctx.stdout.write(pkiHelp);
+      return 0;
+    }
+    name = `tether ${routed.name}`;
+    const entry = COMMANDS[routed.name] as Entry;
+    if (wantsHelp(routed.args)) {
+      ctx.stdout.write(entry.help);
+      return 0;
+    }
+    return await entry.run(routed.args, ctx);
+  } catch (error) {
+    if (isCliError(error)) {
+      const hint = error.exitCode === 2 ? ` (see '${name} --help')` : '';
+      ctx.stderr.write(`${name}: ${describeError(error)}${hint}\n`);
+      return error.exitCode;
+    }
+    ctx.stderr.write(`${name}: ${describeError(error)}\n`);
+    return 1;
+  }
+}
