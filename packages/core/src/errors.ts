@@ -16,7 +16,9 @@ export type ChallengeErrorCode =
   | 'invalid_token'
   | 'use_session_binding'
   | 'invalid_proof'
-  | 'insufficient_scope';
+  | 'insufficient_scope'
+  | 'invalid_dpop_proof'
+  | 'use_dpop_nonce';
 
 export interface TetherErrorOptions {
   /** Stable machine-readable reason, e.g. `ekm_mismatch`. Safe for logs and metric labels. */
@@ -30,6 +32,10 @@ export interface TetherErrorOptions {
   scheme?: string;
   /** Optional `realm` parameter of the challenge. */
   realm?: string;
+  /** Further auth-params appended to the challenge (e.g. RFC 9449 `algs`). Default none. */
+  authParams?: ReadonlyArray<readonly [string, string]>;
+  /** Further response headers sent with the refusal (e.g. `DPoP-Nonce`), lower-case names. Default none. */
+  responseHeaders?: Readonly<Record<string, string>>;
 }
 
 /** Quote a value as an RFC 9110 quoted-string; drops control characters rather than risk header injection. */
@@ -50,6 +56,10 @@ export abstract class TetherError extends Error {
   readonly detail: string | undefined;
   readonly scheme: string;
   readonly realm: string | undefined;
+  /** Auth-params appended after the class's own parameters (e.g. `algs` on DPoP challenges). */
+  readonly authParams: ReadonlyArray<readonly [string, string]>;
+  /** Response headers besides `WWW-Authenticate` (e.g. `dpop-nonce`). */
+  readonly responseHeaders: Readonly<Record<string, string>>;
   /** `instanceof TetherError` recognises errors from any copy of this package, like the subclasses do. */
   static override [Symbol.hasInstance] = (instance: unknown): boolean => isTetherError(instance);
 
@@ -61,6 +71,8 @@ export abstract class TetherError extends Error {
     this.detail = options.detail;
     this.scheme = options.scheme ?? 'Bearer';
     this.realm = options.realm;
+    this.authParams = options.authParams ?? [];
+    this.responseHeaders = options.responseHeaders ?? {};
     Object.defineProperty(this, BRAND, { value: true });
   }
 
@@ -78,6 +90,7 @@ export abstract class TetherError extends Error {
       params.push(['error_description', this.description]);
     }
     params.push(...this.challengeParams());
+    for (const [k, v] of this.authParams) params.push([k, v]);
     if (params.length === 0) return this.scheme;
     return `${this.scheme} ${params.map(([k, v]) => `${k}=${quote(v)}`).join(', ')}`;
   }
@@ -87,7 +100,7 @@ export abstract class TetherError extends Error {
    * refusal, the 400 `invalid_request` included, carries its challenge (RFC 6750 section 3.1).
    */
   get headers(): Record<string, string> {
-    return { 'www-authenticate': this.challenge };
+    return { ...this.responseHeaders, 'www-authenticate': this.challenge };
   }
 
   /** RFC 6750-style JSON body: public fields only. */
@@ -166,6 +179,52 @@ export class InsufficientScopeError extends TetherError {
 
   protected override challengeParams(): Array<[string, string]> {
     return [['scope', this.scope]];
+  }
+}
+
+/** Options of the DPoP refusals: the scheme defaults to `DPoP`; `algs` becomes the RFC 9449 7.1 parameter. */
+export type DpopErrorOptions = TetherErrorOptions & { algs?: readonly string[] };
+
+function dpopOptions(options: DpopErrorOptions, headers: Record<string, string> = {}): TetherErrorOptions {
+  const { algs, ...rest } = options;
+  return {
+    ...rest,
+    scheme: options.scheme ?? 'DPoP',
+    authParams: [...(options.authParams ?? []), ...(algs === undefined || algs.length === 0 ? [] : [['algs', algs.join(' ')] as const])],
+    responseHeaders: { ...options.responseHeaders, ...headers },
+  };
+}
+
+/** 401 `invalid_dpop_proof` (RFC 9449 section 7.1): the DPoP proof is missing, malformed or failed a check of section 4.3. */
+export class InvalidDpopProofError extends TetherError {
+  static readonly code = 'ERR_INVALID_DPOP_PROOF';
+  readonly code = InvalidDpopProofError.code;
+  readonly error = 'invalid_dpop_proof' as const;
+  readonly statusCode = 401;
+  static override [Symbol.hasInstance] = brandCheck(InvalidDpopProofError.code);
+
+  constructor(options: DpopErrorOptions) {
+    super(dpopOptions(options));
+  }
+}
+
+/**
+ * 401 `use_dpop_nonce` (RFC 9449 section 9): the proof lacks the server-provided nonce or carries a
+ * stale one. `headers` include `dpop-nonce` with the nonce to use.
+ */
+export class UseDpopNonceError extends TetherError {
+  static readonly code = 'ERR_USE_DPOP_NONCE';
+  readonly code = UseDpopNonceError.code;
+  readonly error = 'use_dpop_nonce' as const;
+  readonly statusCode = 401;
+  /** The nonce the client must put in its next proof. */
+  readonly nonce: string;
+  static override [Symbol.hasInstance] = brandCheck(UseDpopNonceError.code);
+
+  constructor(options: DpopErrorOptions & { nonce: string }) {
+    const { nonce, ...rest } = options;
+    super(dpopOptions(rest, { 'dpop-nonce': nonce }));
+    this.nonce = nonce;
   }
 }
 

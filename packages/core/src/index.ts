@@ -1,7 +1,7 @@
 /**
  * @tether/core: TLS-Session-Bound Access Tokens for OAuth 2.0
  * (draft-mw-oauth-tls-session-bound-tokens). Subpath exports: `/proof`, `/errors`, `/verifier`,
- * `/client`, `/node`, `/express`, `/fastify`.
+ * `/client`, `/dpop` (RFC 9449), `/node`, `/express`, `/fastify`.
  */
 export * from './errors.js';
 export * from './proof/index.js';

@@ -26,11 +26,13 @@ export function connectionOf(req: NodeRequest, verifier: SessionBoundVerifier): 
 export function requestInputOf(req: NodeRequest, verifier: SessionBoundVerifier): RequestInput {
   const authorization: string[] = [];
   const sessionBindingProof: string[] = [];
+  const dpop: string[] = [];
   const raw = req.rawHeaders;
   for (let i = 0; i + 1 < raw.length; i += 2) {
     const name = (raw[i] as string).toLowerCase();
     if (name === 'authorization') authorization.push(raw[i + 1] as string);
     else if (name === PROOF_HEADER_LOWER) sessionBindingProof.push(raw[i + 1] as string);
+    else if (name === 'dpop') dpop.push(raw[i + 1] as string);
   }
   const headers = req.headers;
   const authority = (headers[':authority'] as string | undefined) ?? headers.host ?? '';
@@ -41,6 +43,7 @@ export function requestInputOf(req: NodeRequest, verifier: SessionBoundVerifier)
     path: req.url ?? '/',
     authorization,
     sessionBindingProof,
+    dpop,
     connection: connectionOf(req, verifier),
   };
 }
@@ -64,7 +67,10 @@ export async function verifyNodeRequest(
   return verifier.verify(input);
 }
 
-/** Write a refusal: status, `WWW-Authenticate`, `Cache-Control: no-store`, RFC 6750 JSON body. */
+/**
+ * Write a refusal: status, `WWW-Authenticate`, `Cache-Control: no-store`, RFC 6750 JSON body, and
+ * any further header the error carries (`DPoP-Nonce` on `use_dpop_nonce`, RFC 9449 section 9).
+ */
 export function sendRefusal(res: NodeResponse, error: TetherError): void {
   if (res.headersSent) {
     res.end();

@@ -267,7 +267,11 @@ export class SessionBoundClient {
         responseHeaders = h;
       });
       stream.on('data', (c: Buffer) => chunks.push(c));
-      stream.on('end', () => resolve({ status, headers: stripPseudo(responseHeaders), body: Buffer.concat(chunks), connectionId, retried: false, sentProof }));
+      // A stream can end without a response (the server refused the client certificate after a
+      // TLS 1.3 handshake and reset the session): leave it to 'close' to reject, never resolve status 0.
+      stream.on('end', () => {
+        if (status !== 0) resolve({ status, headers: stripPseudo(responseHeaders), body: Buffer.concat(chunks), connectionId, retried: false, sentProof });
+      });
       stream.on('error', reject);
       stream.on('close', () => {
         if (status === 0) reject(new Error(`stream closed without a response (code ${stream.rstCode})`));

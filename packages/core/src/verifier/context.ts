@@ -17,6 +17,10 @@ export interface VerificationContext {
   token: string;
   /** The single Session-Binding-Proof value, if any. */
   proof: string | undefined;
+  /** Authorization scheme of the request (lower-case): `bearer`, or `dpop` (RFC 9449 section 7.1). */
+  scheme: 'bearer' | 'dpop';
+  /** The single `DPoP` proof value, for the DPoP scheme. */
+  dpopProof: string | undefined;
   claims: AccessTokenClaims;
   binding: BindingRequirement;
   /** `ath` of `token`, computed once. */

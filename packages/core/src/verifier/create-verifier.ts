@@ -1,3 +1,5 @@
+import { DPOP_ALGORITHMS } from '../dpop/algorithms.js';
+import { asDpopRefusal } from '../dpop/challenge.js';
 import { ConfigurationError, InvalidTokenError, isTetherError, type TetherError } from '../errors.js';
 import { BindingCache } from './binding-cache.js';
 import type { VerificationContext } from './context.js';
@@ -35,18 +37,35 @@ function resolve(options: SessionBoundVerifierOptions): ResolvedVerifierOptions 
   if (tlsVersions.length === 0 || tlsVersions.some((v) => v !== 'TLSv1.3' && v !== 'TLSv1.2')) {
     throw new ConfigurationError('tlsVersions must list TLSv1.3 and/or TLSv1.2');
   }
+  const clockSkew = options.clockSkew === undefined ? 30 : positive('clockSkew', options.clockSkew);
+  const dpop = options.dpop ?? {};
+  const dpopAlgorithms = dpop.algorithms ?? DPOP_ALGORITHMS;
+  if (dpopAlgorithms.length === 0 || dpopAlgorithms.some((a) => !DPOP_ALGORITHMS.includes(a))) {
+    throw new ConfigurationError(`dpop.algorithms must be a non-empty subset of ${DPOP_ALGORITHMS.join(', ')}`);
+  }
+  if (dpop.nonce !== undefined && (typeof dpop.nonce.issue !== 'function' || typeof dpop.nonce.check !== 'function')) {
+    throw new ConfigurationError('dpop.nonce must have issue() and check(nonce)');
+  }
   return {
     tokens: options.tokens,
     minimumBinding,
     tlsVersions,
     proofMaxAge: positive('proofMaxAge', options.proofMaxAge ?? 300),
-    clockSkew: options.clockSkew === undefined ? 30 : positive('clockSkew', options.clockSkew),
+    clockSkew,
     maxBindingAge: positive('maxBindingAge', options.maxBindingAge ?? 3600),
     proofAlgorithms: options.proofAlgorithms,
     replayStore: options.replayStore ?? new MemoryReplayStore(),
     requiredScopes: options.requiredScopes ?? [],
     requireTrustedCertificate: options.requireTrustedCertificate ?? true,
     now: options.now ?? (() => Date.now() / 1000),
+    dpop: {
+      enabled: dpop.enabled ?? true,
+      nonce: dpop.nonce,
+      maxAge: positive('dpop.maxAge', dpop.maxAge ?? 60),
+      clockSkew: dpop.clockSkew === undefined ? clockSkew : positive('dpop.clockSkew', dpop.clockSkew),
+      algorithms: dpopAlgorithms,
+      meetsSessionMinimum: dpop.meetsSessionMinimum === true,
+    },
   };
 }
 
@@ -58,7 +77,7 @@ function principalOf(ctx: VerificationContext): VerifiedPrincipal {
     scope: typeof c.scope === 'string' ? c.scope : undefined,
     act: typeof c.act === 'object' && c.act !== null ? c.act : undefined,
     cnf: c.cnf,
-    binding: ctx.binding.kind === 'session' || ctx.binding.kind === 'certificate' ? ctx.binding.kind : 'none',
+    binding: ctx.binding.kind === 'session' || ctx.binding.kind === 'certificate' || ctx.binding.kind === 'dpop' ? ctx.binding.kind : 'none',
     claims: c,
   };
 }
@@ -85,14 +104,18 @@ export function createSessionBoundVerifier(options: SessionBoundVerifierOptions)
         stats,
         now: resolved.now(),
         proof: undefined,
+        scheme: 'bearer',
+        dpopProof: undefined,
         perRequest: undefined,
       } as VerificationContext;
       try {
         for (const step of VERIFICATION_STEPS) await step.run(ctx);
       } catch (error) {
-        const refusal: TetherError = isTetherError(error)
+        let refusal: TetherError = isTetherError(error)
           ? error
           : new InvalidTokenError({ reason: 'internal', description: 'The access token could not be verified', cause: error });
+        // RFC 9449 7.1/7.2: a request that used the DPoP scheme is answered with a DPoP challenge.
+        if (ctx.scheme === 'dpop') refusal = asDpopRefusal(refusal, resolved.dpop.algorithms);
         stats.failures[refusal.reason] = (stats.failures[refusal.reason] ?? 0) + 1;
         throw refusal;
       }

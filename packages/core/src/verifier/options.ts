@@ -1,4 +1,6 @@
 import type { TlsVersion } from '../exporter.js';
+import type { DpopAlgorithm } from '../dpop/algorithms.js';
+import type { DpopNonceSource } from '../dpop/verify.js';
 import type { ProofAlgorithm } from '../proof/algorithms.js';
 import type { AccessTokenValidator } from './access-token.js';
 import type { ReplayStore } from './replay-store.js';
@@ -37,6 +39,43 @@ export interface SessionBoundVerifierOptions {
   requireTrustedCertificate?: boolean;
   /** Clock in epoch seconds (default: the system clock). */
   now?: () => number;
+  /** DPoP (RFC 9449) resource-server support. See {@link DpopVerifierOptions}. */
+  dpop?: DpopVerifierOptions;
+}
+
+/**
+ * `Authorization: DPoP <token>` with a `DPoP` proof, for tokens whose `cnf` has `jkt`. Requests
+ * with the Bearer scheme are untouched by these options (a `jkt` token sent as Bearer is always
+ * `invalid_token`, RFC 9449 section 7.2).
+ *
+ * Strength: a DPoP-bound token counts as `certificate`-strength for `minimumBinding` (the presenter
+ * proves possession of a key named in the token, as with RFC 8705) and never as `session`
+ * strength (its proofs are not tied to the TLS connection and can be pre-generated, RFC 9449
+ * section 11.2). So with the default `minimumBinding: 'session'` DPoP tokens are refused with
+ * `invalid_token` unless `meetsSessionMinimum` is set.
+ */
+export interface DpopVerifierOptions {
+  /** Recognise the DPoP scheme (default true). When false, `Authorization: DPoP` gets a bare Bearer challenge, as before. */
+  enabled?: boolean;
+  /** Require a server-provided nonce in every proof (RFC 9449 section 9). Default: no nonce. */
+  nonce?: DpopNonceSource | undefined;
+  /** Oldest acceptable proof `iat`, seconds before now (default 60). */
+  maxAge?: number;
+  /** Clock skew tolerated for `iat`, seconds (default: the verifier's `clockSkew`). */
+  clockSkew?: number;
+  /** Proof algorithms accepted and advertised in `algs` (default: ES256 ES384 EdDSA Ed25519 PS256 RS256). */
+  algorithms?: readonly DpopAlgorithm[];
+  /** Accept DPoP-bound tokens even when `minimumBinding` is `session` (default false). */
+  meetsSessionMinimum?: boolean;
+}
+
+export interface ResolvedDpopOptions {
+  enabled: boolean;
+  nonce: DpopNonceSource | undefined;
+  maxAge: number;
+  clockSkew: number;
+  algorithms: readonly DpopAlgorithm[];
+  meetsSessionMinimum: boolean;
 }
 
 export interface ResolvedVerifierOptions {
@@ -51,4 +90,5 @@ export interface ResolvedVerifierOptions {
   requiredScopes: readonly string[];
   requireTrustedCertificate: boolean;
   now: () => number;
+  dpop: ResolvedDpopOptions;
 }

@@ -10,8 +10,8 @@ export interface VerifiedPrincipal {
   /** The RFC 8693 actor chain, current actor first. */
   act: ActorClaim | undefined;
   cnf: Confirmation | undefined;
-  /** How the token was bound to this request. */
-  binding: 'session' | 'certificate' | 'none';
+  /** How the token was bound to this request (`dpop`: RFC 9449 `cnf.jkt` with a DPoP proof). */
+  binding: 'session' | 'certificate' | 'dpop' | 'none';
   /** All access-token claims. */
   claims: AccessTokenClaims;
 }

@@ -16,5 +16,7 @@ export interface RequestInput {
   authorization: readonly string[];
   /** Every `Session-Binding-Proof` field value, in order. */
   sessionBindingProof: readonly string[];
+  /** Every `DPoP` field value, in order (RFC 9449 section 4.1). Absent means none. */
+  dpop?: readonly string[];
   connection: ConnectionContext;
 }

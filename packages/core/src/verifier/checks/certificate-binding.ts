@@ -8,6 +8,8 @@ const RANK = { none: 0, certificate: 1, session: 2 } as const;
  * `cnf.x5t#S256`, verified by the TLS stack. Also enforces `minimumBinding`.
  */
 export function checkCertificateBinding(ctx: VerificationContext): void {
+  // The DPoP scheme has its own binding checks (dpop-binding.ts, dpop-proof.ts).
+  if (ctx.scheme === 'dpop') return;
   const { binding } = ctx;
   if (binding.kind === 'dpop' || binding.kind === 'invalid') {
     throw new InvalidTokenError({ reason: 'binding_unsupported', description: 'The access token binding is not supported with the Bearer scheme' });
