@@ -1,14 +1,13 @@
 import { createPrivateKey, randomUUID, X509Certificate, type KeyObject } from 'node:crypto';
 import { request as httpsRequest, Agent as HttpsAgent } from 'node:https';
-import { connect as http2Connect, constants as h2, type ClientHttp2Session, type IncomingHttpHeaders as Http2IncomingHeaders } from 'node:http2';
-import type { IncomingHttpHeaders } from 'node:http';
-import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from 'node:tls';
+import type { ConnectionOptions, TLSSocket } from 'node:tls';
 import { parseWwwAuthenticate } from '../challenge.js';
 import { ConfigurationError } from '../errors.js';
 import { deriveSessionExporter, type TlsVersion } from '../exporter.js';
 import { PROOF_HEADER } from '../proof/constants.js';
 import { assertKeyMatchesCertificate, createSessionBindingProof } from '../proof/sign.js';
 import { signingAlgorithmForKey, type ProofAlgorithm } from '../proof/algorithms.js';
+import { exchangeHttp2, Http2SessionPool, readHttp1Response } from './transport.js';
 
 export interface SessionBoundClientOptions {
   /** Client certificate (PEM), presented in the mTLS handshake; its key signs the proofs. */
@@ -100,7 +99,7 @@ export class SessionBoundClient {
   readonly #options: SessionBoundClientOptions;
   readonly #tlsVersions: readonly TlsVersion[];
   readonly #connections = new WeakMap<TLSSocket, ConnectionState>();
-  readonly #sessions = new Map<string, { session: ClientHttp2Session; socket: TLSSocket; ready: Promise<void> }>();
+  readonly #pool: Http2SessionPool;
   readonly #agent: HttpsAgent | undefined;
   #closed = false;
 
@@ -126,6 +125,7 @@ export class SessionBoundClient {
       minVersion: options.allowTls12 === true ? 'TLSv1.2' : 'TLSv1.3',
       maxVersion,
     };
+    this.#pool = new Http2SessionPool(this.#tls, options.timeoutMs ?? 30_000, () => this.stats.connectionsOpened++);
     if ((options.protocol ?? 'h2') === 'http/1.1') {
       this.#agent = new HttpsAgent({ ...this.#tls, keepAlive: true, maxSockets: options.maxConnectionsPerOrigin ?? 6 });
     }
@@ -154,12 +154,8 @@ export class SessionBoundClient {
   /** Close every connection. */
   async close(): Promise<void> {
     this.#closed = true;
-    const closing = [...this.#sessions.values()].map(
-      ({ session }) => new Promise<void>((resolve) => (session.closed ? resolve() : session.close(() => resolve()))),
-    );
-    this.#sessions.clear();
     this.#agent?.destroy();
-    await Promise.all(closing);
+    await this.#pool.close();
   }
 
   #state(socket: TLSSocket): ConnectionState {
@@ -204,80 +200,20 @@ export class SessionBoundClient {
     return this.#agent === undefined ? this.#attemptH2(url, init, rejected) : this.#attemptH1(url, init, rejected);
   }
 
-  #session(url: URL): { session: ClientHttp2Session; socket: TLSSocket; ready: Promise<void> } {
-    const origin = url.origin;
-    const existing = this.#sessions.get(origin);
-    if (existing !== undefined && !existing.session.closed && !existing.session.destroyed) return existing;
-    const socket = tlsConnect({
-      ...this.#tls,
-      host: url.hostname.replace(/^\[|\]$/g, ''),
-      port: Number(url.port || 443),
-      ALPNProtocols: ['h2'],
-    });
-    this.stats.connectionsOpened++;
-    const session = http2Connect(origin, { createConnection: () => socket });
-    const ready = new Promise<void>((resolve, reject) => {
-      socket.once('secureConnect', () => {
-        if (socket.alpnProtocol !== 'h2') {
-          reject(new Error('server did not negotiate HTTP/2'));
-          session.destroy();
-        } else resolve();
-      });
-      session.once('error', reject);
-      socket.once('error', reject);
-    });
-    ready.catch(() => undefined);
-    const entry = { session, socket, ready };
-    const forget = () => {
-      if (this.#sessions.get(origin) === entry) this.#sessions.delete(origin);
-    };
-    session.on('close', forget);
-    session.on('goaway', forget);
-    session.on('error', forget);
-    this.#sessions.set(origin, entry);
-    return entry;
-  }
-
   async #attemptH2(url: URL, init: SessionBoundRequest, rejected: string | undefined): Promise<Attempt> {
-    const { session, socket, ready } = this.#session(url);
+    const { session, socket, ready } = this.#pool.get(url);
     await ready;
     const method = (init.method ?? 'GET').toUpperCase();
     let sentProof: string | undefined;
-    const headers: Record<string, string> = {
-      ...init.headers,
-      [h2.HTTP2_HEADER_METHOD]: method,
-      [h2.HTTP2_HEADER_PATH]: `${url.pathname}${url.search}`,
-      [h2.HTTP2_HEADER_SCHEME]: 'https',
-      [h2.HTTP2_HEADER_AUTHORITY]: url.host,
-    };
+    const headers: Record<string, string> = { ...init.headers };
     if (init.token !== undefined) {
       headers.authorization = `Bearer ${init.token}`;
       sentProof = await this.#proofFor(socket, init.token, method, url, rejected);
       headers[PROOF_HEADER.toLowerCase()] = sentProof;
     }
     const connectionId = this.#state(socket).id;
-    return new Promise((resolve, reject) => {
-      const stream = session.request(headers, { endStream: init.body === undefined });
-      stream.setTimeout(this.#options.timeoutMs ?? 30_000, () => stream.close(h2.NGHTTP2_CANCEL));
-      let status = 0;
-      let responseHeaders: Http2IncomingHeaders = {};
-      const chunks: Buffer[] = [];
-      stream.on('response', (h) => {
-        status = Number(h[h2.HTTP2_HEADER_STATUS]);
-        responseHeaders = h;
-      });
-      stream.on('data', (c: Buffer) => chunks.push(c));
-      // A stream can end without a response (the server refused the client certificate after a
-      // TLS 1.3 handshake and reset the session): leave it to 'close' to reject, never resolve status 0.
-      stream.on('end', () => {
-        if (status !== 0) resolve({ status, headers: stripPseudo(responseHeaders), body: Buffer.concat(chunks), connectionId, retried: false, sentProof });
-      });
-      stream.on('error', reject);
-      stream.on('close', () => {
-        if (status === 0) reject(new Error(`stream closed without a response (code ${stream.rstCode})`));
-      });
-      if (init.body !== undefined) stream.end(init.body);
-    });
+    const response = await exchangeHttp2(session, url, method, headers, init.body, this.#options.timeoutMs ?? 30_000);
+    return { ...response, connectionId, retried: false, sentProof };
   }
 
   #attemptH1(url: URL, init: SessionBoundRequest, rejected: string | undefined): Promise<Attempt> {
@@ -315,17 +251,8 @@ export class SessionBoundClient {
         }
       });
       req.on('response', (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('error', reject);
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers as IncomingHttpHeaders, body: Buffer.concat(chunks), connectionId, retried: false, sentProof }));
+        readHttp1Response(res).then((response) => resolve({ ...response, connectionId, retried: false, sentProof }), reject);
       });
     });
   }
-}
-
-function stripPseudo(headers: Http2IncomingHeaders): Record<string, string | string[] | undefined> {
-  const out: Record<string, string | string[] | undefined> = {};
-  for (const [k, v] of Object.entries(headers)) if (!k.startsWith(':')) out[k] = v;
-  return out;
 }

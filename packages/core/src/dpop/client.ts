@@ -1,9 +1,8 @@
 import { createPrivateKey, KeyObject } from 'node:crypto';
-import type { IncomingHttpHeaders } from 'node:http';
-import { connect as http2Connect, constants as h2, type ClientHttp2Session, type IncomingHttpHeaders as Http2IncomingHeaders } from 'node:http2';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { ConnectionOptions } from 'node:tls';
 import { parseWwwAuthenticate } from '../challenge.js';
+import { exchangeHttp2, Http2SessionPool, readHttp1Response, type BufferedResponse } from '../client/transport.js';
 import { ConfigurationError } from '../errors.js';
 import { dpopAlgorithmsForKey, type DpopAlgorithm } from './algorithms.js';
 import { DPOP_HEADER } from './constants.js';
@@ -73,7 +72,7 @@ export class DpopClient {
   readonly #timeoutMs: number;
   readonly #agent: HttpsAgent | undefined;
   readonly #nonces = new Map<string, string>();
-  readonly #sessions = new Map<string, ClientHttp2Session>();
+  readonly #pool: Http2SessionPool;
   #closed = false;
 
   constructor(options: DpopClientOptions) {
@@ -95,6 +94,7 @@ export class DpopClient {
       ...(options.key === undefined ? {} : { key: options.key }),
       minVersion: 'TLSv1.2',
     };
+    this.#pool = new Http2SessionPool(this.#tls, this.#timeoutMs);
     if ((options.protocol ?? 'h2') === 'http/1.1') this.#agent = new HttpsAgent({ ...this.#tls, keepAlive: true });
   }
 
@@ -136,10 +136,8 @@ export class DpopClient {
   /** Close every connection. */
   async close(): Promise<void> {
     this.#closed = true;
-    const closing = [...this.#sessions.values()].map((s) => new Promise<void>((resolve) => (s.closed ? resolve() : s.close(() => resolve()))));
-    this.#sessions.clear();
     this.#agent?.destroy();
-    await Promise.all(closing);
+    await this.#pool.close();
   }
 
   async #attempt(url: URL, init: DpopRequest): Promise<Omit<DpopResponse, 'retried'> & { usedNonce: string | undefined }> {
@@ -167,68 +165,19 @@ export class DpopClient {
     return { ...response, usedNonce: nonce };
   }
 
-  #session(url: URL): ClientHttp2Session {
-    const existing = this.#sessions.get(url.origin);
-    if (existing !== undefined && !existing.closed && !existing.destroyed) return existing;
-    const session = http2Connect(url.origin, { ...this.#tls });
-    const forget = () => {
-      if (this.#sessions.get(url.origin) === session) this.#sessions.delete(url.origin);
-    };
-    session.on('close', forget);
-    session.on('goaway', forget);
-    session.on('error', forget);
-    this.#sessions.set(url.origin, session);
-    return session;
+  async #sendH2(url: URL, method: string, headers: Record<string, string>, body: string | Uint8Array | undefined): Promise<BufferedResponse> {
+    const { session, ready } = this.#pool.get(url);
+    await ready;
+    return exchangeHttp2(session, url, method, headers, body, this.#timeoutMs);
   }
 
-  #sendH2(url: URL, method: string, headers: Record<string, string>, body: string | Uint8Array | undefined): Promise<Omit<DpopResponse, 'retried'>> {
-    const session = this.#session(url);
-    return new Promise((resolve, reject) => {
-      const stream = session.request(
-        {
-          ...headers,
-          [h2.HTTP2_HEADER_METHOD]: method,
-          [h2.HTTP2_HEADER_PATH]: `${url.pathname}${url.search}`,
-          [h2.HTTP2_HEADER_SCHEME]: 'https',
-          [h2.HTTP2_HEADER_AUTHORITY]: url.host,
-        },
-        { endStream: body === undefined },
-      );
-      stream.setTimeout(this.#timeoutMs, () => stream.close(h2.NGHTTP2_CANCEL));
-      let status = 0;
-      let responseHeaders: Http2IncomingHeaders = {};
-      const chunks: Buffer[] = [];
-      stream.on('response', (h) => {
-        status = Number(h[h2.HTTP2_HEADER_STATUS]);
-        responseHeaders = h;
-      });
-      stream.on('data', (c: Buffer) => chunks.push(c));
-      // A stream can end without a response (e.g. the server reset the session after the handshake):
-      // leave it to 'close' to reject, never resolve status 0.
-      stream.on('end', () => {
-        if (status === 0) return;
-        const out: Record<string, string | string[] | undefined> = {};
-        for (const [k, v] of Object.entries(responseHeaders)) if (!k.startsWith(':')) out[k] = v;
-        resolve({ status, headers: out, body: Buffer.concat(chunks) });
-      });
-      stream.on('error', reject);
-      stream.on('close', () => {
-        if (status === 0) reject(new Error(`stream closed without a response (code ${stream.rstCode})`));
-      });
-      if (body !== undefined) stream.end(body);
-    });
-  }
-
-  #sendH1(url: URL, method: string, headers: Record<string, string>, body: string | Uint8Array | undefined): Promise<Omit<DpopResponse, 'retried'>> {
+  #sendH1(url: URL, method: string, headers: Record<string, string>, body: string | Uint8Array | undefined): Promise<BufferedResponse> {
     return new Promise((resolve, reject) => {
       const req = httpsRequest(url, { method, agent: this.#agent, headers, timeout: this.#timeoutMs });
       req.on('timeout', () => req.destroy(new Error('request timed out')));
       req.on('error', reject);
       req.on('response', (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('error', reject);
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers as IncomingHttpHeaders, body: Buffer.concat(chunks) }));
+        readHttp1Response(res).then(resolve, reject);
       });
       req.end(body);
     });
