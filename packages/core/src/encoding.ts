@@ -21,3 +21,14 @@ export function sha256(data: Uint8Array | string): Buffer {
 
 /** RFC 6750 section 2.1 b64token: the only characters a Bearer token may contain. */
 export const B64TOKEN = /^[A-Za-z0-9\-._~+/]+=*$/;
+
+/** UTF-8 JSON that must be an object (a JOSE header or claims set); `undefined` for anything else. */
+export function decodeJsonObject(bytes: Uint8Array | undefined): Record<string, unknown> | undefined {
+  if (bytes === undefined) return undefined;
+  try {
+    const value: unknown = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
+    return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
+}

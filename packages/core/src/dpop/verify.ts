@@ -1,6 +1,6 @@
 import { timingSafeEqual, type KeyObject } from 'node:crypto';
 import { compactVerify } from 'jose';
-import { decodeBase64url, encodeBase64url, sha256 } from '../encoding.js';
+import { decodeBase64url, decodeJsonObject, encodeBase64url, sha256 } from '../encoding.js';
 import { InvalidDpopProofError, UseDpopNonceError } from '../errors.js';
 import { accessTokenHash } from '../thumbprint.js';
 import type { ReplayStore } from '../verifier/replay-store.js';
@@ -66,15 +66,7 @@ export interface VerifiedDpopProof {
 }
 
 function parseJsonObject(bytes: Uint8Array | undefined, what: string, fail: Fail): Record<string, unknown> {
-  if (bytes === undefined) fail('malformed', `malformed ${what}`);
-  let value: unknown;
-  try {
-    value = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
-  } catch {
-    fail('malformed', `malformed ${what}`);
-  }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) fail('malformed', `malformed ${what}`);
-  return value as Record<string, unknown>;
+  return decodeJsonObject(bytes) ?? fail('malformed', `malformed ${what}`);
 }
 
 type Fail = (reason: string, description: string, cause?: unknown) => never;

@@ -1,6 +1,6 @@
 import { timingSafeEqual, type X509Certificate } from 'node:crypto';
 import { compactVerify } from 'jose';
-import { decodeBase64url } from '../encoding.js';
+import { decodeBase64url, decodeJsonObject } from '../encoding.js';
 import { InvalidProofError } from '../errors.js';
 import { EXPORTER_LENGTH } from '../exporter.js';
 import { accessTokenHash, certificateThumbprint } from '../thumbprint.js';
@@ -55,15 +55,7 @@ function fail(reason: string, description: string, detail?: string, cause?: unkn
 }
 
 function parseJsonObject(bytes: Uint8Array | undefined, what: string): Record<string, unknown> {
-  if (bytes === undefined) fail('malformed', `malformed ${what}`);
-  let value: unknown;
-  try {
-    value = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
-  } catch {
-    fail('malformed', `malformed ${what}`);
-  }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) fail('malformed', `malformed ${what}`);
-  return value as Record<string, unknown>;
+  return decodeJsonObject(bytes) ?? fail('malformed', `malformed ${what}`);
 }
 
 /** `typ` per RFC 7515 section 4.1.9: case-insensitive, "application/" prefix optional. */

@@ -1,8 +1,8 @@
-import { request as httpRequest } from 'node:http';
-import { request as httpsRequest, type RequestOptions } from 'node:https';
+import type { RequestOptions } from 'node:https';
 import { sha256 } from '../encoding.js';
 import { ConfigurationError, InvalidTokenError } from '../errors.js';
 import type { AccessTokenClaims, AccessTokenValidator } from './access-token.js';
+import { fetchJson } from './fetch-json.js';
 
 export interface IntrospectionValidatorOptions {
   /** RFC 7662 introspection endpoint. */
@@ -24,55 +24,6 @@ export interface IntrospectionValidatorOptions {
   timeoutMs?: number;
   /** Clock in epoch seconds. */
   now?: () => number;
-}
-
-const MAX_RESPONSE = 256 * 1024;
-
-function post(url: URL, body: string, headers: Record<string, string>, options: IntrospectionValidatorOptions): Promise<unknown> {
-  const timeoutMs = options.timeoutMs ?? 5000;
-  return new Promise((resolve, reject) => {
-    const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
-    const req = send(url, {
-      method: 'POST',
-      headers: { ...headers, 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json', 'content-length': String(Buffer.byteLength(body)) },
-      timeout: timeoutMs,
-      ...(url.protocol === 'https:' ? (options.tls ?? {}) : {}),
-    });
-    const settle = (error: Error | undefined, value?: unknown) => {
-      clearTimeout(deadline);
-      if (error === undefined) resolve(value);
-      else reject(error);
-    };
-    // Destroy without an error argument: once the response is parsed the socket has no error
-    // listener, and an error emitted on it would be an uncaught exception.
-    const abort = (error: Error) => {
-      settle(error);
-      req.destroy();
-    };
-    // `timeout` above only fires on an idle socket; the deadline also bounds a body that trickles.
-    const deadline = setTimeout(() => abort(new Error('introspection timed out')), timeoutMs);
-    req.on('timeout', () => abort(new Error('introspection timed out')));
-    req.on('error', settle);
-    req.on('response', (res) => {
-      const chunks: Buffer[] = [];
-      let size = 0;
-      res.on('data', (c: Buffer) => {
-        size += c.length;
-        if (size > MAX_RESPONSE) abort(new Error('introspection response too large'));
-        else chunks.push(c);
-      });
-      res.on('error', settle);
-      res.on('end', () => {
-        if (res.statusCode !== 200) return settle(new Error(`introspection answered ${String(res.statusCode)}`));
-        try {
-          settle(undefined, JSON.parse(Buffer.concat(chunks).toString('utf8')));
-        } catch (cause) {
-          settle(new Error('introspection response is not JSON', { cause }));
-        }
-      });
-    });
-    req.end(body);
-  });
 }
 
 /**
@@ -113,7 +64,15 @@ export function introspectionValidator(options: IntrospectionValidatorOptions): 
       }
       let response: unknown;
       try {
-        response = await post(endpoint, new URLSearchParams({ token, token_type_hint: 'access_token' }).toString(), headers, options);
+        response = await fetchJson(endpoint, {
+          method: 'POST',
+          headers: { ...headers, 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
+          body: new URLSearchParams({ token, token_type_hint: 'access_token' }).toString(),
+          ...(options.tls === undefined ? {} : { tls: options.tls }),
+          timeoutMs: options.timeoutMs ?? 5000,
+          maxBytes: 256 * 1024,
+          what: 'introspection',
+        });
       } catch (cause) {
         throw inactive('introspection_failed', cause);
       }

@@ -1,8 +1,7 @@
 import { readFileSync } from 'node:fs';
-import { request as httpRequest } from 'node:http';
-import { request as httpsRequest } from 'node:https';
 import { createLocalJWKSet, errors as joseErrors, type JSONWebKeySet, type JWTVerifyGetKey } from 'jose';
 import { ConfigurationError } from '../errors.js';
+import { fetchJson } from './fetch-json.js';
 
 function assertJwks(value: unknown, where: string): JSONWebKeySet {
   if (typeof value !== 'object' || value === null || !Array.isArray((value as { keys?: unknown }).keys)) {
@@ -66,58 +65,6 @@ export type RemoteJwksResolver = JWTVerifyGetKey & {
   readonly stats: RemoteJwksStats;
 };
 
-function fetchJson(url: URL, options: RemoteJwksOptions): Promise<unknown> {
-  const maxBytes = options.maxBytes ?? 512 * 1024;
-  const timeoutMs = options.timeoutMs ?? 5000;
-  return new Promise((resolve, reject) => {
-    const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
-    const req = send(url, {
-      method: 'GET',
-      headers: { accept: 'application/jwk-set+json, application/json' },
-      timeout: timeoutMs,
-      ...(url.protocol === 'https:' && options.ca !== undefined ? { ca: options.ca } : {}),
-    });
-    const settle = (error: Error | undefined, value?: unknown) => {
-      clearTimeout(deadline);
-      if (error === undefined) resolve(value);
-      else reject(error);
-    };
-    // Destroy without an error argument: once the response is parsed the socket has no error
-    // listener, and an error emitted on it would be an uncaught exception.
-    const abort = (error: Error) => {
-      settle(error);
-      req.destroy();
-    };
-    // `timeout` above only fires on an idle socket; the deadline also bounds a body that trickles.
-    const deadline = setTimeout(() => abort(new Error('JWKS request timed out')), timeoutMs);
-    req.on('timeout', () => abort(new Error('JWKS request timed out')));
-    req.on('error', settle);
-    req.on('response', (res) => {
-      if (res.statusCode !== 200) {
-        res.resume();
-        settle(new Error(`JWKS endpoint answered ${String(res.statusCode)}`));
-        return;
-      }
-      const chunks: Buffer[] = [];
-      let size = 0;
-      res.on('data', (chunk: Buffer) => {
-        size += chunk.length;
-        if (size > maxBytes) abort(new Error('JWKS document too large'));
-        else chunks.push(chunk);
-      });
-      res.on('error', settle);
-      res.on('end', () => {
-        try {
-          settle(undefined, JSON.parse(Buffer.concat(chunks).toString('utf8')));
-        } catch (cause) {
-          settle(new Error('JWKS document is not JSON', { cause }));
-        }
-      });
-    });
-    req.end();
-  });
-}
-
 /**
  * Key resolver over a JWKS URL. Keys are cached; an unknown `kid` triggers one refetch, shared by
  * concurrent callers (single-flight) and at most once per cooldown, so a flood of random `kid`s
@@ -143,7 +90,15 @@ export function remoteJwks(url: string | URL, options: RemoteJwksOptions = {}): 
       lastAttempt = now();
       stats.fetches++;
       try {
-        const jwks = assertJwks(await fetchJson(target, options), 'the JWKS response');
+        const document = await fetchJson(target, {
+          method: 'GET',
+          headers: { accept: 'application/jwk-set+json, application/json' },
+          ...(options.ca === undefined ? {} : { tls: { ca: options.ca } }),
+          timeoutMs: options.timeoutMs ?? 5000,
+          maxBytes: options.maxBytes ?? 512 * 1024,
+          what: 'JWKS',
+        });
+        const jwks = assertJwks(document, 'the JWKS response');
         local = createLocalJWKSet(jwks);
         stats.keys = jwks.keys.length;
         fetchedAt = now();
