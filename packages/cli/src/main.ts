@@ -20,6 +20,9 @@ Commands:
   resource     run a protected echo resource that verifies session-bound tokens
   fetch        send session-bound requests (like curl)
   demo         end-to-end demonstration: honest client, then replay attacks T1, T2, T4
+  as           authorization server: mTLS client auth, client credentials, token exchange, tmb
+  egress       egress sidecar: the agent speaks plain HTTP, the sidecar holds the key and adds proofs
+  ingress      ingress sidecar: terminates mTLS, verifies token and binding, proxies to the local app
 
 Run 'tether COMMAND --help' for a command's options. 'tether --version' prints the version.
 
@@ -35,6 +38,8 @@ Subcommands:
 interface Entry {
   run: Command;
   help: string;
+  /** The command prints its own help and one-line errors. */
+  own?: boolean;
 }
 
 const COMMANDS: Record<string, Entry> = {
@@ -44,6 +49,11 @@ const COMMANDS: Record<string, Entry> = {
   resource: { run: resourceCommand, help: resourceHelp },
   fetch: { run: fetchCommand, help: fetchHelp },
   demo: { run: demoCommand, help: demoHelp },
+  // The authorization server and the sidecars load their stack (pino, prom-client) only when asked for; their own functions
+  // parse arguments, print help and report errors.
+  as: { run: async (args, ctx) => (await import('@tether/as')).runAuthorizationServerCommand(args, ctx), help: '', own: true },
+  egress: { run: async (args, ctx) => (await import('@tether/sidecar')).runEgressCommand(args, ctx), help: '', own: true },
+  ingress: { run: async (args, ctx) => (await import('@tether/sidecar')).runIngressCommand(args, ctx), help: '', own: true },
 };
 
 function version(): string {
@@ -95,6 +105,7 @@ export async function main(argv: readonly string[], context?: Partial<CommandCon
     }
     name = `tether ${routed.name}`;
     const entry = COMMANDS[routed.name] as Entry;
+    if (entry.own === true) return await entry.run(routed.args, ctx);
     if (wantsHelp(routed.args)) {
       ctx.stdout.write(entry.help);
       return 0;

@@ -1,0 +1,157 @@
+/**
+ * `tether as`: run the authorization server from a configuration file, or in development mode
+ * from a `tether pki init` directory. Prints one JSON line `{"issuer":"https://HOST:PORT"}` on
+ * stdout when ready; logs (pino JSON) go to stderr. Runs until the abort signal fires (or, without
+ * one, SIGINT/SIGTERM), then closes and resolves 0.
+ */
+import { isIP } from 'node:net';
+import { parseArgs } from 'node:util';
+import { pino } from 'pino';
+import { loadConfigFile, resolveConfig, type ResolvedConfig } from './config.js';
+import { devConfig } from './dev.js';
+import { ConfigError } from './errors.js';
+import { startAuthorizationServer } from './server.js';
+
+export interface AsCommandContext {
+  stdout: { write(chunk: string): unknown };
+  stderr: { write(chunk: string): unknown };
+  /** Ends the server. Without it, SIGINT and SIGTERM of this process do. */
+  signal?: AbortSignal;
+}
+
+export const asCommandHelp = `Usage: tether as --config FILE [--log-level LEVEL]
+       tether as --dev --pki DIR [--listen HOST:PORT] [--data DIR] [--log-level LEVEL]
+
+Run the authorization server: mTLS client authentication (tls_client_auth,
+self_signed_tls_client_auth) and private_key_jwt; client_credentials and token exchange
+(RFC 8693); RFC 9068 access tokens bound to the client certificate and, when policy says
+so, to the TLS session (cnf.tls_exp); introspection, revocation, RFC 8414 metadata, JWKS,
+/health and /metrics. Configuration options: packages/as/README.md.
+
+Options:
+  --config FILE       JSON configuration; relative paths in it are relative to its directory
+  --dev               development mode from a 'tether pki init' directory (needs --pki)
+  --pki DIR           the PKI directory: ca.pem, server.pem, server.key, <name>.pem per client;
+                      each client is client_id <name>, tls_client_auth by its SPIFFE URI SAN,
+                      session-bound tokens, and may request or exchange tokens for any other
+  --listen HOST:PORT  listen address in --dev mode (default 127.0.0.1:8443; port 0 picks one)
+  --data DIR          state directory in --dev mode (default DIR/as-data: keys, revocations)
+  --log-level LEVEL   fatal, error, warn, info (default), debug, trace or silent
+  -h, --help          show this help
+
+Prints {"issuer":"https://HOST:PORT"} on stdout when ready; logs go to stderr as JSON lines.
+Exit status: 0 after a clean shutdown, 1 on a runtime failure, 2 on bad arguments or an
+invalid configuration (every problem is listed with its path).
+`;
+
+const LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+type Level = (typeof LEVELS)[number];
+
+class UsageError extends Error {}
+
+function parseListen(value: string): { host: string; port: number } {
+  const m = /^\[([^\]]+)\]:(\d+)$/.exec(value) ?? /^([^:[\]]*):(\d+)$/.exec(value);
+  if (m === null) throw new UsageError(`--listen must be HOST:PORT or [IPv6]:PORT (got '${value}')`);
+  const host = (m[1] as string) === '' ? '127.0.0.1' : (m[1] as string);
+  if (value.startsWith('[') && isIP(host) !== 6) throw new UsageError(`--listen: '${host}' is not an IPv6 address`);
+  if (!/^[A-Za-z0-9.:-]+$/.test(host)) throw new UsageError(`--listen: invalid host '${host}'`);
+  const port = Number(m[2]);
+  if (!Number.isSafeInteger(port) || port > 65535) throw new UsageError(`--listen: invalid port '${m[2] as string}'`);
+  return { host, port };
+}
+
+/** Run `tether as` with `argv` (the arguments after `as`). Never throws; resolves the exit code. */
+export async function runAuthorizationServerCommand(argv: readonly string[], context: Partial<AsCommandContext> = {}): Promise<number> {
+  const stdout = context.stdout ?? process.stdout;
+  const stderr = context.stderr ?? process.stderr;
+  let values: { config?: string; dev?: boolean; pki?: string; listen?: string; data?: string; 'log-level'?: string; help?: boolean };
+  try {
+    ({ values } = parseArgs({
+      args: [...argv],
+      options: {
+        config: { type: 'string' },
+        dev: { type: 'boolean' },
+        pki: { type: 'string' },
+        listen: { type: 'string' },
+        data: { type: 'string' },
+        'log-level': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+      strict: true,
+      allowPositionals: false,
+    }));
+  } catch (error) {
+    stderr.write(`tether as: ${(error as Error).message.split('\n')[0]} (see 'tether as --help')\n`);
+    return 2;
+  }
+  if (values.help === true) {
+    stdout.write(asCommandHelp);
+    return 0;
+  }
+
+  let config: ResolvedConfig;
+  let level: Level;
+  try {
+    const logLevel = values['log-level'];
+    if (logLevel !== undefined && !(LEVELS as readonly string[]).includes(logLevel)) throw new UsageError(`--log-level must be one of ${LEVELS.join(', ')}`);
+    if (values.dev === true) {
+      if (values.config !== undefined) throw new UsageError('--dev and --config exclude each other');
+      if (values.pki === undefined) throw new UsageError('--dev needs --pki DIR');
+      const listen = parseListen(values.listen ?? '127.0.0.1:8443');
+      config = resolveConfig(
+        devConfig({ pkiDir: values.pki, host: listen.host, port: listen.port, ...(values.data === undefined ? {} : { dataDir: values.data }), logLevel: (logLevel ?? 'info') as Level }),
+        process.cwd(),
+      );
+    } else {
+      if (values.config === undefined) throw new UsageError('--config FILE or --dev --pki DIR is required');
+      for (const o of ['pki', 'listen', 'data'] as const) if (values[o] !== undefined) throw new UsageError(`--${o} is only used with --dev`);
+      config = loadConfigFile(values.config);
+      if (logLevel !== undefined) config = { ...config, logging: { level: logLevel as Level } };
+    }
+    level = config.logging.level;
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      stderr.write(`tether as: invalid configuration:\n${error.issues.map((i) => `  ${i}\n`).join('')}`);
+      return 2;
+    }
+    if (error instanceof UsageError) {
+      stderr.write(`tether as: ${error.message} (see 'tether as --help')\n`);
+      return 2;
+    }
+    stderr.write(`tether as: ${(error as Error).message}\n`);
+    return 1;
+  }
+
+  const logger = pino({ level }, { write: (line: string) => stderr.write(line) });
+  let server: Awaited<ReturnType<typeof startAuthorizationServer>>;
+  try {
+    server = await startAuthorizationServer(config, { logger });
+  } catch (error) {
+    stderr.write(`tether as: cannot start: ${(error as Error).message}\n`);
+    return 1;
+  }
+  stdout.write(`${JSON.stringify({ issuer: server.issuer })}\n`);
+
+  await new Promise<void>((resolve) => {
+    const signal = context.signal;
+    if (signal !== undefined) {
+      if (signal.aborted) resolve();
+      else signal.addEventListener('abort', () => resolve(), { once: true });
+      return;
+    }
+    const stop = () => {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      resolve();
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+  });
+  try {
+    await server.close();
+  } catch (error) {
+    stderr.write(`tether as: error while stopping: ${(error as Error).message}\n`);
+    return 1;
+  }
+  return 0;
+}

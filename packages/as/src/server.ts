@@ -1,0 +1,410 @@
+/**
+ * The HTTP layer: one Fastify instance per listener (HTTP/2 with HTTP/1.1 fallback over TLS).
+ * The mutual-TLS listener requests a client certificate (without rejecting unverified ones, so
+ * self-signed certificates reach `self_signed_tls_client_auth`); the optional plain-TLS listener
+ * does not, and metadata then lists the mTLS listener in `mtls_endpoint_aliases` (RFC 8705
+ * section 5).
+ */
+import type { IncomingMessage } from 'node:http';
+import type { Http2ServerRequest, Http2SecureServer, ServerHttp2Session } from 'node:http2';
+import type { AddressInfo, Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import { isIP } from 'node:net';
+import fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { pino, type Logger } from 'pino';
+import { PROOF_HEADER, sessionBoundTlsOptions, type TlsVersion } from '@tether/core';
+import {
+  resolveConfig,
+  resolveRegisteredClient,
+  type AuthorizationServerConfig,
+  type ClientMetadata,
+  type ResolvedClient,
+  type ResolvedConfig,
+} from './config.js';
+import { peerOf } from './connection.js';
+import { AuthorizationEngine, PATHS, type Endpoint, type EngineUrls, type RequestInfo } from './engine.js';
+import { OAuthError, isOAuthError } from './errors.js';
+import { FormParams } from './form.js';
+import { KeyManager } from './keys.js';
+import { createMetrics, type AsMetrics } from './metrics.js';
+import { FileStore, type Store } from './store.js';
+
+export interface StartOptions {
+  /** Directory that relative file names in `config` are resolved against (default: cwd). */
+  baseDir?: string;
+  /** Logger (default: pino at `config.logging.level`, to stdout). */
+  logger?: Logger;
+  /** Clock in epoch milliseconds (default `Date.now`); tests move it forward. */
+  clock?: () => number;
+  /** Storage (default: a {@link FileStore} on `config.dataDir`). */
+  store?: Store;
+  /** Collect Node process metrics too (default true). */
+  defaultMetrics?: boolean;
+}
+
+export interface AuthorizationServer {
+  /** The `iss` of every token and the metadata `issuer`. */
+  readonly issuer: string;
+  /** Base URL of the mutual-TLS listener. */
+  readonly url: string;
+  /** Base URL of the plain-TLS listener, when configured. */
+  readonly plainUrl: string | undefined;
+  readonly tokenEndpoint: string;
+  readonly introspectionEndpoint: string;
+  readonly revocationEndpoint: string;
+  readonly jwksUri: string;
+  readonly metadataUrl: string;
+  readonly config: ResolvedConfig;
+  readonly metrics: AsMetrics;
+  readonly store: Store;
+  readonly engine: AuthorizationEngine;
+  /** RFC 8414 metadata document. */
+  metadata(): Record<string, unknown>;
+  /** Published JWK Set. */
+  jwks(): { keys: Array<Record<string, unknown>> };
+  /** Rotate the signing key now (the `next` key starts signing, the active key retires). */
+  rotateSigningKey(): Promise<void>;
+  /** Run scheduled maintenance now: rotation when due, pruning of expired keys and records. */
+  runMaintenance(): Promise<void>;
+  /** Register a client at run time (persisted in the store). Throws `ConfigError`. */
+  registerClient(metadata: ClientMetadata): Promise<void>;
+  unregisterClient(clientId: string): Promise<boolean>;
+  close(): Promise<void>;
+}
+
+type Listener = 'mtls' | 'plain';
+type AnyRequest = FastifyRequest;
+
+function isResolved(config: unknown): config is ResolvedConfig {
+  return typeof config === 'object' && config !== null && 'clientCaCerts' in config && Array.isArray((config as ResolvedConfig).clientCaCerts);
+}
+
+/** The raw TLS socket of a request and the object that identifies its connection. */
+function connectionOf(request: AnyRequest): { socket: TLSSocket; key: object } {
+  const raw = request.raw as IncomingMessage | Http2ServerRequest;
+  const session = 'stream' in raw ? raw.stream?.session : undefined;
+  if (session !== undefined) return { socket: session.socket as TLSSocket, key: session };
+  return { socket: raw.socket as TLSSocket, key: raw.socket };
+}
+
+function rawHeaderValues(request: AnyRequest, name: string): string[] {
+  const out: string[] = [];
+  const raw = request.raw.rawHeaders;
+  for (let i = 0; i + 1 < raw.length; i += 2) if ((raw[i] as string).toLowerCase() === name) out.push(raw[i + 1] as string);
+  return out;
+}
+
+function baseUrl(address: AddressInfo, host: string, publicUrl: string | undefined): string {
+  if (publicUrl !== undefined) return publicUrl.replace(/\/+$/, '');
+  const h = host === '0.0.0.0' || host === '::' ? address.address : host;
+  return `https://${isIP(h) === 6 ? `[${h}]` : h}:${address.port}`;
+}
+
+/** Map anything thrown while handling a request to an OAuth error response. */
+function toOAuthError(error: unknown): OAuthError {
+  if (isOAuthError(error)) return error;
+  const e = error as { code?: unknown; statusCode?: unknown; message?: unknown };
+  switch (e.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return new OAuthError('invalid_request', 'The request body is too large', { reason: 'body_too_large', statusCode: 413 });
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+    case 'FST_ERR_CTP_INVALID_TYPE':
+      return new OAuthError('invalid_request', 'The request body must be application/x-www-form-urlencoded', { reason: 'content_type' });
+    default:
+      break;
+  }
+  if (typeof e.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500) {
+    return new OAuthError('invalid_request', 'The request is malformed', { reason: typeof e.code === 'string' ? e.code.toLowerCase() : 'malformed', statusCode: e.statusCode === 413 ? 413 : 400 });
+  }
+  return new OAuthError('server_error', 'The server could not handle the request', { reason: 'internal', cause: error });
+}
+
+function sendError(reply: FastifyReply, error: OAuthError): FastifyReply {
+  return reply
+    .code(error.statusCode)
+    .headers({ ...error.headers, 'cache-control': 'no-store', pragma: 'no-cache' })
+    .type('application/json')
+    .send(JSON.stringify(error.toJSON()));
+}
+
+interface AppContext {
+  engine: AuthorizationEngine;
+  keys: KeyManager;
+  metrics: AsMetrics;
+  logger: Logger;
+  tlsVersions: readonly TlsVersion[];
+  config: ResolvedConfig;
+}
+
+function buildApp(ctx: AppContext, listener: Listener): { app: FastifyInstance; sockets: Set<Socket>; sessions: Set<ServerHttp2Session> } {
+  const { config, engine, metrics } = ctx;
+  const tls = sessionBoundTlsOptions({
+    cert: config.tls.cert,
+    key: config.tls.key,
+    ...(listener === 'mtls' && config.clientCaPem.length > 0 ? { ca: config.clientCaPem } : {}),
+    allowTls12: config.tls.allowTls12,
+    rejectUnauthorized: false,
+  });
+  if (listener === 'plain') tls.requestCert = false;
+  const app = fastify({
+    http2: true,
+    https: { ...tls, allowHTTP1: true },
+    loggerInstance: ctx.logger.child({ listener }),
+    logController: new fastify.LogController({ disableRequestLogging: true }),
+    bodyLimit: config.limits.bodyBytes,
+    requestTimeout: config.limits.requestTimeoutMs,
+    connectionTimeout: config.limits.requestTimeoutMs * 3,
+    return503OnClosing: true,
+    onProtoPoisoning: 'error',
+    onConstructorPoisoning: 'error',
+  }) as unknown as FastifyInstance;
+
+  const sockets = new Set<Socket>();
+  const sessions = new Set<ServerHttp2Session>();
+  const server = app.server as unknown as Http2SecureServer;
+  server.on('secureConnection', (s: Socket) => {
+    sockets.add(s);
+    s.once('close', () => sockets.delete(s));
+  });
+  server.on('session', (s: ServerHttp2Session) => {
+    sessions.add(s);
+    s.once('close', () => sessions.delete(s));
+  });
+
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (request, body, done) => {
+    try {
+      const type = String(request.headers['content-type'] ?? '');
+      const charset = /;\s*charset\s*=\s*"?([^";\s]+)"?/i.exec(type)?.[1];
+      if (charset !== undefined && !/^utf-?8$/i.test(charset)) throw new OAuthError('invalid_request', 'Only UTF-8 form bodies are accepted', { reason: 'charset' });
+      done(null, FormParams.parse(body as string));
+    } catch (error) {
+      done(error as Error, undefined);
+    }
+  });
+
+  app.setErrorHandler((error, request, reply) => {
+    const oauth = toOAuthError(error);
+    const endpoint = (request.routeOptions.config as { endpoint?: string } | undefined)?.endpoint ?? 'other';
+    if (oauth.statusCode >= 500) request.log.error({ err: error }, 'request failed');
+    else request.log.info({ event: 'request_refused', endpoint, error: oauth.error, reason: oauth.reason }, 'request refused');
+    metrics.failures.inc({ endpoint, error: oauth.error, reason: oauth.reason });
+    return sendError(reply, oauth);
+  });
+  app.setNotFoundHandler((_request, reply) => sendError(reply, new OAuthError('not_found', 'Not found', { reason: 'not_found' })));
+
+  const requestInfo = (request: AnyRequest, endpoint: Endpoint): RequestInfo => {
+    const body = request.body;
+    const params = body instanceof FormParams ? body : FormParams.empty();
+    if (body !== undefined && !(body instanceof FormParams)) throw new OAuthError('invalid_request', 'The request body must be application/x-www-form-urlencoded', { reason: 'content_type' });
+    const { socket, key } = connectionOf(request);
+    const peer = listener === 'mtls' && typeof socket?.getPeerX509Certificate === 'function' ? peerOf(socket, key, ctx.tlsVersions) : undefined;
+    return {
+      listener,
+      peer,
+      params,
+      authorization: rawHeaderValues(request, 'authorization'),
+      proofs: rawHeaderValues(request, PROOF_HEADER.toLowerCase()),
+      endpointUrl: engine.endpoint(endpoint, listener),
+    };
+  };
+
+  const noStore = { 'cache-control': 'no-store', pragma: 'no-cache' };
+  const timed = (endpoint: Endpoint, handler: (request: AnyRequest, reply: FastifyReply) => Promise<unknown>) => {
+    return async (request: AnyRequest, reply: FastifyReply) => {
+      const started = process.hrtime.bigint();
+      try {
+        return await handler(request, reply);
+      } finally {
+        metrics.requestDuration.observe({ endpoint, status: String(reply.statusCode) }, Number(process.hrtime.bigint() - started) / 1e9);
+      }
+    };
+  };
+
+  app.post(
+    PATHS.token,
+    { config: { endpoint: 'token' } },
+    timed('token', async (request, reply) => {
+      const response = await engine.token(requestInfo(request, 'token'));
+      return reply.headers(noStore).type('application/json').send(JSON.stringify(response));
+    }),
+  );
+  app.post(
+    PATHS.introspection,
+    { config: { endpoint: 'introspection' } },
+    timed('introspection', async (request, reply) => {
+      const response = await engine.introspect(requestInfo(request, 'introspection'));
+      return reply.headers(noStore).type('application/json').send(JSON.stringify(response));
+    }),
+  );
+  app.post(
+    PATHS.revocation,
+    { config: { endpoint: 'revocation' } },
+    timed('revocation', async (request, reply) => {
+      await engine.revoke(requestInfo(request, 'revocation'));
+      return reply.headers(noStore).code(200).send();
+    }),
+  );
+  app.get(PATHS.jwks, async (_request, reply) =>
+    reply.header('cache-control', 'public, max-age=60').type('application/jwk-set+json').send(JSON.stringify(ctx.keys.jwks)),
+  );
+  const metadataPaths = new Set<string>([PATHS.metadata]);
+  if (config.issuer !== undefined) {
+    const path = new URL(config.issuer).pathname.replace(/\/+$/, '');
+    if (path !== '') metadataPaths.add(`${PATHS.metadata}${path}`);
+  }
+  for (const path of metadataPaths) {
+    app.get(path, async (_request, reply) => reply.header('cache-control', 'public, max-age=300').type('application/json').send(JSON.stringify(engine.metadata())));
+  }
+  app.get(PATHS.health, async (_request, reply) => {
+    const ok = engine.ready && ctx.keys.jwks.keys.length > 0;
+    return reply.code(ok ? 200 : 503).header('cache-control', 'no-store').type('application/json').send(JSON.stringify({ status: ok ? 'ok' : 'starting' }));
+  });
+  if (config.metrics.enabled) {
+    app.get(config.metrics.path, async (_request, reply) => reply.header('cache-control', 'no-store').type(metrics.registry.contentType).send(await metrics.registry.metrics()));
+  }
+  // Wrong methods on the OAuth endpoints.
+  for (const path of [PATHS.token, PATHS.introspection, PATHS.revocation]) {
+    app.route({
+      method: ['GET', 'PUT', 'DELETE', 'PATCH'],
+      url: path,
+      handler: async (_request, reply) =>
+        sendError(reply.header('allow', 'POST'), new OAuthError('invalid_request', 'Use POST', { reason: 'method', statusCode: 405 })),
+    });
+  }
+  return { app, sockets, sessions };
+}
+
+/**
+ * Start an authorization server. `config` is the JSON configuration (validated here; a
+ * `ConfigError` lists every problem with its path) or a configuration already resolved with
+ * `resolveConfig` / `loadConfigFile`.
+ */
+export async function startAuthorizationServer(config: AuthorizationServerConfig | ResolvedConfig, options: StartOptions = {}): Promise<AuthorizationServer> {
+  const resolved = isResolved(config) ? config : resolveConfig(config, options.baseDir);
+  const logger = options.logger ?? pino({ level: resolved.logging.level });
+  const clock = options.clock ?? Date.now;
+  const nowSeconds = () => Math.floor(clock() / 1000);
+  const store = options.store ?? new FileStore(resolved.dataDir);
+  await store.open();
+  const apps: Array<ReturnType<typeof buildApp>> = [];
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    const metrics = createMetrics({ defaultMetrics: options.defaultMetrics ?? true });
+    const keys = new KeyManager(store, {
+      algorithm: resolved.signingKeys.algorithm,
+      rotationInterval: resolved.signingKeys.rotationInterval,
+      maxTokenLifetime: Math.max(resolved.tokens.lifetime, ...resolved.clients.map((c) => c.access_token_lifetime ?? 0)),
+      clockSkew: resolved.tokens.clockSkew,
+      now: nowSeconds,
+    });
+    keys.onChange = () => {
+      metrics.signingKeys.reset();
+      for (const k of keys.keys) metrics.signingKeys.inc({ state: k.state });
+    };
+    await keys.init();
+    const engine = new AuthorizationEngine({ config: resolved, store, keys, metrics, logger, clock });
+    // Clients registered at run time; one that no longer fits the configuration is skipped.
+    const registered: ResolvedClient[] = [];
+    for (const metadata of await store.listClients()) {
+      try {
+        registered.push(resolveRegisteredClient(metadata, resolved, [...resolved.clients, ...registered]).client);
+      } catch (error) {
+        logger.warn({ client_id: metadata.client_id, err: error }, 'registered client skipped: it does not fit the configuration');
+      }
+    }
+    engine.setRegisteredClients(registered);
+
+    const tlsVersions: TlsVersion[] = resolved.tls.allowTls12 ? ['TLSv1.3', 'TLSv1.2'] : ['TLSv1.3'];
+    const ctx: AppContext = { engine, keys, metrics, logger, tlsVersions, config: resolved };
+    const mtls = buildApp(ctx, 'mtls');
+    apps.push(mtls);
+    await mtls.app.listen({ host: resolved.listen.host, port: resolved.listen.port });
+    const mtlsBase = baseUrl(mtls.app.server.address() as AddressInfo, resolved.listen.host, resolved.listen.publicUrl);
+    let plainBase: string | undefined;
+    if (resolved.plainTlsListen !== undefined) {
+      const plain = buildApp(ctx, 'plain');
+      apps.push(plain);
+      await plain.app.listen({ host: resolved.plainTlsListen.host, port: resolved.plainTlsListen.port });
+      plainBase = baseUrl(plain.app.server.address() as AddressInfo, resolved.plainTlsListen.host, resolved.plainTlsListen.publicUrl);
+    }
+    const issuer = (resolved.issuer ?? plainBase ?? mtlsBase).replace(/\/+$/, '');
+    const urls: EngineUrls = { issuer, mtlsBase, plainBase };
+    engine.setUrls(urls);
+    const publicBase = plainBase ?? mtlsBase;
+
+    const maintain = async () => {
+      const before = keys.keys.find((k) => k.state === 'active')?.kid;
+      await keys.maintain();
+      if (keys.keys.find((k) => k.state === 'active')?.kid !== before) {
+        metrics.keyRotations.inc();
+        logger.info({ event: 'key_rotated', kid: keys.active.kid }, 'signing key rotated');
+      }
+      await store.prune(nowSeconds());
+    };
+    timer = setInterval(() => {
+      maintain().catch((error: unknown) => logger.error({ err: error }, 'maintenance failed'));
+    }, resolved.signingKeys.checkInterval * 1000);
+    timer.unref();
+    logger.info({ event: 'started', issuer, url: mtlsBase, plainUrl: plainBase, kid: keys.active.kid }, 'authorization server started');
+
+    let closing: Promise<void> | undefined;
+    const server: AuthorizationServer = {
+      issuer,
+      url: mtlsBase,
+      plainUrl: plainBase,
+      tokenEndpoint: `${publicBase}${PATHS.token}`,
+      introspectionEndpoint: `${publicBase}${PATHS.introspection}`,
+      revocationEndpoint: `${publicBase}${PATHS.revocation}`,
+      jwksUri: `${publicBase}${PATHS.jwks}`,
+      metadataUrl: `${publicBase}${PATHS.metadata}`,
+      config: resolved,
+      metrics,
+      store,
+      engine,
+      metadata: () => engine.metadata(),
+      jwks: () => structuredClone(keys.jwks) as { keys: Array<Record<string, unknown>> },
+      async rotateSigningKey() {
+        await keys.rotate();
+        metrics.keyRotations.inc();
+        logger.info({ event: 'key_rotated', kid: keys.active.kid }, 'signing key rotated');
+      },
+      runMaintenance: maintain,
+      async registerClient(metadata) {
+        const { client } = resolveRegisteredClient(metadata, resolved, engine.clients);
+        await store.putClient(metadata);
+        const current = engine.clients.filter((c) => !resolved.clients.includes(c));
+        engine.setRegisteredClients([...current, client]);
+        if ((client.access_token_lifetime ?? 0) > keys.active.maxTokenLifetime) await keys.coverLifetime(client.access_token_lifetime as number);
+      },
+      async unregisterClient(clientId) {
+        if (resolved.clients.some((c) => c.client_id === clientId)) return false;
+        const removed = await store.deleteClient(clientId);
+        engine.setRegisteredClients(engine.clients.filter((c) => !resolved.clients.includes(c) && c.client_id !== clientId));
+        return removed;
+      },
+      close() {
+        closing ??= (async () => {
+          clearInterval(timer);
+          await Promise.all(apps.map((a) => closeApp(a)));
+          await store.close();
+          logger.info({ event: 'stopped', issuer }, 'authorization server stopped');
+        })();
+        return closing;
+      },
+    };
+    return server;
+  } catch (error) {
+    clearInterval(timer);
+    await Promise.all(apps.map((a) => closeApp(a).catch(() => undefined)));
+    await store.close().catch(() => undefined);
+    throw error;
+  }
+}
+
+async function closeApp(a: { app: FastifyInstance; sockets: Set<Socket>; sessions: Set<ServerHttp2Session> }): Promise<void> {
+  const closed = a.app.close();
+  for (const s of a.sessions) s.destroy();
+  for (const s of a.sockets) s.destroy();
+  await closed;
+}

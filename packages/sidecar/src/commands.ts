@@ -1,0 +1,382 @@
+/**
+ * `tether egress` and `tether ingress`: argument parsing (node:util parseArgs), start-up, and
+ * graceful shutdown on SIGTERM / SIGINT (or `io.signal`). Exit status: 0 after a clean shutdown,
+ * 1 on a runtime failure (e.g. the port is taken), 2 on bad arguments or configuration, reported
+ * as one line on standard error without a stack.
+ */
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { introspectionValidator, jwksFromFile, jwtAccessTokenValidator, remoteJwks, type AccessTokenValidator } from '@tether/core';
+import { isConfigError, LOG_LEVELS, readConfigFile, SidecarConfigError, type LogLevel } from './config.js';
+import { startEgress, type EgressRoute } from './egress.js';
+import { startIngress } from './ingress.js';
+import type { LogOptions } from './log.js';
+
+/** Where a command writes and how it is stopped; defaults are the process's. Compatible with the CLI's CommandContext. */
+export interface CommandIO {
+  stdout: { write(chunk: string): unknown };
+  stderr: { write(chunk: string): unknown };
+  env: Record<string, string | undefined>;
+  /** Ends the command (graceful shutdown). Without it, SIGTERM / SIGINT of this process do. */
+  signal?: AbortSignal;
+  /** Called once the sidecar listens (tests use it to learn the bound addresses). */
+  onReady?: (info: { url: string; metricsUrl: string | undefined }) => void;
+}
+
+export const egressHelp = `Usage: tether egress --listen 127.0.0.1:PORT|unix:/path --cert FILE --key FILE [--ca FILE]
+                     --route NAME=https://host[:port][/base] [--route ...] [options]
+
+Egress sidecar: accepts plain HTTP/1.1 or h2c (prior knowledge) from the co-located agent and
+forwards over mTLS (HTTP/2 preferred), adding a Session-Binding-Proof signed once per
+(token, upstream connection). The agent sends only 'Authorization: Bearer'.
+
+Routing: a request goes to route NAME when its Host name is NAME, or when its path starts with
+/NAME/ (the prefix is removed). Anything else is refused with 403.
+
+Options:
+  --listen ADDR            loopback HOST:PORT or unix:/path (required)
+  --cert FILE, --key FILE  client certificate and private key (PEM) used upstream (required)
+  --ca FILE                CA certificates that verify upstream servers (default: system roots)
+  --route NAME=URL         an allowed destination (repeatable, at least one)
+  --audience NAME=AUD      audience a token must name to be sent to route NAME (repeatable;
+                           default: the route's upstream origin)
+  --token-policy P         audience (default) or none (no token check)
+  --retry-buffer BYTES     bodies up to this Content-Length are buffered for one retry on a
+                           binding error (default 1048576); larger or unknown-length bodies stream
+  --allow-tls12            also offer TLS 1.2 upstream
+  --connect-retry SECONDS  keep retrying a refused / reset upstream connection attempt this long,
+                           with backoff (default 2; 0 = off)
+  --token-endpoint URL     authorization server token endpoint: for --egress-token routes the
+                           egress obtains tokens itself (client_credentials, tls_client_auth,
+                           resource = the route's audience) when the agent sends no Authorization
+  --client-id ID           client_id for --token-endpoint
+  --egress-token NAME[=SCOPE]  route whose tokens the egress obtains (repeatable)
+  --metrics-listen ADDR    Prometheus /metrics and /healthz on HOST:PORT
+  --log-level LEVEL        ${LOG_LEVELS.join(', ')} (default info); JSON lines on stderr
+  --drain-timeout SECONDS  how long shutdown waits for in-flight requests (default 10)
+  -h, --help               this text
+`;
+
+export const ingressHelp = `Usage: tether ingress --listen HOST:PORT --cert FILE --key FILE --ca FILE
+                      --upstream http://127.0.0.1:PORT|unix:/path
+                      (--jwks-url URL | --jwks-file FILE | --introspection-url URL) [options]
+
+Ingress sidecar: terminates mTLS (HTTP/2 and HTTP/1.1), verifies the access token and its
+Session-Binding-Proof against this connection, answers refusals with the draft's 401s, and proxies
+verified requests to the local application with the principal in X-Tether-Principal
+(base64url JSON). Client-supplied identity headers are removed. Serves RFC 9728 metadata at
+/.well-known/oauth-protected-resource without a token.
+
+Options:
+  --listen HOST:PORT           public mTLS listener (required)
+  --cert FILE, --key FILE      server certificate and key (PEM) (required)
+  --ca FILE                    CA that client certificates must chain to (required)
+  --upstream URL               the local application (required)
+  --jwks-url URL               JWT access tokens, keys from this JWK Set URL
+  --jwks-file FILE             JWT access tokens, keys from this JWK Set file
+  --jwks-ca FILE               extra CA for an https JWKS or introspection URL
+  --issuer ISS                 required 'iss' (required with JWKS)
+  --audience AUD               accepted 'aud' (repeatable; required with JWKS)
+  --introspection-url URL      RFC 7662 introspection instead of JWTs
+  --introspection-client-id ID client_secret_basic credentials; the secret is read from the
+                               environment variable TETHER_INTROSPECTION_SECRET
+  --minimum-binding B          session (default) or certificate (also accept RFC 8705 tokens)
+  --required-scope S           scope every request must carry (repeatable)
+  --resource URI               'resource' in the metadata (default: https:// + request authority)
+  --authorization-server ISS   'authorization_servers' in the metadata (repeatable; default --issuer)
+  --strip-authorization        do not pass the Authorization field to the application
+  --allow-tls12                accept TLS 1.2 as well as TLS 1.3
+  --max-requests-per-connection N  close a client connection gracefully after N requests
+                               (GOAWAY / Connection: close), so clients reconnect (default: no limit)
+  --metrics-listen ADDR        Prometheus /metrics and /healthz on HOST:PORT
+  --log-level LEVEL            ${LOG_LEVELS.join(', ')} (default info); JSON lines on stderr
+  --drain-timeout SECONDS      how long shutdown waits for in-flight requests (default 10)
+  -h, --help                   this text
+`;
+
+const common = {
+  listen: { type: 'string' },
+  cert: { type: 'string' },
+  key: { type: 'string' },
+  ca: { type: 'string' },
+  'allow-tls12': { type: 'boolean' },
+  'metrics-listen': { type: 'string' },
+  'log-level': { type: 'string' },
+  'drain-timeout': { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const satisfies ParseArgsConfig['options'];
+
+function parse<O extends NonNullable<ParseArgsConfig['options']>>(argv: readonly string[], options: O) {
+  try {
+    return parseArgs({ args: [...argv], options, allowPositionals: false, strict: true }).values;
+  } catch (error) {
+    throw new SidecarConfigError(error instanceof Error ? error.message.split('\n')[0] as string : String(error));
+  }
+}
+
+function required(value: string | undefined, flag: string): string {
+  if (value === undefined || value === '') throw new SidecarConfigError(`${flag} is required`);
+  return value;
+}
+
+function logLevel(value: string | undefined): LogLevel {
+  const level = value ?? 'info';
+  if (!(LOG_LEVELS as readonly string[]).includes(level)) throw new SidecarConfigError(`--log-level must be one of ${LOG_LEVELS.join(', ')}`);
+  return level as LogLevel;
+}
+
+function seconds(value: string | undefined, flag: string, fallback: number): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < 0) throw new SidecarConfigError(`${flag} must be a number of seconds`);
+  return n * 1000;
+}
+
+function logOptions(level: LogLevel, io: CommandIO): LogOptions {
+  return io.stderr === process.stderr ? { level } : { level, destination: io.stderr as NodeJS.WritableStream };
+}
+
+function resolveIO(io: Partial<CommandIO>): CommandIO {
+  return {
+    stdout: io.stdout ?? process.stdout,
+    stderr: io.stderr ?? process.stderr,
+    env: io.env ?? process.env,
+    ...(io.signal === undefined ? {} : { signal: io.signal }),
+    ...(io.onReady === undefined ? {} : { onReady: io.onReady }),
+  };
+}
+
+/** Resolves on `io.signal` or on SIGTERM / SIGINT; listening starts at once, so a signal during start-up is not lost. */
+function stopSignal(io: CommandIO): { stopped: Promise<string>; dispose(): void } {
+  if (io.signal !== undefined) {
+    const signal = io.signal;
+    return {
+      stopped: new Promise((resolve) => {
+        if (signal.aborted) resolve('abort');
+        else signal.addEventListener('abort', () => resolve('abort'), { once: true });
+      }),
+      dispose() {},
+    };
+  }
+  let on: (name: NodeJS.Signals) => void = () => undefined;
+  let received = 0;
+  const stopped = new Promise<string>((resolve) => {
+    on = (name) => {
+      // A second signal while draining means "now".
+      if (++received > 1) process.exit(128 + (name === 'SIGINT' ? 2 : 15));
+      resolve(name);
+    };
+  });
+  process.on('SIGTERM', on);
+  process.on('SIGINT', on);
+  return {
+    stopped,
+    dispose() {
+      process.off('SIGTERM', on);
+      process.off('SIGINT', on);
+    },
+  };
+}
+
+async function run(name: string, io: CommandIO, start: () => Promise<{ url: string; metrics: { url: string } | undefined; close(): Promise<void> }>): Promise<number> {
+  const stop = stopSignal(io);
+  try {
+    let sidecar;
+    try {
+      sidecar = await start();
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      io.stderr.write(`tether ${name}: error: ${message.split('\n')[0] as string}\n`);
+      return isConfigError(error) ? 2 : 1;
+    }
+    io.onReady?.({ url: sidecar.url, metricsUrl: sidecar.metrics?.url });
+    await stop.stopped;
+    await sidecar.close();
+    return 0;
+  } finally {
+    stop.dispose();
+  }
+}
+
+function usage(name: string, io: CommandIO, error: unknown): number {
+  if (isConfigError(error)) {
+    io.stderr.write(`tether ${name}: error: ${error.message.split('\n')[0] as string}\n`);
+    return 2;
+  }
+  throw error;
+}
+
+/** `tether egress ARGS`: resolves the exit status. */
+export async function runEgressCommand(argv: readonly string[], partialIO: Partial<CommandIO> = {}): Promise<number> {
+  const io = resolveIO(partialIO);
+  let start: () => ReturnType<typeof startEgress>;
+  try {
+    const values = parse(argv, {
+      ...common,
+      route: { type: 'string', multiple: true },
+      audience: { type: 'string', multiple: true },
+      'token-policy': { type: 'string' },
+      'retry-buffer': { type: 'string' },
+      'connect-retry': { type: 'string' },
+      'token-endpoint': { type: 'string' },
+      'client-id': { type: 'string' },
+      'egress-token': { type: 'string', multiple: true },
+    });
+    if (values.help === true) {
+      io.stdout.write(egressHelp);
+      return 0;
+    }
+    const listen = required(values.listen, '--listen');
+    const cert = readConfigFile(required(values.cert, '--cert'), '--cert');
+    const key = readConfigFile(required(values.key, '--key'), '--key');
+    const ca = values.ca === undefined ? undefined : readConfigFile(values.ca, '--ca');
+    const audiences = new Map<string, string[]>();
+    for (const a of values.audience ?? []) {
+      const i = a.indexOf('=');
+      if (i <= 0 || i === a.length - 1) throw new SidecarConfigError(`--audience expects NAME=AUDIENCE, got ${JSON.stringify(a)}`);
+      const name = a.slice(0, i);
+      audiences.set(name, [...(audiences.get(name) ?? []), a.slice(i + 1)]);
+    }
+    const routes: EgressRoute[] = (values.route ?? []).map((r) => {
+      const i = r.indexOf('=');
+      if (i <= 0 || i === r.length - 1) throw new SidecarConfigError(`--route expects NAME=https://upstream, got ${JSON.stringify(r)}`);
+      const name = r.slice(0, i);
+      const aud = audiences.get(name);
+      return { name, upstream: r.slice(i + 1), ...(aud === undefined ? {} : { audience: aud }) };
+    });
+    for (const spec of values['egress-token'] ?? []) {
+      const i = spec.indexOf('=');
+      const name = i < 0 ? spec : spec.slice(0, i);
+      const route = routes.find((r) => r.name === name);
+      if (route === undefined) throw new SidecarConfigError(`--egress-token names unknown route ${name}`);
+      route.egressToken = true;
+      if (i >= 0 && i < spec.length - 1) route.scope = spec.slice(i + 1);
+    }
+    const tokenEndpoint = values['token-endpoint'];
+    if (tokenEndpoint === undefined && values['client-id'] !== undefined) throw new SidecarConfigError('--client-id needs --token-endpoint');
+    if (tokenEndpoint !== undefined && (values['egress-token'] ?? []).length === 0) throw new SidecarConfigError('--token-endpoint needs at least one --egress-token NAME');
+    for (const name of audiences.keys()) if (!routes.some((r) => r.name === name)) throw new SidecarConfigError(`--audience names unknown route ${name}`);
+    const policy = values['token-policy'] ?? 'audience';
+    if (policy !== 'audience' && policy !== 'none') throw new SidecarConfigError('--token-policy must be audience or none');
+    const retryRaw = values['retry-buffer'];
+    const retryBufferBytes = retryRaw === undefined ? undefined : Number(retryRaw);
+    if (retryBufferBytes !== undefined && (!Number.isInteger(retryBufferBytes) || retryBufferBytes < 0)) throw new SidecarConfigError('--retry-buffer must be a whole number of bytes');
+    const level = logLevel(values['log-level']);
+    const drainTimeoutMs = seconds(values['drain-timeout'], '--drain-timeout', 10_000);
+    const connectRetryMs = seconds(values['connect-retry'], '--connect-retry', 2000);
+    start = () =>
+      startEgress({
+        listen,
+        cert,
+        key,
+        ...(ca === undefined ? {} : { ca }),
+        routes,
+        ...(tokenEndpoint === undefined ? {} : { tokenEndpoint: { endpoint: tokenEndpoint, clientId: required(values['client-id'], '--client-id') } }),
+        tokenPolicy: policy,
+        ...(retryBufferBytes === undefined ? {} : { retryBufferBytes }),
+        allowTls12: values['allow-tls12'] === true,
+        ...(values['metrics-listen'] === undefined ? {} : { metricsListen: values['metrics-listen'] }),
+        drainTimeoutMs,
+        connectRetryMs,
+        log: logOptions(level, io),
+      });
+  } catch (error) {
+    return usage('egress', io, error);
+  }
+  return run('egress', io, start);
+}
+
+/** `tether ingress ARGS`: resolves the exit status. */
+export async function runIngressCommand(argv: readonly string[], partialIO: Partial<CommandIO> = {}): Promise<number> {
+  const io = resolveIO(partialIO);
+  let start: () => ReturnType<typeof startIngress>;
+  try {
+    const values = parse(argv, {
+      ...common,
+      upstream: { type: 'string' },
+      'jwks-url': { type: 'string' },
+      'jwks-file': { type: 'string' },
+      'jwks-ca': { type: 'string' },
+      issuer: { type: 'string' },
+      audience: { type: 'string', multiple: true },
+      'introspection-url': { type: 'string' },
+      'introspection-client-id': { type: 'string' },
+      'minimum-binding': { type: 'string' },
+      'required-scope': { type: 'string', multiple: true },
+      resource: { type: 'string' },
+      'authorization-server': { type: 'string', multiple: true },
+      'strip-authorization': { type: 'boolean' },
+      'max-requests-per-connection': { type: 'string' },
+    });
+    if (values.help === true) {
+      io.stdout.write(ingressHelp);
+      return 0;
+    }
+    const listen = required(values.listen, '--listen');
+    const cert = readConfigFile(required(values.cert, '--cert'), '--cert');
+    const key = readConfigFile(required(values.key, '--key'), '--key');
+    const ca = readConfigFile(required(values.ca, '--ca'), '--ca');
+    const upstream = required(values.upstream, '--upstream');
+    const maxRaw = values['max-requests-per-connection'];
+    const maxRequestsPerConnection = maxRaw === undefined ? undefined : Number(maxRaw);
+    if (maxRequestsPerConnection !== undefined && (!Number.isInteger(maxRequestsPerConnection) || maxRequestsPerConnection < 1)) {
+      throw new SidecarConfigError('--max-requests-per-connection must be a whole number, at least 1');
+    }
+    const sources = (['jwks-url', 'jwks-file', 'introspection-url'] as const).filter((k) => values[k] !== undefined);
+    if (sources.length !== 1) throw new SidecarConfigError('exactly one of --jwks-url, --jwks-file or --introspection-url is required');
+    const extraCa = values['jwks-ca'] === undefined ? undefined : readConfigFile(values['jwks-ca'], '--jwks-ca');
+    const audience = values.audience ?? [];
+    let tokens: AccessTokenValidator;
+    if (values['introspection-url'] !== undefined) {
+      let endpoint: URL;
+      try {
+        endpoint = new URL(values['introspection-url']);
+      } catch {
+        throw new SidecarConfigError('--introspection-url is not a URL');
+      }
+      const clientId = values['introspection-client-id'];
+      const clientSecret = io.env.TETHER_INTROSPECTION_SECRET;
+      if (clientId !== undefined && (clientSecret === undefined || clientSecret === '')) {
+        throw new SidecarConfigError('--introspection-client-id needs the secret in TETHER_INTROSPECTION_SECRET');
+      }
+      tokens = introspectionValidator({
+        endpoint,
+        ...(clientId === undefined ? {} : { clientId, clientSecret: clientSecret as string }),
+        ...(extraCa === undefined ? {} : { tls: { ca: extraCa } }),
+        ...(values.issuer === undefined ? {} : { issuer: values.issuer }),
+        ...(audience.length === 0 ? {} : { audience }),
+      });
+    } else {
+      const issuer = required(values.issuer, '--issuer');
+      if (audience.length === 0) throw new SidecarConfigError('--audience is required with --jwks-url or --jwks-file');
+      const keys = values['jwks-file'] !== undefined ? jwksFromFile(values['jwks-file']) : remoteJwks(values['jwks-url'] as string, extraCa === undefined ? {} : { ca: extraCa });
+      tokens = jwtAccessTokenValidator({ keys, issuer, audience });
+    }
+    const minimumBinding = values['minimum-binding'] ?? 'session';
+    if (minimumBinding !== 'session' && minimumBinding !== 'certificate') throw new SidecarConfigError('--minimum-binding must be session or certificate');
+    const authorizationServers = values['authorization-server'] ?? (values.issuer === undefined ? [] : [values.issuer]);
+    const level = logLevel(values['log-level']);
+    const drainTimeoutMs = seconds(values['drain-timeout'], '--drain-timeout', 10_000);
+    start = () =>
+      startIngress({
+        listen,
+        cert,
+        key,
+        ca,
+        upstream,
+        tokens,
+        minimumBinding,
+        ...(values['required-scope'] === undefined ? {} : { requiredScopes: values['required-scope'] }),
+        ...(values.resource === undefined ? {} : { resource: values.resource }),
+        authorizationServers,
+        passAuthorization: values['strip-authorization'] !== true,
+        allowTls12: values['allow-tls12'] === true,
+        ...(values['metrics-listen'] === undefined ? {} : { metricsListen: values['metrics-listen'] }),
+        drainTimeoutMs,
+        ...(maxRequestsPerConnection === undefined ? {} : { maxRequestsPerConnection }),
+        log: logOptions(level, io),
+      });
+  } catch (error) {
+    return usage('ingress', io, error);
+  }
+  return run('ingress', io, start);
+}

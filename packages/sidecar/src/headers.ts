@@ -1,0 +1,90 @@
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+
+/** Hop-by-hop fields (RFC 9110 section 7.6.1) plus the HTTP/2-forbidden connection-specific ones. */
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'http2-settings',
+]);
+
+/** Field names listed in `Connection` (they are hop-by-hop too). */
+function connectionTokens(headers: IncomingHttpHeaders): Set<string> {
+  const out = new Set<string>();
+  const value = headers.connection;
+  for (const v of Array.isArray(value) ? value : value === undefined ? [] : [value]) {
+    for (const token of v.split(',')) {
+      const t = token.trim().toLowerCase();
+      if (t !== '') out.add(t);
+    }
+  }
+  return out;
+}
+
+export interface CopyOptions {
+  /** Extra field names to drop (lower case). */
+  drop?: ReadonlySet<string>;
+  /** Field-name prefixes to drop (lower case). */
+  dropPrefixes?: readonly string[];
+}
+
+/**
+ * Copy end-to-end fields: drops hop-by-hop fields, those named in `Connection`, `Proxy-*`,
+ * HTTP/2 pseudo-headers, `Host`, and whatever `options` lists.
+ */
+export function endToEndHeaders(headers: IncomingHttpHeaders, options: CopyOptions = {}): OutgoingHttpHeaders {
+  const named = connectionTokens(headers);
+  const out: OutgoingHttpHeaders = {};
+  for (const [name, value] of Object.entries(headers)) {
+    if (value === undefined) continue;
+    const n = name.toLowerCase();
+    if (n.startsWith(':') || n === 'host' || HOP_BY_HOP.has(n) || named.has(n) || n.startsWith('proxy-')) continue;
+    if (options.drop?.has(n)) continue;
+    if (options.dropPrefixes?.some((p) => n.startsWith(p))) continue;
+    out[n] = value;
+  }
+  return out;
+}
+
+/** Every value of `name` as received (duplicates kept), from `rawHeaders`. */
+export function rawValues(rawHeaders: readonly string[], name: string): string[] {
+  const out: string[] = [];
+  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+    if ((rawHeaders[i] as string).toLowerCase() === name) out.push(rawHeaders[i + 1] as string);
+  }
+  return out;
+}
+
+/**
+ * Identity and certificate fields a client could forge to impersonate someone to the application
+ * behind the ingress. The ingress drops them all and sets its own.
+ */
+export const IDENTITY_HEADERS: ReadonlySet<string> = new Set([
+  'client-cert',
+  'client-cert-chain',
+  'x-forwarded-client-cert',
+  'x-client-cert',
+  'x-client-certificate',
+  'x-client-verify',
+  'x-client-dn',
+  'x-ssl-cert',
+  'x-tether-principal',
+  'forwarded',
+  'x-real-ip',
+  'x-remote-user',
+  'remote-user',
+  'x-authenticated-user',
+  'x-user',
+  'x-amzn-mtls-clientcert',
+  'x-arr-clientcert',
+  'ssl-client-cert',
+  'session-binding-proof',
+]);
+
+export const IDENTITY_PREFIXES: readonly string[] = ['x-forwarded-', 'x-ssl-', 'x-tether-', 'x-client-', 'x-mtls-', 'x-envoy-'];

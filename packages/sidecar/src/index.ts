@@ -1,0 +1,24 @@
+/**
+ * @tether/sidecar: egress and ingress sidecars for TLS-session-bound access tokens
+ * (draft-mw-oauth-tls-session-bound-tokens, Appendix B). See README.md for deployment and the
+ * trust boundary.
+ */
+export { startEgress, type EgressConfig, type EgressRoute, type EgressSidecar, type EgressState, type EgressStats } from './egress.js';
+export {
+  startIngress,
+  encodePrincipal,
+  decodePrincipal,
+  PRINCIPAL_HEADER,
+  METADATA_PATH,
+  type IngressConfig,
+  type IngressSidecar,
+  type IngressState,
+  type IngressStats,
+} from './ingress.js';
+export { runEgressCommand, runIngressCommand, egressHelp, ingressHelp, type CommandIO } from './commands.js';
+export { SidecarConfigError, parseEndpoint, type Endpoint, type LogLevel } from './config.js';
+export { IDENTITY_HEADERS, IDENTITY_PREFIXES } from './headers.js';
+export type { LogOptions } from './log.js';
+export type { MetricsServer } from './servers.js';
+export { DISCOVERY_PATH } from './egress.js';
+export { TokenSource, TokenFetchError, type TokenEndpointConfig } from './token-source.js';
