@@ -185,6 +185,7 @@ describe('sidecar commands', () => {
     ['an egress token for an unknown route', () => ['--listen', '127.0.0.1:0', ...base(), '--route', 'a=https://localhost:1', '--token-endpoint', 'https://as.example/token', '--client-id', 'x', '--egress-token', 'b'], /unknown route b/],
     ['a plain-http token endpoint', () => ['--listen', '127.0.0.1:0', ...base(), '--route', 'a=https://localhost:1', '--token-endpoint', 'http://as.example/token', '--client-id', 'x', '--egress-token', 'a'], /https/],
     ['a bad listen address', () => ['--listen', 'nowhere', ...base(), '--route', 'a=https://localhost:1'], /HOST:PORT/],
+    ['a negative --connect-retry', () => ['--listen', '127.0.0.1:0', ...base(), '--route', 'a=https://localhost:1', '--connect-retry', '-1'], /--connect-retry/],
   ];
   for (const [what, args, message] of badEgress) {
     it(`egress refuses ${what} with exit 2 and one line`, async () => {
@@ -201,6 +202,7 @@ describe('sidecar commands', () => {
     ['a non-http upstream', () => ['--listen', '127.0.0.1:0', '--cert', files.serverCert, '--key', files.serverKey, '--ca', files.ca, '--upstream', 'ftp://x', '--jwks-file', files.jwks, '--issuer', ISSUER, '--audience', AUDIENCE], /upstream/],
     ['a JWKS without issuer', () => ['--listen', '127.0.0.1:0', '--cert', files.serverCert, '--key', files.serverKey, '--ca', files.ca, '--upstream', app.url, '--jwks-file', files.jwks], /--issuer/],
     ['a JWKS file that is not JSON', () => ['--listen', '127.0.0.1:0', '--cert', files.serverCert, '--key', files.serverKey, '--ca', files.ca, '--upstream', app.url, '--jwks-file', files.ca, '--issuer', ISSUER, '--audience', AUDIENCE], /not JSON/],
+    ['--max-requests-per-connection 0', () => ['--listen', '127.0.0.1:0', '--cert', files.serverCert, '--key', files.serverKey, '--ca', files.ca, '--upstream', app.url, '--jwks-file', files.jwks, '--issuer', ISSUER, '--audience', AUDIENCE, '--max-requests-per-connection', '0'], /--max-requests-per-connection/],
   ];
   for (const [what, args, message] of badIngress) {
     it(`ingress refuses ${what} with exit 2 and one line`, async () => {
