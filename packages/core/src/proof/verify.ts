@@ -1,5 +1,5 @@
 import { timingSafeEqual, type X509Certificate } from 'node:crypto';
-import { compactVerify } from 'jose';
+import { verifyJwsSignature } from './jws-signature.js';
 import { decodeBase64url, decodeJsonObject } from '../encoding.js';
 import { InvalidProofError } from '../errors.js';
 import { EXPORTER_LENGTH } from '../exporter.js';
@@ -120,12 +120,12 @@ export async function verifySessionBindingProof(
     fail('x5t_mismatch', 'certificate thumbprint mismatch');
   }
 
-  let payloadBytes: Uint8Array;
-  try {
-    ({ payload: payloadBytes } = await compactVerify(proof, publicKey, { algorithms: [header.alg] }));
-  } catch (cause) {
-    fail('signature', 'invalid signature', undefined, cause);
+  const [headerSegment, payloadSegment, signatureSegment] = parts as [string, string, string];
+  if (!verifyJwsSignature(header.alg, publicKey, `${headerSegment}.${payloadSegment}`, decodeBase64url(signatureSegment) ?? Buffer.alloc(0))) {
+    fail('signature', 'invalid signature');
   }
+  const payloadBytes = decodeBase64url(payloadSegment);
+
   const claims = parseJsonObject(payloadBytes, 'proof payload');
 
   const { ath, ekm, iat } = claims;

@@ -1,0 +1,72 @@
+/**
+ * Resource server for the benchmark matrix (bench/matrix.ts), built from the public entry points
+ * the way a user would: createSessionBoundVerifier + jwtAccessTokenValidator + sessionBoundHandler
+ * over node:http2 (HTTP/1.1 allowed), DPoP enabled. `minimumBinding: 'none'` so one server process
+ * serves every mode; a token carrying a binding is still held to it.
+ *
+ * Runs as a child process with IPC. Argument: a directory holding ca.pem, server.pem, server.key,
+ * jwks.json; optional second argument: idle timeout in ms after which the server drops a quiet
+ * connection (the "keep-alive timeout" of the agent-like mix).
+ * Messages: {cmd:'reset'} -> {ok}, {cmd:'report'} -> {cpuMicros, stats, connections, resumed}, {cmd:'exit'}.
+ */
+import { createSecureServer } from 'node:http2';
+import { readFileSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import { createSessionBoundVerifier, jwtAccessTokenValidator, localJwks } from '@tether/core';
+import { sessionBoundHandler, sessionBoundTlsOptions } from '@tether/core/node';
+
+const [dir, idleArg] = process.argv.slice(2);
+if (dir === undefined || process.send === undefined) throw new Error('usage: matrix-rs.ts DIR [IDLE_MS] (forked with IPC)');
+const read = (name: string) => readFileSync(`${dir}/${name}`, 'utf8');
+const idleMs = Number(idleArg ?? 0);
+
+const verifier = createSessionBoundVerifier({
+  tokens: jwtAccessTokenValidator({ keys: localJwks(JSON.parse(read('jwks.json'))), issuer: 'https://as.bench', audience: 'https://rs.bench' }),
+  minimumBinding: 'none',
+  dpop: {},
+});
+const body = Buffer.from('{"ok":true}');
+const server = createSecureServer(
+  {
+    ...sessionBoundTlsOptions({ cert: read('server.pem'), key: read('server.key'), ca: read('ca.pem') }),
+    allowHTTP1: true,
+    // Headroom for a client that keeps 32+ streams in flight.
+    settings: { maxConcurrentStreams: 256 },
+  },
+  sessionBoundHandler(verifier, (_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': body.length });
+    res.end(body);
+  }),
+);
+// Idle HTTP/2 sessions (and HTTP/1.1 sockets) are closed after idleMs without activity.
+if (idleMs > 0) {
+  server.setTimeout(idleMs);
+  server.on('timeout', (s: { close?: () => void; destroy: () => void }) => (typeof s.close === 'function' ? s.close() : s.destroy()));
+}
+
+let connections = 0;
+let resumed = 0;
+server.on('secureConnection', (socket: TLSSocket) => {
+  connections++;
+  if (socket.isSessionReused()) resumed++;
+});
+
+let cpu = process.cpuUsage();
+server.listen(0, '127.0.0.1', () => process.send?.({ port: (server.address() as AddressInfo).port }));
+process.on('message', (msg: { cmd: string }) => {
+  if (msg.cmd === 'reset') {
+    Object.assign(verifier.stats, { requests: 0, accepted: 0, proofVerifications: 0, cacheHits: 0, dpopProofVerifications: 0, failures: {} });
+    connections = 0;
+    resumed = 0;
+    cpu = process.cpuUsage();
+    process.send?.({ ok: true });
+  } else if (msg.cmd === 'report') {
+    const used = process.cpuUsage(cpu);
+    process.send?.({ cpuMicros: used.user + used.system, stats: verifier.stats, connections, resumed });
+  } else if (msg.cmd === 'exit') {
+    server.close();
+    process.exit(0);
+  }
+});
+process.on('disconnect', () => process.exit(0));

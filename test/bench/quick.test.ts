@@ -1,0 +1,82 @@
+/**
+ * Smoke test of the benchmark matrix: `bench/matrix.ts --quick` runs to completion in a child
+ * process and writes its JSON, Markdown and SVG files with the expected structure. Timing is not
+ * checked (CI machines vary); only that every cell ran and every request succeeded.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const MODES = ['bearer', 'certificate', 'session', 'session-per-request', 'dpop'];
+const PATTERNS = ['h2-long-m1', 'h2-long-m10', 'h2-long-m100', 'h2-long-m1000', 'conn-per-request', 'conn-per-request-resumed', 'h1-pool', 'agent-mix'];
+
+test('bench/matrix.ts --quick writes JSON, Markdown and SVG results', { timeout: 180_000 }, async () => {
+  const out = mkdtempSync(join(tmpdir(), 'tether-bench-test-'));
+  try {
+    const started = Date.now();
+    const { code, stderr } = await new Promise<{ code: number | null; stderr: string }>((resolve, reject) => {
+      const child = spawn(process.execPath, ['--conditions=tether-source', '--import', 'tsx', 'bench/matrix.ts', '--quick', '--out', out], {
+        stdio: ['ignore', 'ignore', 'pipe'],
+      });
+      let err = '';
+      child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+      child.on('error', reject);
+      child.on('exit', (c) => resolve({ code: c, stderr: err }));
+    });
+    assert.equal(code, 0, stderr);
+    console.log(`quick matrix took ${((Date.now() - started) / 1000).toFixed(1)} s`);
+
+    const json = JSON.parse(readFileSync(join(out, 'matrix-quick.json'), 'utf8')) as {
+      quick: boolean;
+      modes: string[];
+      scenarios: Array<{ id: string }>;
+      results: Record<string, Record<string, { median: Record<string, number>; ratio: Record<string, { median: number; min: number; max: number }>; failures: number; signaturesPerRun: number[] }>>;
+      targets: Array<{ claim: string; value: string; holds: boolean | null }>;
+      cells: unknown[];
+    };
+    assert.equal(json.quick, true);
+    assert.deepEqual(json.modes, MODES);
+    assert.deepEqual(json.scenarios.map((s) => s.id), PATTERNS);
+    for (const p of PATTERNS) {
+      for (const m of MODES) {
+        const r = json.results[p]?.[m];
+        assert.ok(r, `${p}/${m} missing`);
+        for (const f of ['throughput', 'rsCpuUs', 'clientCpuUs', 'p50Ms', 'p99Ms', 'signaturesPerRequest', 'verificationsPerRequest']) {
+          assert.equal(typeof r.median[f], 'number', `${p}/${m} ${f}`);
+        }
+        assert.ok(r.median.throughput! > 0);
+        for (const f of ['throughput', 'rsCpuUs', 'clientCpuUs', 'p50Ms', 'p99Ms']) assert.ok(Number.isFinite(r.ratio[f]?.median), `${p}/${m} ratio ${f}`);
+        assert.equal(r.failures, 0, `${p}/${m} had failed requests`);
+      }
+      // Bearer is the reference: its ratios are exactly 1; bearer signs nothing.
+      assert.equal(json.results[p]?.bearer?.ratio.throughput?.median, 1);
+      assert.equal(json.results[p]?.bearer?.median.signaturesPerRequest, 0);
+      // DPoP and per-request claims sign once per request everywhere.
+      assert.equal(json.results[p]?.dpop?.median.signaturesPerRequest, 1);
+      assert.equal(json.results[p]?.['session-per-request']?.median.signaturesPerRequest, 1);
+    }
+    // Session binding on one connection signs N proofs, not N x M (counted, so exact).
+    assert.deepEqual(json.results['h2-long-m1000']?.session?.signaturesPerRun, [1, 1]);
+    assert.ok(json.targets.length > 0 && json.targets.every((t) => typeof t.claim === 'string' && typeof t.value === 'string'));
+    assert.ok(json.cells.length >= PATTERNS.length * MODES.length);
+
+    const md = readFileSync(join(out, 'matrix-quick.md'), 'utf8');
+    assert.match(md, /^# Benchmark matrix \(quick\)/);
+    assert.match(md, /\| pattern \| mode \| req\/s \| x bearer \|/);
+    for (const p of PATTERNS) for (const m of MODES) assert.ok(md.includes(`| ${p} | ${m} |`), `table row ${p}/${m}`);
+    assert.match(md, /## Targets/);
+
+    for (const name of ['throughput', 'rs-cpu', 'client-cpu']) {
+      const svg = readFileSync(join(out, `matrix-quick-${name}.svg`), 'utf8');
+      assert.match(svg, /^<svg xmlns="http:\/\/www\.w3\.org\/2000\/svg"/);
+      assert.match(svg, /<\/svg>\n$/);
+      for (const m of MODES) assert.ok(svg.includes(`data-name="${m}"`), `${name}.svg series ${m}`);
+      assert.equal((svg.match(/<polyline /g) ?? []).length, MODES.length);
+    }
+  } finally {
+    rmSync(out, { recursive: true, force: true });
+  }
+});
