@@ -4,7 +4,7 @@
  * mTLS connection per destination (HTTP/2 preferred), derives the exporter once per connection and
  * attaches a Session-Binding Proof signed once per (token, connection).
  */
-import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
+import { X509Certificate } from 'node:crypto';
 import { createServer as createHttpServer, type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
 import {
   connect as http2Connect,
@@ -19,17 +19,7 @@ import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { createServer as createNetServer, isIP, type Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from 'node:tls';
-import {
-  assertKeyMatchesCertificate,
-  createSessionBindingProof,
-  deriveSessionExporter,
-  parseWwwAuthenticate,
-  PROOF_HEADER,
-  sessionBoundConfirmation,
-  signingAlgorithmForKey,
-  type ProofAlgorithm,
-  type TlsVersion,
-} from '@tether/core';
+import { ConnectionProofSigner, parseWwwAuthenticate, PROOF_HEADER, sessionBoundConfirmation } from '@tether/core';
 import { Counter, Gauge, Registry } from 'prom-client';
 import { describeEndpoint, isLoopback, parseEndpoint, SidecarConfigError, type Endpoint } from './config.js';
 import { endToEndHeaders, rawValues } from './headers.js';
@@ -153,13 +143,6 @@ export interface EgressState {
 type AgentRequest = IncomingMessage | Http2ServerRequest;
 type AgentResponse = ServerResponse | Http2ServerResponse;
 
-interface ConnectionState {
-  id: number;
-  ekm: Buffer | undefined;
-  /** token -> proof. A promise, so concurrent first requests share one signature. */
-  proofs: Map<string, { proof: Promise<string>; iat: number }>;
-}
-
 interface ResolvedRoute {
   name: string;
   origin: URL;
@@ -183,10 +166,8 @@ type RequestBody = { kind: 'buffered'; data: Buffer } | { kind: 'stream'; source
 /** Local document for deferred key binding (`tmb`); answered by the egress itself. */
 export const DISCOVERY_PATH = '/.well-known/tether-egress';
 const RETRYABLE = new Set(['use_session_binding', 'invalid_proof']);
-const MAX_PROOFS_PER_CONNECTION = 10_000;
 const PROOF_HEADER_LOWER = PROOF_HEADER.toLowerCase();
 const HTTP2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
-let nextConnectionId = 1;
 
 class EgressError extends Error {
   constructor(
@@ -225,87 +206,6 @@ function connectFailure(error: Error): Error {
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE']);
 
-/** Signs and caches proofs per upstream TLS connection. */
-class ProofSigner {
-  readonly #states = new WeakMap<TLSSocket, ConnectionState>();
-  /** The states of open connections (removed on close), for {@link EgressSidecar.state}. */
-  readonly live = new Set<ConnectionState>();
-  readonly #privateKey: KeyObject;
-  readonly #certificate: X509Certificate;
-  readonly #alg: ProofAlgorithm;
-
-  constructor(
-    key: string | Buffer,
-    cert: string | Buffer,
-    preferRs256: boolean,
-    private readonly tlsVersions: readonly TlsVersion[],
-    private readonly refreshAfter: number,
-    private readonly onSign: () => void,
-    private readonly onHit: () => void,
-  ) {
-    try {
-      this.#privateKey = createPrivateKey(key);
-      this.#certificate = new X509Certificate(cert);
-    } catch {
-      throw new SidecarConfigError('cannot load the client certificate or key (PEM expected)');
-    }
-    try {
-      assertKeyMatchesCertificate(this.#privateKey, this.#certificate);
-      this.#alg = signingAlgorithmForKey(this.#privateKey, preferRs256);
-    } catch (error) {
-      throw new SidecarConfigError(error instanceof Error ? error.message : String(error));
-    }
-  }
-
-  /** Register a freshly secured upstream connection; its proofs are purged when it closes. */
-  attach(socket: TLSSocket, onClose: () => void): ConnectionState {
-    let state = this.#states.get(socket);
-    if (state === undefined) {
-      const created: ConnectionState = { id: nextConnectionId++, ekm: undefined, proofs: new Map() };
-      state = created;
-      this.#states.set(socket, created);
-      this.live.add(created);
-      socket.once('close', () => {
-        created.proofs.clear();
-        created.ekm = undefined;
-        this.live.delete(created);
-        onClose();
-      });
-    }
-    return state;
-  }
-
-  known(socket: TLSSocket): boolean {
-    return this.#states.has(socket);
-  }
-
-  /** The proof for (token, connection); `rejected` names a proof the server refused, never reused. */
-  async proofFor(socket: TLSSocket, token: string, rejected: string | undefined): Promise<string> {
-    const state = this.#states.get(socket);
-    if (state === undefined) throw new Error('unknown upstream connection');
-    state.ekm ??= deriveSessionExporter(socket, this.tlsVersions);
-    const now = Math.floor(Date.now() / 1000);
-    const cached = state.proofs.get(token);
-    if (cached !== undefined && now - cached.iat < this.refreshAfter) {
-      const proof = await cached.proof.catch(() => undefined);
-      if (proof !== undefined && proof !== rejected) {
-        this.onHit();
-        return proof;
-      }
-    }
-    this.onSign();
-    const proof = createSessionBindingProof({ privateKey: this.#privateKey, certificate: this.#certificate, accessToken: token, ekm: state.ekm, iat: now, alg: this.#alg });
-    const entry = { proof, iat: now };
-    state.proofs.delete(token);
-    if (state.proofs.size >= MAX_PROOFS_PER_CONNECTION) state.proofs.delete(state.proofs.keys().next().value as string);
-    state.proofs.set(token, entry);
-    proof.catch(() => {
-      if (state.proofs.get(token) === entry) state.proofs.delete(token);
-    });
-    return proof;
-  }
-}
-
 type Connection = { kind: 'h2'; session: ClientHttp2Session; socket: TLSSocket } | { kind: 'h1' };
 
 /** One mTLS destination: an HTTP/2 session when the server speaks h2, otherwise a keep-alive HTTP/1.1 pool. */
@@ -320,7 +220,7 @@ class UpstreamPool {
   constructor(
     readonly origin: URL,
     private readonly tls: ConnectionOptions,
-    private readonly signer: ProofSigner,
+    private readonly signer: ConnectionProofSigner,
     private readonly stats: EgressStats,
     private readonly gauge: () => void,
     private readonly log: Logger,
@@ -555,21 +455,26 @@ export async function startEgress(config: EgressConfig): Promise<EgressSidecar> 
     failures.inc({ reason });
   };
 
-  const signer = new ProofSigner(
-    config.key,
-    config.cert,
-    config.preferRs256 === true,
-    config.allowTls12 === true ? ['TLSv1.3', 'TLSv1.2'] : ['TLSv1.3'],
-    refreshAfter,
-    () => {
-      stats.proofsSigned++;
-      proofsSigned.inc();
-    },
-    () => {
-      stats.proofCacheHits++;
-      cacheHits.inc();
-    },
-  );
+  let signer: ConnectionProofSigner;
+  try {
+    signer = new ConnectionProofSigner({
+      cert: config.cert,
+      key: config.key,
+      preferRs256: config.preferRs256 === true,
+      tlsVersions: config.allowTls12 === true ? ['TLSv1.3', 'TLSv1.2'] : ['TLSv1.3'],
+      refreshAfter,
+      onSign: () => {
+        stats.proofsSigned++;
+        proofsSigned.inc();
+      },
+      onHit: () => {
+        stats.proofCacheHits++;
+        cacheHits.inc();
+      },
+    });
+  } catch (error) {
+    throw new SidecarConfigError(error instanceof Error ? error.message : String(error));
+  }
   const tls: ConnectionOptions = {
     cert: config.cert,
     key: config.key,

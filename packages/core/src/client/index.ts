@@ -5,3 +5,4 @@ export {
   type SessionBoundResponse,
   type SessionBoundClientStats,
 } from './session-bound-client.js';
+export { ConnectionProofSigner, type ConnectionProofSignerOptions, type ProofConnectionState } from './connection-proofs.js';

@@ -1,12 +1,11 @@
-import { createPrivateKey, randomUUID, X509Certificate, type KeyObject } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { request as httpsRequest, Agent as HttpsAgent } from 'node:https';
 import type { ConnectionOptions, TLSSocket } from 'node:tls';
 import { parseWwwAuthenticate } from '../challenge.js';
 import { ConfigurationError } from '../errors.js';
-import { deriveSessionExporter, type TlsVersion } from '../exporter.js';
+import type { TlsVersion } from '../exporter.js';
 import { PROOF_HEADER } from '../proof/constants.js';
-import { assertKeyMatchesCertificate, createSessionBindingProof } from '../proof/sign.js';
-import { signingAlgorithmForKey, type ProofAlgorithm } from '../proof/algorithms.js';
+import { ConnectionProofSigner } from './connection-proofs.js';
 import { exchangeHttp2, Http2SessionPool, readHttp1Response } from './transport.js';
 
 export interface SessionBoundClientOptions {
@@ -74,15 +73,7 @@ export interface SessionBoundClientStats {
 
 type Attempt = SessionBoundResponse & { sentProof: string | undefined };
 
-interface ConnectionState {
-  id: number;
-  ekm: Buffer | undefined;
-  /** token -> proof, for proofs without per-request claims. A promise, so concurrent requests share one signature. */
-  proofs: Map<string, { proof: Promise<string>; iat: number }>;
-}
-
 const RETRYABLE = new Set(['use_session_binding', 'invalid_proof']);
-let nextClientConnectionId = 1;
 
 /**
  * An HTTPS client for session-bound APIs. It always knows which TLS connection carries a request,
@@ -92,30 +83,26 @@ let nextClientConnectionId = 1;
  */
 export class SessionBoundClient {
   readonly stats: SessionBoundClientStats = { requests: 0, attempts: 0, proofsSigned: 0, connectionsOpened: 0, retries: 0 };
-  readonly #privateKey: KeyObject;
-  readonly #certificate: X509Certificate;
-  readonly #alg: ProofAlgorithm;
+  readonly #signer: ConnectionProofSigner;
   readonly #tls: ConnectionOptions;
   readonly #options: SessionBoundClientOptions;
-  readonly #tlsVersions: readonly TlsVersion[];
-  readonly #connections = new WeakMap<TLSSocket, ConnectionState>();
   readonly #pool: Http2SessionPool;
   readonly #agent: HttpsAgent | undefined;
   #closed = false;
 
   constructor(options: SessionBoundClientOptions) {
     this.#options = options;
-    try {
-      this.#privateKey = createPrivateKey(options.key);
-      this.#certificate = new X509Certificate(options.cert);
-    } catch (cause) {
-      throw new ConfigurationError('cannot load the client certificate or key', { cause });
-    }
-    assertKeyMatchesCertificate(this.#privateKey, this.#certificate);
-    this.#alg = signingAlgorithmForKey(this.#privateKey, options.preferRs256 === true);
-    this.#tlsVersions = options.allowTls12 === true ? ['TLSv1.3', 'TLSv1.2'] : ['TLSv1.3'];
+    const tlsVersions: readonly TlsVersion[] = options.allowTls12 === true ? ['TLSv1.3', 'TLSv1.2'] : ['TLSv1.3'];
+    this.#signer = new ConnectionProofSigner({
+      cert: options.cert,
+      key: options.key,
+      preferRs256: options.preferRs256 === true,
+      tlsVersions,
+      refreshAfter: options.proofRefreshAfter ?? 3000,
+      onSign: () => this.stats.proofsSigned++,
+    });
     const maxVersion = options.maxTlsVersion ?? 'TLSv1.3';
-    if (!this.#tlsVersions.includes(maxVersion)) {
+    if (!tlsVersions.includes(maxVersion)) {
       throw new ConfigurationError('maxTlsVersion must be TLSv1.3, or TLSv1.2 together with allowTls12');
     }
     this.#tls = {
@@ -158,41 +145,12 @@ export class SessionBoundClient {
     await this.#pool.close();
   }
 
-  #state(socket: TLSSocket): ConnectionState {
-    let state = this.#connections.get(socket);
-    if (state === undefined) {
-      state = { id: nextClientConnectionId++, ekm: undefined, proofs: new Map() };
-      this.#connections.set(socket, state);
-      // A new connection gets fresh proofs; drop this connection's proofs with it.
-      socket.once('close', () => state?.proofs.clear());
-    }
-    return state;
-  }
-
-  /** The proof for (token, connection); `rejected` names a proof the server refused, which is never reused. */
-  async #proofFor(socket: TLSSocket, token: string, method: string, url: URL, rejected: string | undefined): Promise<string> {
-    const state = this.#state(socket);
-    state.ekm ??= deriveSessionExporter(socket, this.#tlsVersions);
-    const now = Math.floor(Date.now() / 1000);
-    const base = { privateKey: this.#privateKey, certificate: this.#certificate, accessToken: token, ekm: state.ekm, iat: now, alg: this.#alg };
+  /** The proof for this request on `socket`: per (token, connection), or single-use with per-request claims. */
+  #proofFor(socket: TLSSocket, token: string, method: string, url: URL, rejected: string | undefined): Promise<string> {
     if (this.#options.perRequestClaims === true) {
-      this.stats.proofsSigned++;
-      return createSessionBindingProof({ ...base, jti: randomUUID(), htm: method, htu: `${url.origin}${url.pathname}` });
+      return this.#signer.perRequestProof(socket, token, { jti: randomUUID(), htm: method, htu: `${url.origin}${url.pathname}` });
     }
-    const cached = state.proofs.get(token);
-    if (cached !== undefined && now - cached.iat < (this.#options.proofRefreshAfter ?? 3000)) {
-      // A concurrent retry may already have replaced the rejected proof: share that one.
-      const proof = await cached.proof.catch(() => undefined);
-      if (proof !== undefined && proof !== rejected) return proof;
-    }
-    this.stats.proofsSigned++;
-    const proof = createSessionBindingProof(base);
-    const entry = { proof, iat: now };
-    state.proofs.set(token, entry);
-    proof.catch(() => {
-      if (state.proofs.get(token) === entry) state.proofs.delete(token);
-    });
-    return proof;
+    return this.#signer.proofFor(socket, token, rejected);
   }
 
   #attempt(url: URL, init: SessionBoundRequest, rejected?: string): Promise<Attempt> {
@@ -211,7 +169,7 @@ export class SessionBoundClient {
       sentProof = await this.#proofFor(socket, init.token, method, url, rejected);
       headers[PROOF_HEADER.toLowerCase()] = sentProof;
     }
-    const connectionId = this.#state(socket).id;
+    const connectionId = this.#signer.attach(socket).id;
     const response = await exchangeHttp2(session, url, method, headers, init.body, this.#options.timeoutMs ?? 30_000);
     return { ...response, connectionId, retried: false, sentProof };
   }
@@ -226,9 +184,8 @@ export class SessionBoundClient {
       req.on('error', reject);
       req.once('socket', (raw) => {
         const socket = raw as TLSSocket;
-        const known = this.#connections.has(socket);
-        const state = this.#state(socket);
-        connectionId = state.id;
+        const known = this.#signer.known(socket);
+        connectionId = this.#signer.attach(socket).id;
         const send = () => {
           if (init.token === undefined) {
             req.end(init.body);
