@@ -13,8 +13,8 @@ interface Report {
   durationMs: number;
 }
 
-test('demo --json: honest calls succeed on one connection, every attack is blocked as expected', async () => {
-  const r = await tether(['demo', '--json'], { timeoutMs: 30_000 });
+test('demo --basic --json: honest calls succeed on one connection, every attack is blocked as expected', async () => {
+  const r = await tether(['demo', '--basic', '--json'], { timeoutMs: 30_000 });
   assert.equal(r.code, 0, r.stderr);
   assert.equal(r.stderr, '');
   const lines = r.stdout.trim().split('\n');
@@ -38,8 +38,8 @@ test('demo --json: honest calls succeed on one connection, every attack is block
   assert.ok(report.durationMs < 10_000, `finished in ${report.durationMs} ms: ${JSON.stringify((report as { phasesMs?: unknown }).phasesMs)}`);
 });
 
-test('demo (table): PASS line, exit 0', async () => {
-  const r = await tether(['demo', '--requests', '5', '--key-type', 'ed25519'], { timeoutMs: 30_000 });
+test('demo --basic (table): PASS line, exit 0', async () => {
+  const r = await tether(['demo', '--basic', '--requests', '5', '--key-type', 'ed25519'], { timeoutMs: 30_000 });
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /^PASS: /m);
   assert.match(r.stdout, /^ {2}T1 .*401 invalid_proof +401 invalid_proof +blocked$/m);

@@ -102,7 +102,9 @@ const cases: Case[] = [
   { name: 'fetch key does not match cert', args: () => ['fetch', 'https://127.0.0.1:9/', '--cert', p('client.pem'), '--key', p('server.key')], code: 2, message: /is not the private key of --cert/ },
   { name: 'fetch bad header', args: () => [...fetchBase(), '-H', 'no colon here'], code: 2, message: /is not 'Name: value'/ },
   { name: 'fetch connection refused', args: () => ['fetch', `https://127.0.0.1:${busyPort}/`, '--cert', p('client.pem'), '--key', p('client.key'), '--ca', p('ca.pem'), '--timeout', '2'], code: 1, message: /request 1 to https:\/\/127\.0\.0\.1:\d+ failed/ },
-  { name: 'demo bad --requests', args: () => ['demo', '--requests', 'many'], code: 2, message: /--requests must be a whole number/ },
+  { name: 'demo bad --requests', args: () => ['demo', '--basic', '--requests', 'many'], code: 2, message: /--requests must be a whole number/ },
+  { name: 'demo bad --calls', args: () => ['demo', '--calls', 'many'], code: 2, message: /--calls must be a whole number/ },
+  { name: 'demo --keep-running with --basic', args: () => ['demo', '--basic', '--keep-running'], code: 2, message: /not of --basic/ },
   { name: 'demo unknown option', args: () => ['demo', '--fast'], code: 2, message: /unknown option --fast/ },
 ];
 
@@ -136,7 +138,7 @@ const HELP: Record<string, { args: string[]; options: string[] }> = {
     args: ['fetch', '--help'],
     options: ['--token', 'TETHER_TOKEN', '--cert', '--key', '--ca', '-n, --count', '--http2', '--http1.1', '--per-request-claims', '--allow-tls12', '--method', '--data', '-H, --header', '-o, --output', '--timeout', '--json', '--help'],
   },
-  demo: { args: ['demo', '--help'], options: ['--json', '--requests', '--key-type', '--help', 'T1', 'T2', 'T4'] },
+  demo: { args: ['demo', '--help'], options: ['--json', '--calls', '--keep-running', '--basic', '--requests', '--key-type', '--help', 'T1', 'T3', 'T4', 'T5a', 'T6', 'TMB'] },
 };
 
 test('--help of every command documents every option and exits 0', async () => {

@@ -19,7 +19,7 @@ Commands:
   dev-token    development helper: mint an RFC 9068 access token bound to a client certificate
   resource     run a protected echo resource that verifies session-bound tokens
   fetch        send session-bound requests (like curl)
-  demo         end-to-end demonstration: honest client, then replay attacks T1, T2, T4
+  demo         the agent delegation chain over MCP (A -> B -> C) with sidecars and live attacks
   as           authorization server: mTLS client auth, client credentials, token exchange, tmb
   egress       egress sidecar: the agent speaks plain HTTP, the sidecar holds the key and adds proofs
   ingress      ingress sidecar: terminates mTLS, verifies token and binding, proxies to the local app

@@ -12,35 +12,45 @@ import { createSessionBindingProof, deriveSessionExporter, parseWwwAuthenticate,
 import { KEY_TYPES, writeDevPki, type KeyType } from '@tether/pki';
 import { integer, oneOf, parseCommandArgs, wantsHelp } from '../util/args.js';
 import { resolveContext, shutdownSignal, type CommandContext } from '../util/context.js';
-import { describeError, isCliError, runtimeError } from '../util/errors.js';
+import { describeError, isCliError, runtimeError, usageError } from '../util/errors.js';
 import { writeDevIssuer } from './dev-issuer.js';
 import { mintDevToken } from './dev-token.js';
 import type { ResourceStats } from './resource.js';
 
-export const demoHelp = `Usage: tether demo [--json] [--requests N] [--key-type TYPE]
+export const demoHelp = `Usage: tether demo [--json] [--calls N] [--keep-running]
+       tether demo --basic [--json] [--requests N] [--key-type TYPE]
 
-A self-contained demonstration (a placeholder until the full MCP demo exists). In a
-temporary directory it creates a development PKI (an 'agent' and an 'attacker' client
-certificate) and a development token issuer, starts 'tether resource' as a child process,
-then:
-  honest   one HTTP/2 connection carrying 3 users' session-bound tokens x N requests each;
-           shows requests, proofs signed by the client, proof verifications and binding-cache
-           hits at the resource (read from the resource's SIGUSR2 stats line)
-  T1       the agent's token and proof, captured on one connection, replayed on a new
-           connection with the same certificate: expected 401 invalid_proof (exporter mismatch)
-  T2       the stolen token sent by an attacker with its own certificate and its own valid
-           proof: expected 401 invalid_token (bound to another certificate)
-  T4       the stolen token and the captured proof sent on the attacker's own connection:
-           expected 401 invalid_token
-and prints a report. The temporary directory is removed afterwards.
+The agent delegation chain over MCP, every box a separate process on loopback:
+
+  agent A (MCP client, official SDK; holds tokens, no key) -> A's egress sidecar (A's key)
+    ==mTLS==> B's ingress -> agent B (MCP server) -> token exchange at the AS (through B's
+    egress, as agent-b) -> B's egress (B's key) ==mTLS==> C's ingress -> service C
+
+In a temporary directory it creates a development PKI (agent-a, agent-b, service-c, users
+alice/bob/carol, thief), starts the authorization server (dev mode, plus a tmb policy), the
+sidecars, B, C and A. Each user gets a token for A; A exchanges it for a B token through its
+egress; each user's MCP session makes N lookups (B exchanges the token for a C token and calls
+C, which returns sub and act chain) and one streamed tool call (progress notifications). A
+token alice bound to A's sidecar key (tmb) is used through the sidecar. Then the attacks:
+  T3   A's token, exfiltrated from A's process, replayed with the thief's certificate
+  T4   token + captured proof replayed on a new connection (thief certificate)
+  T1   the same with A's own certificate (exporter mismatch)
+  T5a  B's token for C presented at B's ingress by A;  T5b: at C's ingress by A
+  T6   the stolen token taken to the AS for exchange by the thief
+  TMB  A presenting its tmb-bound token directly (it has no key, so no client certificate)
+The report shows per hop: requests, connections, tokens, proofs signed, full verifications,
+signatures per request; per attack: status, error code, expected, result; and the time taken.
 
 Options:
-  --json            print one JSON report instead of the table
-  --requests N      requests per user (default 100)
-  --key-type TYPE   key type of the PKI: p256 (default), p384, ed25519 or rsa
+  --json            print the report as one JSON document
+  --calls N         lookups per user (default 20)
+  --keep-running    leave the stack up after the report and print its URLs, CA and a token
+                    until SIGINT/SIGTERM
+  --basic           the earlier single-resource demo (T1, T2, T4 against 'tether resource'),
+                    with --requests N (default 100) and --key-type p256|p384|ed25519|rsa
   -h, --help        show this help
 
-Exit status: 0 when every honest request succeeded and every attack was refused with the
+Exit status: 0 when every honest call succeeded and every attack was refused with the
 expected status and error code; 1 otherwise; 2 on bad arguments.
 `;
 
@@ -429,14 +439,47 @@ export async function demoCommand(args: string[], context?: Partial<CommandConte
     ctx.stdout.write(demoHelp);
     return 0;
   }
-  const { values } = parseCommandArgs({ args, options: { json: { type: 'boolean' }, requests: { type: 'string' }, 'key-type': { type: 'string' } } });
-  const requestsPerUser = integer(values.requests, '--requests', 1, 10_000, 100);
-  const keyType = oneOf<KeyType>(values['key-type'], '--key-type', KEY_TYPES, 'p256');
+  const { values } = parseCommandArgs({
+    args,
+    options: { json: { type: 'boolean' }, basic: { type: 'boolean' }, requests: { type: 'string' }, 'key-type': { type: 'string' }, calls: { type: 'string' }, 'keep-running': { type: 'boolean' } },
+  });
+  if (values.basic === true) {
+    if (values.calls !== undefined || values['keep-running'] === true) throw usageError('--calls and --keep-running are options of the MCP demo, not of --basic');
+    const requestsPerUser = integer(values.requests, '--requests', 1, 10_000, 100);
+    const keyType = oneOf<KeyType>(values['key-type'], '--key-type', KEY_TYPES, 'p256');
+    const shutdown = shutdownSignal(ctx);
+    try {
+      const report = await runDemo({ requestsPerUser, keyType, signal: shutdown.signal });
+      ctx.stdout.write(values.json === true ? `${JSON.stringify(report)}\n` : formatDemoReport(report));
+      return report.ok ? 0 : 1;
+    } finally {
+      shutdown.dispose();
+    }
+  }
+  if (values.requests !== undefined || values['key-type'] !== undefined) throw usageError('--requests and --key-type need --basic');
+  const callsPerUser = integer(values.calls, '--calls', 1, 1000, 20);
+  const keepRunning = values['keep-running'] === true;
+  const json = values.json === true;
+  const { runAgentChainDemo, formatDemoReport: formatChain, formatStack } = await import('@tether/demo');
   const shutdown = shutdownSignal(ctx);
   try {
-    const report = await runDemo({ requestsPerUser, keyType, signal: shutdown.signal });
-    ctx.stdout.write(values.json === true ? `${JSON.stringify(report)}\n` : formatDemoReport(report));
+    const report = await runAgentChainDemo({
+      callsPerUser,
+      signal: shutdown.signal,
+      ...(keepRunning
+        ? {
+            hold: async (stack, early) => {
+              ctx.stdout.write(json ? `${JSON.stringify({ report: early, stack })}\n` : formatChain(early) + formatStack(stack));
+              if (!shutdown.signal.aborted) await once(shutdown.signal, 'abort');
+            },
+          }
+        : {}),
+    });
+    if (!keepRunning) ctx.stdout.write(json ? `${JSON.stringify(report)}\n` : formatChain(report));
     return report.ok ? 0 : 1;
+  } catch (error) {
+    if (shutdown.signal.aborted) throw runtimeError('interrupted', error);
+    throw runtimeError(`demo failed: ${describeError(error)}`, error);
   } finally {
     shutdown.dispose();
   }
