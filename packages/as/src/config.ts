@@ -66,6 +66,8 @@ const clientSchema = z
     identifiers: z.array(identifier).max(100).default([]),
     tls_session_bound_access_tokens: z.boolean().default(false),
     tls_client_certificate_bound_access_tokens: z.boolean().default(false),
+    /** RFC 9449 section 5.2: the client always uses DPoP; token requests without a DPoP header are refused. */
+    dpop_bound_access_tokens: z.boolean().default(false),
     token_exchange: z.object({ subject_clients: z.array(identifier).max(1000).default([]) }).strict().default({ subject_clients: [] }),
     may_act: identifier.optional(),
     tmb: z
@@ -133,9 +135,11 @@ export const configSchema = z
         clockSkew: z.number().int().min(0).max(300).default(30),
         defaultBinding: z.enum(BINDING_LEVELS).default('none'),
         proofMaxAge: seconds(3600).default(300),
+        /** Oldest acceptable DPoP proof `iat` at the token endpoint, seconds (plus clockSkew). */
+        dpopProofMaxAge: seconds(3600).default(60),
       })
       .strict()
-      .default({ lifetime: 300, clockSkew: 30, defaultBinding: 'none', proofMaxAge: 300 }),
+      .default({ lifetime: 300, clockSkew: 30, defaultBinding: 'none', proofMaxAge: 300, dpopProofMaxAge: 60 }),
     signingKeys: z
       .object({
         algorithm: z.enum(SIGNING_ALGORITHMS).default('ES256'),
@@ -254,6 +258,12 @@ function resolveClientEntry(
 ): ResolvedClient {
   const method = cl.token_endpoint_auth_method;
   if (!enabled[method]) problem(at('token_endpoint_auth_method'), `${method} is disabled in clientAuthentication`);
+
+  // A token carries one binding (cnf.jkt or cnf.x5t#S256[+tls_exp]), never both: a client that
+  // always uses DPoP cannot also ask for certificate- or session-bound tokens.
+  if (cl.dpop_bound_access_tokens && (cl.tls_session_bound_access_tokens || cl.tls_client_certificate_bound_access_tokens)) {
+    problem(at('dpop_bound_access_tokens'), 'cannot be combined with tls_session_bound_access_tokens or tls_client_certificate_bound_access_tokens (one binding per token)');
+  }
 
   const present = SAN_FIELDS.filter((f) => cl[f] !== undefined);
   let matcher: CertificateMatcher | undefined;

@@ -1,7 +1,8 @@
 /**
  * The authorization server's protocol logic, independent of HTTP: grants (client_credentials and
  * RFC 8693 token exchange), binding policy (draft sections 3.1 and 3.2, NOTES decisions 4 and 5),
- * deferred key binding (`tmb`), introspection (RFC 7662), revocation (RFC 7009) and metadata
+ * deferred key binding (`tmb`), DPoP-bound tokens (RFC 9449; never mixed with certificate or
+ * session binding), introspection (RFC 7662), revocation (RFC 7009) and metadata
  * (RFC 8414). The HTTP layer (server.ts) turns a request into a {@link RequestInfo}.
  */
 import { randomUUID } from 'node:crypto';
@@ -15,6 +16,8 @@ import {
   verifySessionBindingProof,
   type Confirmation,
 } from '@tether/core';
+import { DPOP_ALGORITHMS, InvalidDpopProofError, UseDpopNonceError, verifyDpopProof } from '@tether/core/dpop';
+import type { ReplayStore } from '@tether/core/verifier';
 import { authenticateClient, type AuthenticatedClient, type ClientAuthContext } from './client-auth.js';
 import {
   GRANT_CLIENT_CREDENTIALS,
@@ -25,7 +28,7 @@ import {
   type ResolvedResource,
 } from './config.js';
 import type { Peer } from './connection.js';
-import { OAuthError, invalidGrant, invalidRequest } from './errors.js';
+import { OAuthError, invalidDpopProof, invalidGrant, invalidRequest } from './errors.js';
 import type { FormParams } from './form.js';
 import { signAccessToken, verifyAccessTokenSignature } from './jwt.js';
 import type { KeyManager } from './keys.js';
@@ -59,6 +62,8 @@ export interface RequestInfo {
   authorization: readonly string[];
   /** Every Session-Binding-Proof header value. */
   proofs: readonly string[];
+  /** Every DPoP header value (RFC 9449); absent means none was sent. */
+  dpop?: readonly string[];
   /** Full URL of the endpoint called (for client assertion `aud` and proof `htu`). */
   endpointUrl: string;
 }
@@ -85,7 +90,8 @@ export interface ActClaim {
 
 export interface TokenResponse {
   access_token: string;
-  token_type: 'Bearer';
+  /** `DPoP` for a token bound to a DPoP key (`cnf.jkt`, RFC 9449 section 5), `Bearer` otherwise. */
+  token_type: 'Bearer' | 'DPoP';
   expires_in: number;
   scope?: string;
   issued_token_type?: string;
@@ -132,6 +138,15 @@ function canonicalBase64url(segment: string): boolean {
 
 const SCOPE_SYNTAX = /^[\x21\x23-\x5b\x5d-\x7e]+( [\x21\x23-\x5b\x5d-\x7e]+)*$/;
 
+/** The key a verified DPoP proof at the token endpoint was made with. */
+interface DpopKey {
+  /** RFC 7638 thumbprint of the proof's `jwk`. */
+  jkt: string;
+}
+
+/** Why a token request that carries DPoP is refused: the token would mix two binding types. */
+const mixedBinding = (reason: string): OAuthError => invalidRequest('DPoP cannot be combined with certificate/session binding for this client', reason);
+
 /** A parsed `tmb` request parameter (draft-richer-oauth-tmb-claim section 3). */
 interface DeferredBinding {
   thumbprint: string;
@@ -151,6 +166,8 @@ export class AuthorizationEngine {
   /** Recipient identifier -> client. */
   #recipients = new Map<string, ResolvedClient>();
   #resources = new Map<string, ResolvedResource>();
+  /** DPoP proof `jti` replay detection, in the server's store (shared with Session-Binding-Proof jtis; fails closed when it throws). */
+  readonly #dpopReplay: ReplayStore;
 
   constructor(deps: EngineDeps) {
     this.config = deps.config;
@@ -159,6 +176,7 @@ export class AuthorizationEngine {
     this.#metrics = deps.metrics;
     this.#log = deps.logger;
     this.#clock = deps.clock;
+    this.#dpopReplay = { use: (key, expiresAt) => deps.store.rememberOnce('dpop', key, expiresAt) };
     this.#configClients = deps.config.clients;
     for (const r of deps.config.resources) this.#resources.set(r.identifier, r);
     this.setRegisteredClients([]);
@@ -272,10 +290,43 @@ export class AuthorizationEngine {
       throw new OAuthError('unauthorized_client', 'The client may not use this grant type', { reason: 'grant_not_allowed' });
     }
     req.params.assertNoDuplicates();
-    return grantType === GRANT_CLIENT_CREDENTIALS ? this.#clientCredentials(req, auth) : this.#tokenExchange(req, auth);
+    const dpop = await this.#verifyDpop(req, auth.client);
+    return grantType === GRANT_CLIENT_CREDENTIALS ? this.#clientCredentials(req, auth, dpop) : this.#tokenExchange(req, auth, dpop);
   }
 
-  async #clientCredentials(req: RequestInfo, auth: AuthenticatedClient): Promise<TokenResponse> {
+  /**
+   * RFC 9449 section 5: the DPoP proof of a token request, when one is sent. Exactly one DPoP
+   * header; the proof is verified for `POST` to the token endpoint URL the client addressed (the
+   * mTLS alias or the plain listener), without `ath`, within `tokens.dpopProofMaxAge` (plus
+   * `tokens.clockSkew`), and its `jti` is recorded in the store (a replay, or a store that cannot
+   * answer, refuses the request). A client registered with `dpop_bound_access_tokens` must send one
+   * (section 5.2).
+   */
+  async #verifyDpop(req: RequestInfo, client: ResolvedClient): Promise<DpopKey | undefined> {
+    const values = req.dpop ?? [];
+    if (values.length === 0) {
+      if (client.dpop_bound_access_tokens) throw invalidRequest('This client must send a DPoP proof (dpop_bound_access_tokens)', 'dpop_required');
+      return undefined;
+    }
+    if (values.length > 1) throw invalidDpopProof('dpop_duplicate', 'more than one DPoP header');
+    try {
+      const verified = await verifyDpopProof(values[0] as string, {
+        htm: 'POST',
+        htu: req.endpointUrl,
+        now: this.#clock() / 1000,
+        maxAge: this.config.tokens.dpopProofMaxAge,
+        clockSkew: this.config.tokens.clockSkew,
+        algorithms: DPOP_ALGORITHMS,
+        replayStore: this.#dpopReplay,
+      });
+      return { jkt: verified.jkt };
+    } catch (error) {
+      if (error instanceof InvalidDpopProofError || error instanceof UseDpopNonceError) throw invalidDpopProof(`dpop_${error.reason}`, error.description);
+      throw error;
+    }
+  }
+
+  async #clientCredentials(req: RequestInfo, auth: AuthenticatedClient, dpop: DpopKey | undefined): Promise<TokenResponse> {
     const client = auth.client;
     const tmb = this.#parseTmb(req.params.get('tmb'));
     const audiences = this.#audiences(req.params, client);
@@ -291,7 +342,7 @@ export class AuthorizationEngine {
     }
     scopes = this.#restrictToResources(scopes, audiences, requested !== undefined);
     const level = this.#bindingLevel(client, audiences, 'none', 0);
-    const cnf = await this.#confirmation(level, tmb, req.peer, client);
+    const cnf = await this.#confirmation(level, tmb, req.peer, client, dpop);
     return this.#issue({
       grant: 'client_credentials',
       client,
@@ -306,7 +357,7 @@ export class AuthorizationEngine {
     });
   }
 
-  async #tokenExchange(req: RequestInfo, auth: AuthenticatedClient): Promise<TokenResponse> {
+  async #tokenExchange(req: RequestInfo, auth: AuthenticatedClient, dpop: DpopKey | undefined): Promise<TokenResponse> {
     const p = req.params;
     const client = auth.client;
     const subjectToken = p.require('subject_token');
@@ -325,14 +376,19 @@ export class AuthorizationEngine {
     if (!subjectResult.ok) throw invalidGrant('The subject_token is not valid', `subject_${subjectResult.reason}`);
     const subject = subjectResult.claims;
     const subjectBinding = bindingRequirement(subject.cnf);
-    if (subjectBinding.kind === 'invalid' || subjectBinding.kind === 'dpop') throw invalidGrant('The subject_token is not valid', 'subject_cnf');
+    if (subjectBinding.kind === 'invalid') throw invalidGrant('The subject_token is not valid', 'subject_cnf');
     const peer = req.listener === 'mtls' ? req.peer : undefined;
 
     // T6 (NOTES decision 4): the requester is the holder (and proves it on this connection), or
     // an intended recipient authenticated by mTLS. Anyone else is refused.
+    // A DPoP-bound subject token has only the holder path: the request's DPoP proof must be made
+    // with the key of its cnf.jkt, and the successor is bound to that same key (never dropped).
     const bound = subjectBinding.kind === 'session' || subjectBinding.kind === 'certificate';
     const holder = bound && peer?.thumbprint !== undefined && peer.thumbprint === subjectBinding.thumbprint;
-    if (holder) {
+    if (subjectBinding.kind === 'dpop') {
+      if (dpop === undefined) throw invalidGrant('A DPoP-bound subject_token can only be exchanged with a DPoP proof of its key', 'dpop_subject_without_proof');
+      if (dpop.jkt !== subjectBinding.jkt) throw invalidGrant('The DPoP proof is not made with the key the subject_token is bound to', 'dpop_subject_key_mismatch');
+    } else if (holder) {
       if (subjectBinding.kind === 'session') await this.#verifyHolderProof(req, peer as Peer, subjectToken);
     } else {
       const recipient = this.#isIntendedRecipient(subject, client);
@@ -342,20 +398,22 @@ export class AuthorizationEngine {
     }
 
     // The actor token, when sent, must represent the requester and be held by it (no splicing).
-    let inherited: BindingLevel = levelOf(subjectBinding.kind);
+    let inherited: BindingLevel = subjectBinding.kind === 'dpop' ? 'none' : levelOf(subjectBinding.kind);
     if (actorToken !== undefined) {
       const actorResult = await this.validateOwnToken(actorToken);
       if (!actorResult.ok) throw invalidGrant('The actor_token is not valid', `actor_${actorResult.reason}`);
       const actor = actorResult.claims;
       const actorBinding = bindingRequirement(actor.cnf);
-      if (actorBinding.kind === 'invalid' || actorBinding.kind === 'dpop') throw invalidGrant('The actor_token is not valid', 'actor_cnf');
+      if (actorBinding.kind === 'invalid') throw invalidGrant('The actor_token is not valid', 'actor_cnf');
       if (!client.recipientIds.has(actor.sub)) throw invalidGrant('The actor_token does not represent the client', 'actor_not_requester');
       const held =
-        actorBinding.kind === 'session' || actorBinding.kind === 'certificate'
-          ? peer?.thumbprint !== undefined && peer.thumbprint === actorBinding.thumbprint
-          : actor.client_id === client.client_id;
+        actorBinding.kind === 'dpop'
+          ? dpop !== undefined && dpop.jkt === actorBinding.jkt
+          : actorBinding.kind === 'session' || actorBinding.kind === 'certificate'
+            ? peer?.thumbprint !== undefined && peer.thumbprint === actorBinding.thumbprint
+            : actor.client_id === client.client_id;
       if (!held) throw invalidGrant('The actor_token is not held by the client', 'actor_not_held');
-      inherited = maxLevel(inherited, levelOf(actorBinding.kind));
+      if (actorBinding.kind !== 'dpop') inherited = maxLevel(inherited, levelOf(actorBinding.kind));
     }
 
     // The actor chain: the requester becomes the current actor, the subject token's chain (or its
@@ -382,7 +440,7 @@ export class AuthorizationEngine {
     scopes = this.#restrictToResources(scopes, audiences, requested !== undefined);
 
     const level = this.#bindingLevel(client, audiences, inherited, depth);
-    const cnf = await this.#confirmation(level, tmb, peer, client);
+    const cnf = await this.#confirmation(level, tmb, peer, client, dpop);
     return this.#issue({
       grant: 'token_exchange',
       client,
@@ -527,7 +585,18 @@ export class AuthorizationEngine {
     return false;
   }
 
-  async #confirmation(level: BindingLevel, tmb: DeferredBinding | undefined, peer: Peer | undefined, client: ResolvedClient): Promise<Confirmation | undefined> {
+  /**
+   * The `cnf` of a new token. With a verified DPoP proof it is `{jkt}` (RFC 9449 section 6.1), and
+   * only when nothing else asks for a binding: a certificate or session binding from policy, from
+   * the subject or actor token, or from `tmb` refuses the request (`invalid_request`) rather than
+   * issue a token that mixes `jkt` with `x5t#S256`/`tls_exp` or silently drops either binding.
+   */
+  async #confirmation(level: BindingLevel, tmb: DeferredBinding | undefined, peer: Peer | undefined, client: ResolvedClient, dpop?: DpopKey): Promise<Confirmation | undefined> {
+    if (dpop !== undefined) {
+      if (tmb !== undefined) throw mixedBinding('dpop_with_tmb');
+      if (level !== 'none') throw mixedBinding(`dpop_with_${level}_binding`);
+      return { jkt: dpop.jkt };
+    }
     let thumbprint: string | undefined;
     let effective = level;
     if (tmb !== undefined) {
@@ -578,7 +647,7 @@ export class AuthorizationEngine {
       jti,
       ...payload,
     });
-    const binding = spec.cnf === undefined ? 'none' : spec.cnf.tls_exp !== undefined ? 'session' : 'certificate';
+    const binding = spec.cnf === undefined ? 'none' : spec.cnf.jkt !== undefined ? 'dpop' : spec.cnf.tls_exp !== undefined ? 'session' : 'certificate';
     this.#metrics.tokensIssued.inc({ grant: spec.grant, binding, deferred: String(spec.deferred) });
     this.#log.info(
       { event: 'token_issued', grant: spec.grant, client_id: spec.client.client_id, sub: spec.sub, aud: spec.audiences, binding, deferred: spec.deferred, jti, depth: actDepth(spec.act), kid: key.kid },
@@ -586,7 +655,7 @@ export class AuthorizationEngine {
     );
     return {
       access_token: token,
-      token_type: 'Bearer',
+      token_type: binding === 'dpop' ? 'DPoP' : 'Bearer',
       expires_in: lifetime,
       ...(spec.scopes.length > 0 ? { scope: spec.scopes.join(' ') } : {}),
       ...(spec.issuedTokenType === undefined ? {} : { issued_token_type: spec.issuedTokenType }),
@@ -610,7 +679,8 @@ export class AuthorizationEngine {
     this.#metrics.introspections.inc({ active: String(visible) });
     if (!result.ok || !visible) return { active: false };
     const c = result.claims;
-    const out: Record<string, unknown> = { active: true, token_type: 'Bearer' };
+    // RFC 9449 section 6.2: a DPoP-bound token is introspected with token_type DPoP and its cnf.jkt.
+    const out: Record<string, unknown> = { active: true, token_type: typeof c.cnf?.jkt === 'string' ? 'DPoP' : 'Bearer' };
     for (const name of ['iss', 'sub', 'aud', 'exp', 'iat', 'nbf', 'jti', 'client_id', 'scope', 'cnf', 'act', 'may_act'] as const) {
       if (c[name] !== undefined) out[name] = c[name];
     }
@@ -671,6 +741,7 @@ export class AuthorizationEngine {
       ...(scopes.length > 0 ? { scopes_supported: scopes } : {}),
       tls_client_certificate_bound_access_tokens: true,
       tls_session_bound_access_tokens_supported: true,
+      dpop_signing_alg_values_supported: [...DPOP_ALGORITHMS],
     };
     if (urls.plainBase !== undefined) {
       doc.mtls_endpoint_aliases = {

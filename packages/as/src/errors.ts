@@ -13,6 +13,7 @@ export type OAuthErrorCode =
   | 'invalid_scope'
   | 'invalid_target'
   | 'unsupported_token_type'
+  | 'invalid_dpop_proof'
   | 'server_error'
   | 'not_found'
   | 'temporarily_unavailable';
@@ -26,6 +27,7 @@ const STATUS: Record<OAuthErrorCode, number> = {
   invalid_scope: 400,
   invalid_target: 400,
   unsupported_token_type: 400,
+  invalid_dpop_proof: 400,
   server_error: 500,
   not_found: 404,
   temporarily_unavailable: 503,
@@ -77,6 +79,10 @@ export const invalidRequest = (description: string, reason = 'invalid_request', 
 
 export const invalidGrant = (description: string, reason: string, detail?: string): OAuthError =>
   new OAuthError('invalid_grant', description, { reason, ...(detail === undefined ? {} : { detail }) });
+
+/** RFC 9449 section 5: a DPoP proof at the token endpoint that is missing something or fails a check. */
+export const invalidDpopProof = (reason: string, detail?: string): OAuthError =>
+  new OAuthError('invalid_dpop_proof', 'The DPoP proof is not valid', { reason, ...(detail === undefined ? {} : { detail }) });
 
 /** Configuration problems found at start-up; `issues` lists each with its path. */
 export class ConfigError extends Error {

@@ -21,7 +21,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): AsMet
     registry,
     tokensIssued: new Counter({
       name: 'tether_as_tokens_issued_total',
-      help: 'Access tokens issued, by grant type and binding (none, certificate, session); deferred=true when bound through tmb',
+      help: 'Access tokens issued, by grant type and binding (none, certificate, session, dpop); deferred=true when bound through tmb',
       labelNames: ['grant', 'binding', 'deferred'],
       registers,
     }),

@@ -13,6 +13,7 @@ import { isIP } from 'node:net';
 import fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { pino, type Logger } from 'pino';
 import { PROOF_HEADER, sessionBoundTlsOptions, type TlsVersion } from '@tether/core';
+import { DPOP_HEADER } from '@tether/core/dpop';
 import {
   resolveConfig,
   resolveRegisteredClient,
@@ -205,6 +206,7 @@ function buildApp(ctx: AppContext, listener: Listener): { app: FastifyInstance; 
       params,
       authorization: rawHeaderValues(request, 'authorization'),
       proofs: rawHeaderValues(request, PROOF_HEADER.toLowerCase()),
+      dpop: rawHeaderValues(request, DPOP_HEADER.toLowerCase()),
       endpointUrl: engine.endpoint(endpoint, listener),
     };
   };
