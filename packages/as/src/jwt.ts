@@ -4,7 +4,8 @@
  * are handled, and verification only ever uses this server's published keys, chosen by `kid`.
  * Client assertions and anything else foreign go through jose.
  */
-import { sign, verify, type KeyObject } from 'node:crypto';
+import { sign, type KeyObject } from 'node:crypto';
+import { verifyJwsSignature } from '@tether/core/proof';
 import type { SigningAlgorithm } from './config.js';
 
 function digestOf(alg: SigningAlgorithm): string | null {
@@ -51,14 +52,7 @@ export function verifyAccessTokenSignature(token: string, keys: ReadonlyMap<stri
   const entry = keys.get(header.kid);
   if (entry === undefined) return { ok: false, reason: 'unknown_key' };
   if (header.alg !== entry.alg) return { ok: false, reason: 'alg' };
-  const signature = Buffer.from(s, 'base64url');
-  let valid: boolean;
-  try {
-    valid = verify(digestOf(entry.alg), Buffer.from(`${h}.${p}`, 'ascii'), entry.alg === 'ES256' ? { key: entry.key, dsaEncoding: 'ieee-p1363' } : entry.key, signature);
-  } catch {
-    valid = false;
-  }
-  if (!valid) return { ok: false, reason: 'signature' };
+  if (!verifyJwsSignature(entry.alg, entry.key, `${h}.${p}`, Buffer.from(s, 'base64url'))) return { ok: false, reason: 'signature' };
   const payload = json(p);
   if (payload === undefined) return { ok: false, reason: 'malformed' };
   return { ok: true, payload };

@@ -7,3 +7,4 @@ export {
   type SessionBindingProofClaims,
   type VerifiedSessionBindingProof,
 } from './verify.js';
+export { verifyJwsSignature } from './jws-signature.js';
