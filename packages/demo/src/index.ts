@@ -3,3 +3,4 @@
  */
 export { runAgentChainDemo, USERS, type DemoReport, type DemoOptions, type HopReport, type AttackReport, type StackInfo } from './run.js';
 export { formatDemoReport, formatStack } from './format.js';
+export { RawConnection, withTimeout, type RawAnswer } from './raw-connection.js';

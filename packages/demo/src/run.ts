@@ -4,17 +4,15 @@
  * box a separate process on loopback, then live attacks (T3, T4, T1, T5, T6, deferred key binding).
  */
 import { createPrivateKey, X509Certificate } from 'node:crypto';
-import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { connect as http2Connect, type ClientHttp2Session } from 'node:http2';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { TokenClient } from '@tether/as';
-import { createSessionBindingProof, deriveSessionExporter, parseWwwAuthenticate, SessionBoundClient } from '@tether/core';
+import { createSessionBindingProof, parseWwwAuthenticate, SessionBoundClient } from '@tether/core';
 import { writeDevPki } from '@tether/pki';
 import { DemoProcess } from './processes.js';
 import { TOKEN_EXCHANGE, TOKEN_TYPE_ACCESS_TOKEN, type AgentRunResult, type EgressStatsSnapshot, type IngressStatsSnapshot } from './protocol.js';
+import { RawConnection } from './raw-connection.js';
 
 export const USERS = ['alice', 'bob', 'carol'] as const;
 const WORKLOADS = ['agent-a', 'agent-b', 'service-c'] as const;
@@ -101,60 +99,8 @@ export interface StackInfo {
   pids: Record<string, number | undefined>;
 }
 
-interface RawAnswer {
-  status: number;
-  error: string | null;
-}
 
-function withTimeout<T>(promise: Promise<T>, what: string, ms = TIMEOUT_MS): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} timed out`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
 
-/** A bare HTTP/2 connection for hand-made requests (captured proofs). */
-class RawConnection {
-  private constructor(
-    readonly socket: TLSSocket,
-    readonly session: ClientHttp2Session,
-  ) {}
-
-  static async open(url: URL, cert: Buffer, key: Buffer, ca: Buffer): Promise<RawConnection> {
-    const socket = tlsConnect({ host: url.hostname, port: Number(url.port), cert, key, ca, ALPNProtocols: ['h2'], minVersion: 'TLSv1.3' });
-    socket.on('error', () => undefined);
-    await withTimeout(Promise.race([once(socket, 'secureConnect'), once(socket, 'error').then(([e]) => Promise.reject(e as Error))]), 'TLS handshake');
-    const session = http2Connect(url.origin, { createConnection: () => socket });
-    session.on('error', () => undefined);
-    return new RawConnection(socket, session);
-  }
-
-  get ekm(): Buffer {
-    return deriveSessionExporter(this.socket);
-  }
-
-  send(url: URL, token: string, proof: string): Promise<RawAnswer> {
-    const stream = this.session.request({ ':method': 'GET', ':path': url.pathname, authorization: `Bearer ${token}`, 'session-binding-proof': proof });
-    stream.resume();
-    return withTimeout(
-      new Promise<RawAnswer>((resolve, reject) => {
-        stream.once('response', (headers) => {
-          const challenge = parseWwwAuthenticate(headers['www-authenticate'] as string | undefined).find((c) => c.scheme === 'bearer');
-          resolve({ status: Number(headers[':status']), error: challenge?.params.error ?? null });
-        });
-        stream.once('error', reject);
-        stream.once('close', () => reject(new Error('stream closed without a response')));
-      }),
-      'request',
-    );
-  }
-
-  close(): void {
-    this.session.close();
-    this.socket.end();
-  }
-}
 
 function challengeOf(headers: Record<string, string | string[] | undefined>): string | null {
   return parseWwwAuthenticate(headers['www-authenticate'] as string | undefined).find((c) => c.scheme === 'bearer')?.params.error ?? null;

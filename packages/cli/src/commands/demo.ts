@@ -2,13 +2,11 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { connect as http2Connect, type ClientHttp2Session } from 'node:http2';
 import { tmpdir } from 'node:os';
 import { extname, join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { fileURLToPath } from 'node:url';
-import { createSessionBindingProof, deriveSessionExporter, parseWwwAuthenticate, SessionBoundClient } from '@tether/core';
+import { createSessionBindingProof, parseWwwAuthenticate, SessionBoundClient } from '@tether/core';
 import { KEY_TYPES, writeDevPki, type KeyType } from '@tether/pki';
 import { integer, oneOf, parseCommandArgs, wantsHelp } from '../util/args.js';
 import { resolveContext, shutdownSignal, type CommandContext } from '../util/context.js';
@@ -16,6 +14,7 @@ import { describeError, isCliError, runtimeError, usageError } from '../util/err
 import { writeDevIssuer } from './dev-issuer.js';
 import { mintDevToken } from './dev-token.js';
 import type { ResourceStats } from './resource.js';
+import { RawConnection, withTimeout, type RawAnswer } from '@tether/demo';
 
 export const demoHelp = `Usage: tether demo [--json] [--calls N] [--keep-running]
        tether demo --basic [--json] [--requests N] [--key-type TYPE]
@@ -96,13 +95,6 @@ export interface DemoReport {
   resourceExitCode: number | null;
 }
 
-function withTimeout<T>(promise: Promise<T>, what: string, ms = TIMEOUT_MS): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} timed out`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
 
 /** `tether resource` as a child process, with its JSON-lines stdout. */
 class ResourceChild {
@@ -175,56 +167,7 @@ class ResourceChild {
   }
 }
 
-interface RawAnswer {
-  status: number;
-  error: string | null;
-  description: string | null;
-}
 
-/** A bare HTTP/2 connection, for sending hand-made requests (the attacks). */
-class RawConnection {
-  private constructor(
-    readonly socket: TLSSocket,
-    readonly session: ClientHttp2Session,
-  ) {}
-
-  static async open(url: URL, cert: Buffer, key: Buffer, ca: Buffer): Promise<RawConnection> {
-    const socket = tlsConnect({ host: url.hostname.replace(/^\[|\]$/g, ''), port: Number(url.port), cert, key, ca, ALPNProtocols: ['h2'], minVersion: 'TLSv1.3' });
-    socket.on('error', () => undefined);
-    await withTimeout(
-      Promise.race([once(socket, 'secureConnect'), once(socket, 'error').then(([e]) => Promise.reject(e as Error))]),
-      'TLS handshake',
-    );
-    const session = http2Connect(url.origin, { createConnection: () => socket });
-    session.on('error', () => undefined);
-    return new RawConnection(socket, session);
-  }
-
-  get ekm(): Buffer {
-    return deriveSessionExporter(this.socket);
-  }
-
-  send(url: URL, token: string, proof: string): Promise<RawAnswer> {
-    const stream = this.session.request({ ':method': 'GET', ':path': url.pathname, authorization: `Bearer ${token}`, 'session-binding-proof': proof });
-    stream.resume();
-    return withTimeout(
-      new Promise<RawAnswer>((resolve, reject) => {
-        stream.once('response', (headers) => {
-          const challenge = parseWwwAuthenticate(headers['www-authenticate'] as string | undefined).find((c) => c.scheme === 'bearer');
-          resolve({ status: Number(headers[':status']), error: challenge?.params.error ?? null, description: challenge?.params.error_description ?? null });
-        });
-        stream.once('error', reject);
-        stream.once('close', () => reject(new Error('stream closed without a response')));
-      }),
-      'request',
-    );
-  }
-
-  close(): void {
-    this.session.close();
-    this.socket.end();
-  }
-}
 
 function attack(id: AttackResult['id'], threat: string, attempt: string, expected: AttackResult['expected'], answer: RawAnswer): AttackResult {
   const blocked = answer.status < 200 || answer.status >= 300;
