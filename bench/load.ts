@@ -144,7 +144,7 @@ export interface H2Conn extends ConnState {
 export function openH2(creds: LoadCredentials, target: Target, resume?: Buffer): Promise<H2Conn> {
   const socket = tlsConnect(tlsOptions(creds, target, 'h2', resume));
   socket.setNoDelay(true);
-  const session = http2Connect(`https://${target.host}:${target.port}`, { createConnection: () => socket });
+  const session = http2Connect(`https://${target.host}:${target.port}`, { createConnection: () => socket, ...(process.env.TETHER_BENCH_HPACK === undefined ? {} : { maxDeflateDynamicTableSize: Number(process.env.TETHER_BENCH_HPACK) }) });
   const conn: H2Conn = {
     socket,
     session,

@@ -32,7 +32,7 @@ const server = createSecureServer(
     ...sessionBoundTlsOptions({ cert: read('server.pem'), key: read('server.key'), ca: read('ca.pem') }),
     allowHTTP1: true,
     // Headroom for a client that keeps 32+ streams in flight.
-    settings: { maxConcurrentStreams: 256 },
+    settings: { maxConcurrentStreams: 256, ...(process.env.TETHER_BENCH_HPACK === undefined ? {} : { headerTableSize: Number(process.env.TETHER_BENCH_HPACK) }) },
   },
   sessionBoundHandler(verifier, (_req, res) => {
     res.writeHead(200, { 'content-type': 'application/json', 'content-length': body.length });
