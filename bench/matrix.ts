@@ -22,6 +22,10 @@
  *   node --import tsx bench/matrix.ts --quick --out DIR
  *   node --import tsx bench/matrix.ts --only h2-long-m100,h2-long-m1000 --repeats 9   # focus run -> matrix-focus.*
  *
+ * Environment: TETHER_BENCH_HPACK=BYTES sets the RS's HTTP/2 `headerTableSize` and the load
+ * client's `maxDeflateDynamicTableSize` (an experiment: can a larger HPACK table carry the
+ * per-request tokens and proofs cheaper?). Unset: Node's 4 KiB defaults.
+ *
  * Output: matrix[-quick].json, matrix[-quick].md, matrix[-quick]-throughput.svg,
  * matrix[-quick]-rs-cpu.svg, matrix[-quick]-client-cpu.svg under bench/results/ (or --out DIR).
  */
