@@ -6,40 +6,14 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
+import type { DemoReport, HopReport } from '@tether/demo';
 import { BIN, ROOT, ensureBuilt, killAll, tether } from '../cli/helpers/cli.js';
 
 before(ensureBuilt);
 after(killAll);
 
-interface Hop {
-  hop: string;
-  requests: number;
-  connections: number;
-  tokens: number;
-  proofsSigned: number;
-  fullVerifications: number;
-  cacheHits: number;
-  accepted: number;
-  signaturesPerRequest: number;
-}
-
-interface Report {
-  ok: boolean;
-  durationMs: number;
-  honest: {
-    users: number;
-    toolCalls: number;
-    succeeded: number;
-    progressNotifications: number;
-    principals: Array<{ user: string; sub: string | null; actChain: string[] }>;
-    tokenExchanges: { byA: number; byB: number };
-    errors: string[];
-  };
-  deferredKeyBinding: { viaSidecar: boolean; principal: { sub?: string } | null };
-  hops: Hop[];
-  attacks: Array<{ id: string; threat: string; status: number; error: string | null; expected: { status: number; error: string }; pass: boolean }>;
-  exitCodes: Record<string, number | null>;
-}
+// The report's own type; `principal` is narrowed because the test reads its `sub`.
+type Report = Omit<DemoReport, 'deferredKeyBinding'> & { deferredKeyBinding: { viaSidecar: boolean; principal: { sub?: string } | null } };
 
 const CALLS = 10;
 
@@ -77,7 +51,7 @@ test('demo --json: the MCP chain works, amortizes proofs per hop, and refuses ev
     assert.equal(p.accepted, p.requests, `${p.hop}: every request accepted by the ingress`);
     assert.equal(p.cacheHits, p.requests - p.fullVerifications, `${p.hop}: the rest served from the binding cache`);
   }
-  const [ab, bc] = report.hops as [Hop, Hop];
+  const [ab, bc] = report.hops as [HopReport, HopReport];
   assert.equal(ab.tokens, 4, "three users' tokens plus alice's tmb-bound token");
   assert.equal(bc.tokens, 3);
   assert.equal(bc.requests, 3 * CALLS, 'one call to C per lookup');
