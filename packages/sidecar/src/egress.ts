@@ -163,6 +163,16 @@ interface UpstreamResponse {
 
 type RequestBody = { kind: 'buffered'; data: Buffer } | { kind: 'stream'; source: AgentRequest };
 
+/** One request to send upstream; `rejected` names a proof the upstream refused (never reused). */
+interface Outbound {
+  method: string;
+  path: string;
+  headers: OutgoingHttpHeaders;
+  body: RequestBody;
+  token: string | undefined;
+  rejected?: string | undefined;
+}
+
 /** Local document for deferred key binding (`tmb`); answered by the egress itself. */
 export const DISCOVERY_PATH = '/.well-known/tether-egress';
 const RETRYABLE = new Set(['use_session_binding', 'invalid_proof']);
@@ -545,16 +555,8 @@ export async function startEgress(config: EgressConfig): Promise<EgressSidecar> 
     return { kind: 'stream', source: req };
   }
 
-  async function sendH2(
-    conn: Extract<Connection, { kind: 'h2' }>,
-    authority: string,
-    method: string,
-    path: string,
-    headers: OutgoingHttpHeaders,
-    body: RequestBody,
-    token: string | undefined,
-    rejected: string | undefined,
-  ): Promise<UpstreamResponse> {
+  async function sendH2(conn: Extract<Connection, { kind: 'h2' }>, authority: string, outbound: Outbound): Promise<UpstreamResponse> {
+    const { method, path, headers, body, token, rejected } = outbound;
     let sentProof: string | undefined;
     try {
       sentProof = token === undefined ? undefined : await signer.proofFor(conn.socket, token, rejected);
@@ -605,15 +607,8 @@ export async function startEgress(config: EgressConfig): Promise<EgressSidecar> 
     });
   }
 
-  function sendH1(
-    target: ResolvedRoute,
-    method: string,
-    path: string,
-    headers: OutgoingHttpHeaders,
-    body: RequestBody,
-    token: string | undefined,
-    rejected: string | undefined,
-  ): Promise<UpstreamResponse> {
+  function sendH1(target: ResolvedRoute, outbound: Outbound): Promise<UpstreamResponse> {
+    const { method, path, headers, body, token, rejected } = outbound;
     return new Promise((resolve, reject) => {
       let sentProof: string | undefined;
       let secured = false;
@@ -656,9 +651,9 @@ export async function startEgress(config: EgressConfig): Promise<EgressSidecar> 
     });
   }
 
-  async function send(target: ResolvedRoute, method: string, path: string, headers: OutgoingHttpHeaders, body: RequestBody, token: string | undefined, rejected?: string): Promise<UpstreamResponse> {
+  async function send(target: ResolvedRoute, outbound: Outbound): Promise<UpstreamResponse> {
     const conn = await target.pool.acquire();
-    return conn.kind === 'h2' ? sendH2(conn, target.origin.host, method, path, headers, body, token, rejected) : sendH1(target, method, path, headers, body, token, rejected);
+    return conn.kind === 'h2' ? sendH2(conn, target.origin.host, outbound) : sendH1(target, outbound);
   }
 
   /**
@@ -668,21 +663,14 @@ export async function startEgress(config: EgressConfig): Promise<EgressSidecar> 
    * a new connection when its body is buffered and it is provably unprocessed (GOAWAY /
    * REFUSED_STREAM / a dead kept-alive socket) or its method is idempotent.
    */
-  async function sendResilient(
-    target: ResolvedRoute,
-    method: string,
-    path: string,
-    headers: OutgoingHttpHeaders,
-    body: RequestBody,
-    token: string | undefined,
-    rejected?: string,
-  ): Promise<UpstreamResponse> {
+  async function sendResilient(target: ResolvedRoute, outbound: Outbound): Promise<UpstreamResponse> {
+    const { method, body } = outbound;
     const deadline = Date.now() + connectRetryMs;
     let delay = 25;
     let resent = false;
     for (;;) {
       try {
-        return await send(target, method, path, headers, body, token, rejected);
+        return await send(target, outbound);
       } catch (error) {
         if (error instanceof ConnectError && Date.now() + delay <= deadline) {
           stats.connectRetries++;
@@ -773,7 +761,7 @@ export async function startEgress(config: EgressConfig): Promise<EgressSidecar> 
       const body = await readBody(req);
       let upstream: UpstreamResponse;
       try {
-        upstream = await sendResilient(target, method, path, headers, body, token);
+        upstream = await sendResilient(target, { method, path, headers, body, token });
         if (upstream.status === 401 && token !== undefined && upstream.sentProof !== undefined) {
           const error = parseWwwAuthenticate(upstream.headers['www-authenticate']).find((c) => c.scheme === 'bearer')?.params.error;
           if (error !== undefined && RETRYABLE.has(error)) {
@@ -782,7 +770,7 @@ export async function startEgress(config: EgressConfig): Promise<EgressSidecar> 
               retries.inc();
               log.info({ route: target.name, error }, 'binding refused upstream; retrying once on a fresh proof');
               upstream.body.resume();
-              upstream = await sendResilient(target, method, path, headers, body, token, upstream.sentProof);
+              upstream = await sendResilient(target, { method, path, headers, body, token, rejected: upstream.sentProof });
             } else {
               fail('binding_refused_streamed_body');
             }
