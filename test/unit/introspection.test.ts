@@ -14,6 +14,7 @@ import {
   type IntrospectionValidatorOptions,
 } from '@tether/core';
 import { hang, json, reset, startServer, trickle, type Handler, type RecordedRequest, type TestServer } from './support/http.js';
+import { rejectsToken as rejectsTokenWith } from './support/rejects.js';
 
 const NOW = 1_800_000_000;
 const ISS = 'https://as.tether.test';
@@ -64,13 +65,7 @@ async function rig(t: TestContext): Promise<Rig> {
 const answer = (body: unknown, status = 200): Handler => (_q, res) => json(res, status, body);
 
 async function rejectsToken(promise: Promise<unknown>, reason: string, message?: string): Promise<InvalidTokenError> {
-  const error = await promise.then(
-    () => assert.fail(`${message ?? 'token'}: expected InvalidTokenError(${reason}) but it was accepted`),
-    (e: unknown) => e,
-  );
-  assert.ok(error instanceof InvalidTokenError, `${message ?? 'token'}: got ${String(error)}`);
-  assert.equal(error.reason, reason, message);
-  assert.equal(error.statusCode, 401);
+  const error = await rejectsTokenWith(promise, reason, message);
   // Nothing about the introspection call reaches the client.
   assert.equal(error.challenge, 'Bearer error="invalid_token", error_description="The access token is invalid"');
   return error;

@@ -23,6 +23,7 @@ import {
 import { testPki } from '../helpers/pki.js';
 import { b64u } from './support/jws.js';
 import { hang, json, reset, startServer, trickle, type TestServer } from './support/http.js';
+import { rejectsToken } from './support/rejects.js';
 
 const ISS = 'https://as.tether.test';
 const AUD = 'https://rs.tether.test';
@@ -53,18 +54,6 @@ function mint(key: SigningKey, options: { kid?: string; typ?: string | null; cla
   return new SignJWT(claims).setProtectedHeader(header as { alg: string }).sign(key.privateKey);
 }
 
-async function rejectsToken(promise: Promise<unknown>, reason: string, message?: string): Promise<InvalidTokenError> {
-  const error = await promise.then(
-    () => assert.fail(`${message ?? 'token'}: expected InvalidTokenError(${reason}) but it was accepted`),
-    (e: unknown) => e,
-  );
-  assert.ok(error instanceof InvalidTokenError, `${message ?? 'token'}: got ${String(error)}`);
-  assert.equal(error.reason, reason, message);
-  assert.equal(error.statusCode, 401);
-  assert.equal(error.error, 'invalid_token');
-  assert.match(error.challenge, /^Bearer error="invalid_token", error_description="[^"]+"$/);
-  return error;
-}
 
 interface Rig {
   server: TestServer;
