@@ -411,6 +411,9 @@ describe('clock faults at the authorization server', () => {
 
   // -------------------------------------------------------------------------------------------
   // 7. The AS clock steps back ten minutes (NTP step)
+  // Not asserted (a limitation, not a rule): state pruned before the step (revocation records past
+  // exp + S, remembered jtis past their retention) is gone, so a step back larger than the time
+  // since pruning lets such a token or assertion pass the time checks again.
 
   test('clock stepped back 600 s: new tokens follow the new clock, old state keeps refusing', async () => {
     const STEP = 600;
