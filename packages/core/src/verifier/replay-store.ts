@@ -18,11 +18,18 @@ export interface MemoryReplayStoreOptions {
   now?: () => number;
 }
 
-/** In-process replay store. Atomic because `use` is synchronous on one event loop. */
+const MIN_SWEEP_AT = 1024;
+
+/**
+ * In-process replay store. Atomic because `use` is synchronous on one event loop. Expired ids are
+ * swept whenever the store has doubled since the last sweep (amortized O(1) per `use`), so it holds
+ * at most about twice the ids that are still live, not every id seen until `maxEntries`.
+ */
 export class MemoryReplayStore implements ReplayStore {
   readonly #seen = new Map<string, number>();
   readonly #max: number;
   readonly #now: () => number;
+  #sweepAt = MIN_SWEEP_AT;
 
   constructor(options: MemoryReplayStoreOptions = {}) {
     this.#max = options.maxEntries ?? 1_000_000;
@@ -44,10 +51,12 @@ export class MemoryReplayStore implements ReplayStore {
     }
     this.#seen.delete(jti);
     this.#seen.set(jti, expiresAt);
+    if (this.#seen.size >= this.#sweepAt) this.#sweep(now);
     return true;
   }
 
   #sweep(now: number): void {
     for (const [jti, exp] of this.#seen) if (exp <= now) this.#seen.delete(jti);
+    this.#sweepAt = 2 * Math.max(MIN_SWEEP_AT / 2, this.#seen.size);
   }
 }
