@@ -25,7 +25,7 @@ import { describeEndpoint, isLoopback, parseEndpoint, SidecarConfigError, type E
 import { endToEndHeaders, rawValues } from './headers.js';
 import { createLogger, type Logger, type LogOptions } from './log.js';
 import { TokenSource, type TokenEndpointConfig } from './token-source.js';
-import { closeServer, ConnectionTracker, listen, startMetricsServer, type MetricsServer } from './servers.js';
+import { closeServer, ConnectionTracker, listen, pipeBody, startMetricsServer, type MetricsServer } from './servers.js';
 
 /** One allowed destination. */
 export interface EgressRoute {
@@ -171,6 +171,8 @@ interface Outbound {
   body: RequestBody;
   token: string | undefined;
   rejected?: string | undefined;
+  /** Aborted when the agent goes away: an upstream request still waiting for its response is cancelled. */
+  signal?: AbortSignal | undefined;
 }
 
 /** Local document for deferred key binding (`tmb`); answered by the egress itself. */
@@ -195,6 +197,20 @@ class UnprocessedError extends Error {}
 
 /** The upstream connection could not be opened (refused / reset before TLS completed): nothing was sent. */
 class ConnectError extends UnprocessedError {}
+
+/** The agent went away (hung up or reset its stream) before its request was answered. */
+class AgentGoneError extends Error {}
+
+/**
+ * Abort a response to the agent that has already started, so the agent sees it cut off and never
+ * complete: an h2c stream is reset with INTERNAL_ERROR (`destroy()` without an error would send
+ * RST_STREAM NO_ERROR, which reads as a clean end), an HTTP/1.1 connection is closed.
+ */
+function abortResponse(res: AgentResponse): void {
+  if ('stream' in res) {
+    if (!res.stream.destroyed) res.stream.close(h2.NGHTTP2_INTERNAL_ERROR);
+  } else res.destroy();
+}
 
 /**
  * The upstream connection died after the request was (maybe) sent but before any response byte
@@ -549,14 +565,22 @@ export async function startEgress(config: EgressConfig): Promise<EgressSidecar> 
     if (noBody || declared === '0') return { kind: 'buffered', data: Buffer.alloc(0) };
     if (declared !== undefined && /^\d+$/.test(declared) && Number(declared) <= retryBufferBytes) {
       const chunks: Buffer[] = [];
-      for await (const chunk of req as AsyncIterable<Buffer>) chunks.push(chunk);
-      return { kind: 'buffered', data: Buffer.concat(chunks) };
+      try {
+        for await (const chunk of req as AsyncIterable<Buffer>) chunks.push(chunk);
+      } catch (error) {
+        throw new AgentGoneError(`the agent's request body was interrupted: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+      }
+      // An h2c stream reset mid-body can end the request early instead of failing it.
+      if ('stream' in req && req.stream.rstCode !== undefined && req.stream.rstCode !== h2.NGHTTP2_NO_ERROR) throw new AgentGoneError('the agent reset its stream');
+      const data = Buffer.concat(chunks);
+      if (data.length !== Number(declared)) throw new AgentGoneError(`the agent sent ${data.length} of ${declared} body bytes`);
+      return { kind: 'buffered', data };
     }
     return { kind: 'stream', source: req };
   }
 
   async function sendH2(conn: Extract<Connection, { kind: 'h2' }>, authority: string, outbound: Outbound): Promise<UpstreamResponse> {
-    const { method, path, headers, body, token, rejected } = outbound;
+    const { method, path, headers, body, token, rejected, signal } = outbound;
     let sentProof: string | undefined;
     try {
       sentProof = token === undefined ? undefined : await signer.proofFor(conn.socket, token, rejected);
@@ -576,15 +600,23 @@ export async function startEgress(config: EgressConfig): Promise<EgressSidecar> 
     const empty = body.kind === 'buffered' && body.data.length === 0;
     let stream: ClientHttp2Stream;
     try {
-      stream = conn.session.request(all, { endStream: empty });
+      // The agent leaving aborts `signal`: the stream is then reset with CANCEL (the ingress cancels
+      // the application's request). Unlike stream.close(CANCEL), this sends no END_STREAM first, which
+      // would deliver a cut-off request body upstream as a complete one.
+      stream = conn.session.request(all, signal === undefined ? { endStream: empty } : { endStream: empty, signal });
     } catch (error) {
       // The session was closing (GOAWAY) or gone: nothing was sent.
       throw unprocessed(error);
     }
     return new Promise((resolve, reject) => {
       let responded = false;
+      // The agent's body failed: reset the stream without END_STREAM (INTERNAL_ERROR).
+      const cancel = () => stream.destroy(new Error("the agent's request body was interrupted"));
       stream.on('error', (error) => {
-        if (!responded) reject(new LostError(error.message, { cause: error }));
+        if (responded) return;
+        // The 'error' comes before 'close': REFUSED_STREAM (also how a GOAWAY's unprocessed streams
+        // end) must be told from other resets here too.
+        reject(stream.rstCode === h2.NGHTTP2_REFUSED_STREAM ? unprocessed(error) : new LostError(error.message, { cause: error }));
       });
       stream.once('close', () => {
         if (responded) return;
@@ -598,17 +630,25 @@ export async function startEgress(config: EgressConfig): Promise<EgressSidecar> 
         const status = Number(h[h2.HTTP2_HEADER_STATUS]);
         const out: IncomingHttpHeaders = {};
         for (const [k, v] of Object.entries(h)) if (!k.startsWith(':')) out[k] = v as string | string[];
-        resolve({ status, headers: out, body: stream, sentProof, abort: () => stream.close(h2.NGHTTP2_CANCEL) });
+        resolve({
+          status,
+          headers: out,
+          body: stream,
+          sentProof,
+          abort: () => {
+            if (!stream.destroyed) stream.close(h2.NGHTTP2_CANCEL);
+          },
+        });
       });
       if (!empty) {
         if (body.kind === 'buffered') stream.end(body.data);
-        else body.source.pipe(stream);
+        else pipeBody(body.source, stream, cancel);
       }
     });
   }
 
   function sendH1(target: ResolvedRoute, outbound: Outbound): Promise<UpstreamResponse> {
-    const { method, path, headers, body, token, rejected } = outbound;
+    const { method, path, headers, body, token, rejected, signal } = outbound;
     return new Promise((resolve, reject) => {
       let sentProof: string | undefined;
       let secured = false;
@@ -622,6 +662,10 @@ export async function startEgress(config: EgressConfig): Promise<EgressSidecar> 
         headers: { ...headers, host: target.origin.host },
         agent: target.pool.agent(),
       });
+      const cancel = () => req.destroy(new AgentGoneError('the agent went away'));
+      if (signal?.aborted === true) cancel();
+      else signal?.addEventListener('abort', cancel, { once: true });
+      req.once('close', () => signal?.removeEventListener('abort', cancel));
       req.on('error', (error: NodeJS.ErrnoException) => {
         if (responded) return;
         if (!secured) reject(connectFailure(error)); // the connection never came up: nothing was sent
@@ -639,12 +683,13 @@ export async function startEgress(config: EgressConfig): Promise<EgressSidecar> 
               req.setHeader(PROOF_HEADER, sentProof);
             }
             if (body.kind === 'buffered') req.end(body.data);
-            else body.source.pipe(req);
+            else pipeBody(body.source, req, cancel);
           },
         ).catch((error: unknown) => req.destroy(error instanceof Error ? error : new Error(String(error))));
       });
       req.once('response', (res) => {
         responded = true;
+        signal?.removeEventListener('abort', cancel);
         res.on('error', () => undefined);
         resolve({ status: res.statusCode ?? 502, headers: res.headers, body: res, sentProof, abort: () => req.destroy() });
       });
@@ -668,10 +713,13 @@ export async function startEgress(config: EgressConfig): Promise<EgressSidecar> 
     const deadline = Date.now() + connectRetryMs;
     let delay = 25;
     let resent = false;
+    const aborted = () => outbound.signal?.aborted === true;
     for (;;) {
+      if (aborted()) throw new AgentGoneError('the agent went away');
       try {
         return await send(target, outbound);
       } catch (error) {
+        if (aborted()) throw new AgentGoneError('the agent went away', { cause: error });
         if (error instanceof ConnectError && Date.now() + delay <= deadline) {
           stats.connectRetries++;
           log.debug({ route: target.name, err: error.message, delay }, 'upstream connection attempt failed; trying again');
@@ -708,7 +756,7 @@ export async function startEgress(config: EgressConfig): Promise<EgressSidecar> 
 
   function refuse(res: AgentResponse, status: number, error: string, description: string): void {
     if (res.headersSent) {
-      res.destroy();
+      abortResponse(res);
       return;
     }
     const text = JSON.stringify({ error, error_description: description });
@@ -721,7 +769,11 @@ export async function startEgress(config: EgressConfig): Promise<EgressSidecar> 
     tracker.request(res);
     let routeName = '-';
     let agentGone = false;
-    res.once('close', () => (agentGone = true));
+    const gone = new AbortController();
+    res.once('close', () => {
+      agentGone = true;
+      gone.abort();
+    });
     res.once('finish', () => requestsTotal.inc({ route: routeName, status: String(res.statusCode) }));
     const started = Date.now();
     try {
@@ -761,7 +813,7 @@ export async function startEgress(config: EgressConfig): Promise<EgressSidecar> 
       const body = await readBody(req);
       let upstream: UpstreamResponse;
       try {
-        upstream = await sendResilient(target, { method, path, headers, body, token });
+        upstream = await sendResilient(target, { method, path, headers, body, token, signal: gone.signal });
         if (upstream.status === 401 && token !== undefined && upstream.sentProof !== undefined) {
           const error = parseWwwAuthenticate(upstream.headers['www-authenticate']).find((c) => c.scheme === 'bearer')?.params.error;
           if (error !== undefined && RETRYABLE.has(error)) {
@@ -770,14 +822,14 @@ export async function startEgress(config: EgressConfig): Promise<EgressSidecar> 
               retries.inc();
               log.info({ route: target.name, error }, 'binding refused upstream; retrying once on a fresh proof');
               upstream.body.resume();
-              upstream = await sendResilient(target, { method, path, headers, body, token, rejected: upstream.sentProof });
+              upstream = await sendResilient(target, { method, path, headers, body, token, rejected: upstream.sentProof, signal: gone.signal });
             } else {
               fail('binding_refused_streamed_body');
             }
           }
         }
       } catch (error) {
-        if (error instanceof EgressError) throw error;
+        if (error instanceof EgressError || error instanceof AgentGoneError) throw error;
         log.warn({ route: target.name, err: error instanceof Error ? error.message : String(error) }, 'upstream request failed');
         throw new EgressError(502, 'upstream_unavailable', 'upstream_error', 'the upstream connection failed');
       }
@@ -787,9 +839,16 @@ export async function startEgress(config: EgressConfig): Promise<EgressSidecar> 
         upstream.abort();
         return;
       }
-      relay(upstream, res, target.name);
+      relay(upstream, res, target.name, method, gone.signal);
       log.debug({ route: target.name, method, path, status: upstream.status, ms: Date.now() - started }, 'request');
     } catch (error) {
+      if (error instanceof AgentGoneError || agentGone) {
+        // Nobody to answer: the upstream request (if any) was cancelled.
+        fail('agent_gone');
+        log.debug({ route: routeName, err: error instanceof Error ? error.message : String(error) }, 'the agent went away before the response');
+        if (!res.headersSent) res.destroy();
+        return;
+      }
       if (error instanceof EgressError) {
         fail(error.reason);
         refuse(res, error.status, error.error, error.message);
@@ -801,23 +860,41 @@ export async function startEgress(config: EgressConfig): Promise<EgressSidecar> 
     }
   }
 
-  function relay(upstream: UpstreamResponse, res: AgentResponse, routeName: string): void {
+  function relay(upstream: UpstreamResponse, res: AgentResponse, routeName: string, method: string, gone: AbortSignal): void {
     const headers = endToEndHeaders(upstream.headers);
     (res as ServerResponse).writeHead(upstream.status, headers);
     if ('flushHeaders' in res) res.flushHeaders();
-    upstream.body.on('error', () => {
+    // The response is relayed as complete only on its 'end' with the declared length, if any. A
+    // reset HTTP/2 stream (RST_STREAM CANCEL / NO_ERROR raise no error) can close without 'end' or
+    // 'end' early: the agent then sees the response cut off (HTTP/1.1 connection closed, h2c stream
+    // reset), never complete.
+    let complete = false;
+    let failed = false;
+    const interrupted = () => {
+      if (complete || failed) return;
+      failed = true;
+      if (gone.aborted) return; // the agent left and we cancelled the stream: not an upstream failure
       fail('upstream_reset');
       log.warn({ route: routeName }, 'upstream response interrupted');
-      res.destroy();
+      abortResponse(res);
+    };
+    const bodiless = method === 'HEAD' || upstream.status === 204 || upstream.status === 304 || upstream.status < 200;
+    const declared = bodiless ? Number.NaN : Number(upstream.headers['content-length'] ?? Number.NaN);
+    let received = 0;
+    if (Number.isSafeInteger(declared)) upstream.body.on('data', (chunk: Buffer) => (received += chunk.length));
+    upstream.body.on('error', interrupted);
+    upstream.body.once('close', interrupted);
+    upstream.body.once('end', () => {
+      if (Number.isSafeInteger(declared) && received !== declared) return interrupted();
+      complete = true;
+      res.end();
     });
     // The agent went away before the upstream response was complete: cancel it upstream. (Not
     // 'finish' / writableFinished: Http2ServerResponse reports those on a reset stream too.)
-    let complete = false;
-    upstream.body.once('end', () => (complete = true));
     res.once('close', () => {
       if (!complete) upstream.abort();
     });
-    upstream.body.pipe(res as NodeJS.WritableStream);
+    upstream.body.pipe(res as NodeJS.WritableStream, { end: false });
   }
 
   const onRequest = (req: AgentRequest, res: AgentResponse) => {

@@ -5,7 +5,7 @@
  * loopback or a Unix socket, with the verified principal in one `X-Tether-Principal` header.
  */
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
-import { createSecureServer, type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
+import { constants as h2, createSecureServer, type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
 import type { TLSSocket } from 'node:tls';
 import {
   createSessionBoundVerifier,
@@ -20,7 +20,7 @@ import { Counter, Gauge, Registry } from 'prom-client';
 import { describeEndpoint, parseEndpoint, parseLocalUpstream, SidecarConfigError, type Endpoint } from './config.js';
 import { endToEndHeaders, IDENTITY_HEADERS, IDENTITY_PREFIXES } from './headers.js';
 import { createLogger, type Logger, type LogOptions } from './log.js';
-import { closeServer, ConnectionTracker, listen, startMetricsServer, type MetricsServer } from './servers.js';
+import { closeServer, ConnectionTracker, listen, pipeBody, startMetricsServer, type MetricsServer } from './servers.js';
 
 export const PRINCIPAL_HEADER = 'x-tether-principal';
 export const METADATA_PATH = '/.well-known/oauth-protected-resource';
@@ -112,6 +112,17 @@ function json(res: Res, status: number, body: unknown, extra: Record<string, str
   const text = JSON.stringify(body);
   (res as ServerResponse).writeHead(status, { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(text)), ...extra });
   res.end(text);
+}
+
+/**
+ * Abort a response that has already started: the client must see it cut off, never complete. (An
+ * HTTP/2 stream is reset with INTERNAL_ERROR: `destroy()` without an error would send RST_STREAM
+ * NO_ERROR, which a client reads as a clean end of the body.)
+ */
+function abortResponse(res: Res): void {
+  if ('stream' in res) {
+    if (!res.stream.destroyed) res.stream.close(h2.NGHTTP2_INTERNAL_ERROR);
+  } else res.destroy();
 }
 
 /** Start the ingress sidecar. Throws {@link SidecarConfigError} on bad configuration. */
@@ -225,11 +236,15 @@ export async function startIngress(config: IngressConfig): Promise<IngressSideca
       fail('upstream_error');
       log.warn({ err: error.message }, 'application request failed');
       if (!res.headersSent) json(res, 502, { error: 'upstream_unavailable', error_description: 'the application is not reachable' });
-      else res.destroy();
+      else abortResponse(res);
     });
     upstream.once('response', (appRes) => {
       stats.proxied++;
-      appRes.on('error', () => res.destroy());
+      appRes.on('error', () => {
+        // The application's response was cut off (connection closed mid-body).
+        fail('upstream_reset');
+        abortResponse(res);
+      });
       appRes.once('end', () => (complete = true));
       const out = endToEndHeaders(appRes.headers);
       if (draining && !('stream' in req)) out.connection = 'close';
@@ -244,7 +259,7 @@ export async function startIngress(config: IngressConfig): Promise<IngressSideca
       if (!complete) upstream.destroy();
     });
     if (gone()) upstream.destroy();
-    req.pipe(upstream);
+    pipeBody(req, upstream, () => upstream.destroy());
   }
 
   const server = createSecureServer(

@@ -1,6 +1,6 @@
 import { chmodSync, existsSync, lstatSync, unlinkSync } from 'node:fs';
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
-import type { Http2SecureServer, Http2Server, ServerHttp2Session } from 'node:http2';
+import type { Http2SecureServer, Http2Server, Http2ServerRequest, ServerHttp2Session } from 'node:http2';
 import { type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
 import type { Registry } from 'prom-client';
 import { describeEndpoint, type Endpoint } from './config.js';
@@ -76,6 +76,30 @@ export class ConnectionTracker {
     for (const s of this.sessions) s.destroy();
     for (const s of this.sockets) s.destroy();
   }
+}
+
+/**
+ * Pipe a request body received by a server into an outgoing request, and end the outgoing request
+ * only when the body really ended. An HTTP/1.1 body cut off by a closed connection fails; an HTTP/2
+ * client that gives up mid-body may still end its stream first (Node's `stream.close(code)` sends
+ * END_STREAM, then RST_STREAM), so its compat request 'end's before the reset is reported. Both
+ * cancel the outgoing request instead: a truncated upload is never delivered as a complete one.
+ */
+export function pipeBody(source: IncomingMessage | Http2ServerRequest, destination: NodeJS.WritableStream, cancel: () => void): void {
+  source.pipe(destination, { end: false });
+  source.once('error', () => cancel());
+  source.once('end', () => {
+    if (!('stream' in source) || source.stream.endAfterHeaders) {
+      destination.end();
+      return;
+    }
+    // A RST_STREAM right behind the END_STREAM is processed in the same I/O callback: look after it.
+    setImmediate(() => {
+      const rstCode = source.stream.rstCode;
+      if (source.aborted || (rstCode !== undefined && rstCode !== 0)) cancel();
+      else destination.end();
+    });
+  });
 }
 
 export function closeServer(server: NetServer | HttpServer | Http2Server | Http2SecureServer): Promise<void> {
