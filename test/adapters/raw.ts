@@ -31,6 +31,13 @@ export interface RawRequest {
   path?: string;
   /** Field lines in order; a name may repeat. */
   headers: Array<[string, string]>;
+  /**
+   * Leave the request body open and unsent (default false: the request ends after its headers).
+   * With a `content-length` header this announces a body the server must not wait for.
+   */
+  bodyPending?: boolean;
+  /** HTTP/2 only: aborting resets the stream (RST_STREAM CANCEL). */
+  signal?: AbortSignal;
 }
 
 export interface ProofClaims {
@@ -279,11 +286,18 @@ function h2Transport(target: URL, socket: TLSSocket): Pick<RawConnection, 'reque
       else headers[name] = [...(Array.isArray(existing) ? existing : [existing]), value];
     }
     if (spliced.length > 0) stream.spliceIntoNextHeaders(spliced);
-    const h2stream = session.request(headers, { endStream: true });
-    const [response] = (await once(h2stream, 'response')) as [IncomingHttpHeaders];
+    const h2stream = session.request(headers, { endStream: req.bodyPending !== true, ...(req.signal === undefined ? {} : { signal: req.signal }) });
+    const response = await new Promise<IncomingHttpHeaders>((resolve, reject) => {
+      h2stream.once('response', resolve);
+      h2stream.once('error', reject);
+      // A stream closed without an error (session destroyed, RST NO_ERROR) never sends 'error'.
+      h2stream.once('close', () => reject(new Error(`stream closed before a response (code ${h2stream.rstCode ?? 'none'})`)));
+    });
     const chunks: Buffer[] = [];
     h2stream.on('data', (c: Buffer) => chunks.push(c));
     await once(h2stream, 'end');
+    // A body announced but never sent: cancel our half so the session can close.
+    if (req.bodyPending === true) h2stream.close();
     const out: Record<string, string | string[] | undefined> = {};
     for (const [k, v] of Object.entries(response)) if (!k.startsWith(':')) out[k] = v;
     return { status: Number(response[':status']), headers: out, body: Buffer.concat(chunks).toString('utf8') };

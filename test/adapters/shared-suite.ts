@@ -9,12 +9,14 @@
  */
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
+import { once } from 'node:events';
 import { before, describe, it, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   EXPORTER_LABEL,
   certificateThumbprint,
   parseWwwAuthenticate,
+  type AccessTokenValidator,
   type Challenge,
   type SessionBoundVerifier,
   type SessionBoundVerifierOptions,
@@ -23,7 +25,7 @@ import { SessionBoundClient, type SessionBoundClientOptions } from '@tether/core
 import type { DevPki } from '@tether/pki';
 import { TestIssuer } from '../helpers/issuer.js';
 import { testPki } from '../helpers/pki.js';
-import { testVerifier } from '../helpers/servers.js';
+import { testTokenValidator, testVerifier } from '../helpers/servers.js';
 import { openRawConnection, type RawConnection } from './raw.js';
 
 export const ECHO_PATH = '/api/echo';
@@ -98,6 +100,39 @@ async function eventually(condition: () => boolean, what: string, timeoutMs = 50
     if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
     await sleep(10);
   }
+}
+
+/**
+ * A token validator that holds its first `held` calls until `release()`: the test decides when
+ * step b (token validation) of those requests finishes, so other streams can be sent while they
+ * are still being verified.
+ */
+function gatedValidator(inner: AccessTokenValidator, held: number) {
+  let release!: () => void;
+  const gate = new Promise<void>((resolve) => (release = resolve));
+  const state = {
+    waiting: 0,
+    release,
+    validator: {
+      async validate(token: string) {
+        if (held > 0) {
+          held--;
+          state.waiting++;
+          await gate;
+          state.waiting--;
+        }
+        return inner.validate(token);
+      },
+    } satisfies AccessTokenValidator,
+  };
+  return state;
+}
+
+/** Whether `promise` has settled, checked without waiting for it. */
+async function settled(promise: Promise<unknown>): Promise<boolean> {
+  const pending = Symbol('pending');
+  const winner = await Promise.race([promise.then(() => true, () => true), sleep(0).then(() => pending)]);
+  return winner !== pending;
 }
 
 export function registerAdapterSuite(adapter: AdapterUnderTest): void {
@@ -372,5 +407,140 @@ export function registerAdapterSuite(adapter: AdapterUnderTest): void {
       await c.close();
       await eventually(() => verifier.cache.size === 0 && verifier.cache.connections === 0, 'the binding cache to empty');
     });
+    it('a header section under the limit is served; one over it is refused by the HTTP layer before the verifier runs', async (t) => {
+      // sessionBoundTlsOptions sets maxHeaderSize (HTTP/1.1: 431) and the HTTP/2 maxHeaderListSize
+      // setting (RST_STREAM ENHANCE_YOUR_CALM) to 16 KiB by default.
+      const { verifier, server } = await serve(t);
+      const token = await bound('client');
+      const connection = await raw(t, server, 'client');
+      const proof = await connection.proof(token);
+      // First exchange: afterwards the client has acknowledged the server's SETTINGS, which is
+      // when Node starts enforcing the HTTP/2 header-list limit.
+      principalOf(await connection.request({ path: ECHO_PATH, headers: bearer(token, proof) }));
+      principalOf(await connection.request({ path: ECHO_PATH, headers: [...bearer(token, proof), ['x-padding', 'a'.repeat(12 * 1024)]] }));
+      const oversized = { path: ECHO_PATH, headers: [...bearer(token, proof), ['x-padding', 'a'.repeat(17 * 1024)] as [string, string]] };
+      if (adapter.protocol === 'h2') {
+        await assert.rejects(connection.request(oversized), /NGHTTP2_ENHANCE_YOUR_CALM/);
+        principalOf(await connection.request({ path: ECHO_PATH, headers: bearer(token, proof) }));
+        assert.equal(verifier.stats.accepted, 3, 'the reset stream never reached the verifier; the connection lives on');
+      } else {
+        const res = await connection.request(oversized);
+        assert.equal(res.status, 431);
+        assert.equal(verifier.stats.accepted, 2, 'the oversized request never reached the verifier');
+      }
+      assert.deepEqual(verifier.stats.failures, {});
+      assert.equal(verifier.stats.proofVerifications, 1);
+    });
+
+    it('a refused request is answered at once, without waiting for the 1 GiB body it announces', async (t) => {
+      const { verifier, server } = await serve(t);
+      const token = await bound('client');
+      const connection = await raw(t, server, 'client');
+      const announced: Array<[string, string]> = [
+        ['content-type', 'application/json'],
+        ['content-length', String(2 ** 30)],
+      ];
+      const closed = once(connection.socket, 'close');
+      const noProof = await connection.request({ method: 'POST', path: ECHO_PATH, headers: [...bearer(token), ...announced], bodyPending: true });
+      assertRefusal(noProof, 401, 'use_session_binding');
+      assert.equal(verifier.stats.failures.proof_missing, 1);
+      // HTTP/1.1 cannot reuse a connection whose request body is unread: the server says so and
+      // closes it rather than draining an unauthenticated upload. HTTP/2 resets only the stream.
+      let next = connection;
+      if (adapter.protocol === 'http/1.1') {
+        assert.equal(noProof.headers.connection, 'close');
+        await closed;
+        next = await raw(t, server, 'client');
+      } else {
+        assert.equal(await settled(closed), false, 'the HTTP/2 connection stays open');
+      }
+      const other = await raw(t, server, 'other');
+      const foreign = await next.request({ method: 'POST', path: ECHO_PATH, headers: [...bearer(await bound('other'), await other.proof(token)), ...announced], bodyPending: true });
+      assertRefusal(foreign, 401, 'invalid_token');
+      assert.equal(verifier.stats.failures.certificate_mismatch, 1);
+      // A refused request without a body keeps the HTTP/1.1 connection alive.
+      const fresh = await raw(t, server, 'client');
+      const bodyless = await fresh.request({ path: ECHO_PATH, headers: bearer(token) });
+      assertRefusal(bodyless, 401, 'use_session_binding');
+      assert.notEqual(bodyless.headers.connection, 'close');
+      principalOf(await fresh.request({ path: ECHO_PATH, headers: bearer(token, await fresh.proof(token)) }));
+    });
+
+    if (adapter.protocol === 'h2') {
+      it('HTTP/2 race: streams without a proof, with a stale proof or with another connection\'s proof, sent while the first stream is still being verified, are refused on their own', async (t) => {
+        const gate = gatedValidator(testTokenValidator(issuer), 1);
+        const { verifier, server } = await serve(t, { tokens: gate.validator });
+        const token = await bound('client');
+        const connection = await raw(t, server, 'client');
+        const proof = await connection.proof(token);
+        const first = connection.request({ path: ECHO_PATH, headers: bearer(token, proof) });
+        await eventually(() => gate.waiting === 1, 'the first stream to reach token validation');
+
+        assertRefusal(await connection.request({ path: ECHO_PATH, headers: bearer(token) }), 401, 'use_session_binding');
+        const stale = await connection.proof(token, { iat: Math.floor(Date.now() / 1000) - 3600 });
+        assertRefusal(await connection.request({ path: ECHO_PATH, headers: bearer(token, stale) }), 401, 'invalid_proof');
+        const elsewhere = await raw(t, server, 'client');
+        assertRefusal(await connection.request({ path: ECHO_PATH, headers: bearer(token, await elsewhere.proof(token)) }), 401, 'invalid_proof');
+        assert.equal(await settled(first), false, 'the first stream is still waiting');
+        assert.equal(verifier.cache.size, 0);
+
+        gate.release();
+        principalOf(await first);
+        principalOf(await connection.request({ path: ECHO_PATH, headers: bearer(token, proof) }));
+        assertRefusal(await connection.request({ path: ECHO_PATH, headers: bearer(token) }), 401, 'use_session_binding');
+        assert.deepEqual(verifier.stats.failures, { proof_missing: 2, iat_stale: 1, ekm_mismatch: 1 });
+        assert.equal(verifier.stats.accepted, 2);
+        assert.equal(verifier.stats.cacheHits, 1, 'only the repeat of the verified proof rode on the cache');
+        assert.equal(verifier.cache.size, 1);
+      });
+
+      it('HTTP/2 race: one replayed proof on 10 concurrent streams is refused on every stream and poisons nothing', async (t) => {
+        const gate = gatedValidator(testTokenValidator(issuer), 10);
+        const { verifier, server } = await serve(t, { tokens: gate.validator });
+        const token = await bound('client');
+        const victim = await raw(t, server, 'client');
+        const captured = await victim.proof(token);
+        const connection = await raw(t, server, 'client');
+        const streams = Array.from({ length: 10 }, () => connection.request({ path: ECHO_PATH, headers: bearer(token, captured) }));
+        await eventually(() => gate.waiting === 10, 'all ten streams to reach token validation');
+        gate.release();
+        for (const res of await Promise.all(streams)) assertRefusal(res, 401, 'invalid_proof');
+        assert.deepEqual(verifier.stats.failures, { ekm_mismatch: 10 });
+        assert.equal(verifier.cache.size, 0);
+        principalOf(await connection.request({ path: ECHO_PATH, headers: bearer(token, await connection.proof(token)) }));
+        assert.equal(verifier.cache.size, 1);
+      });
+
+      it('HTTP/2 race: a stream reset while its proof is being verified leaves a usable binding; a connection closed meanwhile leaves nothing', async (t) => {
+        const gate = gatedValidator(testTokenValidator(issuer), 2);
+        const { verifier, server } = await serve(t, { tokens: gate.validator });
+        const token = await bound('client');
+        const connection = await raw(t, server, 'client');
+        const proof = await connection.proof(token);
+        const abort = new AbortController();
+        const cancelled = connection.request({ path: ECHO_PATH, headers: bearer(token, proof), signal: abort.signal });
+        const doomed = await raw(t, server, 'client');
+        const orphan = doomed.request({ path: ECHO_PATH, headers: bearer(token, await doomed.proof(token)) });
+        await eventually(() => gate.waiting === 2, 'both streams to reach token validation');
+        abort.abort();
+        await assert.rejects(cancelled, { name: 'AbortError' });
+        // Destroy rather than close(): a graceful HTTP/2 close waits for the held stream.
+        const gone = once(doomed.socket, 'close');
+        doomed.socket.destroy();
+        await gone;
+        await assert.rejects(orphan, /stream closed before a response|ECONNRESET|closed/);
+        gate.release();
+        await eventually(() => verifier.stats.accepted + Object.values(verifier.stats.failures).reduce((a, b) => a + b, 0) === 2, 'both verifications to finish');
+        // The closed connection's request fails closed if the server saw the close before deriving
+        // its exporter, or is accepted and its binding purged with the connection; never a binding left behind.
+        const { exporter_unavailable: unavailable = 0, ...otherFailures } = verifier.stats.failures;
+        assert.deepEqual(otherFailures, {});
+        assert.equal(verifier.stats.accepted + unavailable, 2);
+        await eventually(() => verifier.cache.size === 1 && verifier.cache.connections === 1, 'only the live connection to keep its binding');
+        principalOf(await connection.request({ path: ECHO_PATH, headers: bearer(token, proof) }));
+        assert.equal(verifier.stats.cacheHits, 1, 'the reset stream\'s verification is reused by the live connection');
+        assert.equal(verifier.stats.proofVerifications, 2 - unavailable);
+      });
+    }
   });
 }

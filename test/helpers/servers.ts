@@ -6,6 +6,7 @@ import {
   createSessionBoundVerifier,
   jwtAccessTokenValidator,
   localJwks,
+  type AccessTokenValidator,
   type SessionBoundVerifier,
   type SessionBoundVerifierOptions,
 } from '@tether/core';
@@ -20,11 +21,13 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
+/** Validates the test issuer's JWT access tokens (RFC 9068) against its JWKS. */
+export function testTokenValidator(issuer: TestIssuer): AccessTokenValidator {
+  return jwtAccessTokenValidator({ keys: localJwks(issuer.jwks), issuer: ISSUER, audience: AUDIENCE });
+}
+
 export function testVerifier(issuer: TestIssuer, options: Partial<SessionBoundVerifierOptions> = {}): SessionBoundVerifier {
-  return createSessionBoundVerifier({
-    tokens: jwtAccessTokenValidator({ keys: localJwks(issuer.jwks), issuer: ISSUER, audience: AUDIENCE }),
-    ...options,
-  });
+  return createSessionBoundVerifier({ tokens: testTokenValidator(issuer), ...options });
 }
 
 /** Close a server and every connection it still holds. */

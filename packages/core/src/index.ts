@@ -9,6 +9,6 @@ export { EXPORTER_LABEL, EXPORTER_LENGTH, deriveSessionExporter, type TlsVersion
 export { certificateThumbprint, accessTokenHash, type CertificateInput } from './thumbprint.js';
 export { sessionBoundConfirmation, certificateBoundConfirmation, bindingRequirement, type Confirmation, type BindingRequirement } from './cnf.js';
 export { parseWwwAuthenticate, parseAuthorization, type Challenge, type Credentials } from './challenge.js';
-export { sessionBoundTlsOptions, type SessionBoundTlsOptions } from './tls-options.js';
+export { sessionBoundTlsOptions, type SessionBoundTlsOptions, type SessionBoundServerOptions } from './tls-options.js';
 export * from './verifier/index.js';
 export * from './client/index.js';

@@ -9,15 +9,43 @@ export interface SessionBoundTlsOptions extends Pick<SecureContextOptions, 'cert
    * Set false only to accept RFC 8705 self-signed client certificates, pinned by `cnf.x5t#S256`.
    */
   rejectUnauthorized?: boolean;
+  /**
+   * Largest request header section accepted, in bytes (default 16384, Node's HTTP/1.1 default).
+   * Sets `maxHeaderSize` (HTTP/1.1: larger requests get 431 before any handler runs) and the
+   * HTTP/2 setting `maxHeaderListSize` (larger header lists get `RST_STREAM` with
+   * `ENHANCE_YOUR_CALM`, the HTTP/2 equivalent; Node enforces it once the client has acknowledged
+   * the server's SETTINGS, and nghttp2's own 64 KiB limit before that). An access token and a
+   * proof together need about 2 KiB. The HTTP/1.1 fallback of `http2.createSecureServer`
+   * (`allowHTTP1`) ignores `maxHeaderSize` and keeps Node's process-wide limit
+   * (`--max-http-header-size`, 16 KiB by default).
+   */
+  maxHeaderBytes?: number;
 }
+
+/**
+ * What {@link sessionBoundTlsOptions} returns: TLS options plus the header-size limits for
+ * `https.createServer` (`maxHeaderSize`) and `http2.createSecureServer` (`settings`). If you pass
+ * your own HTTP/2 `settings`, merge them: `settings: { ...opts.settings, ...yours }`.
+ */
+export interface SessionBoundServerOptions extends TlsOptions {
+  maxHeaderSize: number;
+  settings: { maxHeaderListSize: number };
+}
+
+const DEFAULT_MAX_HEADER_BYTES = 16 * 1024;
 
 /**
  * TLS server options for a session-binding resource server: client certificates requested,
  * TLS 1.3 only unless `allowTls12`, and renegotiation disabled (a renegotiation could change the
- * client certificate under a cached binding; NOTES decision 1). Spread into `https.createServer`,
- * `http2.createSecureServer` or `tls.createServer`.
+ * client certificate under a cached binding; NOTES decision 1), and a bounded request header
+ * section (`maxHeaderBytes`). Spread into `https.createServer`, `http2.createSecureServer` or
+ * `tls.createServer`.
  */
-export function sessionBoundTlsOptions(options: SessionBoundTlsOptions): TlsOptions {
+export function sessionBoundTlsOptions(options: SessionBoundTlsOptions): SessionBoundServerOptions {
+  const maxHeaderBytes = options.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES;
+  if (!Number.isInteger(maxHeaderBytes) || maxHeaderBytes < 1024) {
+    throw new TypeError('maxHeaderBytes must be an integer of at least 1024');
+  }
   return {
     ...(options.cert === undefined ? {} : { cert: options.cert }),
     ...(options.key === undefined ? {} : { key: options.key }),
@@ -28,5 +56,7 @@ export function sessionBoundTlsOptions(options: SessionBoundTlsOptions): TlsOpti
     requestCert: true,
     rejectUnauthorized: options.rejectUnauthorized ?? true,
     secureOptions: constants.SSL_OP_NO_RENEGOTIATION,
+    maxHeaderSize: maxHeaderBytes,
+    settings: { maxHeaderListSize: maxHeaderBytes },
   };
 }

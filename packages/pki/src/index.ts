@@ -8,7 +8,7 @@
 import 'reflect-metadata';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { randomBytes, webcrypto } from 'node:crypto';
+import { createPrivateKey, createPublicKey, randomBytes, webcrypto } from 'node:crypto';
 import * as x509 from '@peculiar/x509';
 
 x509.cryptoProvider.set(webcrypto as never);
@@ -73,25 +73,67 @@ function leafKeyUsage(keyType: KeyType): number {
   return keyType === 'rsa' ? x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment : x509.KeyUsageFlags.digitalSignature;
 }
 
+interface Issuer {
+  cert: x509.X509Certificate;
+  privateKey: webcrypto.CryptoKey;
+}
+
+interface LeafOptions {
+  keyType: KeyType;
+  notBefore: Date;
+  notAfter: Date;
+  /** Certify this existing key pair instead of generating one (certificate renewal with the same key). */
+  keys?: webcrypto.CryptoKeyPair;
+}
+
+async function issueLeaf(ca: Issuer, subject: string, san: x509.JsonGeneralName[], usage: string, options: LeafOptions): Promise<IssuedCertificate> {
+  const keys = options.keys ?? (await generateKeys(options.keyType));
+  const cert = await x509.X509CertificateGenerator.create({
+    serialNumber: serial(),
+    subject,
+    issuer: ca.cert.subject,
+    notBefore: options.notBefore,
+    notAfter: options.notAfter,
+    signingAlgorithm: algorithm(options.keyType),
+    publicKey: keys.publicKey,
+    signingKey: ca.privateKey,
+    extensions: [
+      new x509.BasicConstraintsExtension(false, undefined, true),
+      new x509.KeyUsagesExtension(leafKeyUsage(options.keyType), true),
+      new x509.ExtendedKeyUsageExtension([usage]),
+      new x509.SubjectAlternativeNameExtension(san),
+      await x509.AuthorityKeyIdentifierExtension.create(ca.cert),
+      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+    ],
+  });
+  return { cert: cert.toString('pem') + '\n', key: await privateKeyPem(keys.privateKey) };
+}
+
+function validity(days: number): { notBefore: Date; notAfter: Date } {
+  return { notBefore: new Date(Date.now() - 60_000), notAfter: new Date(Date.now() + days * 86_400_000) };
+}
+
+function clientSubject(name: string, trustDomain: string): [string, x509.JsonGeneralName[]] {
+  if (!CLIENT_NAME.test(name)) throw new TypeError(`invalid client name ${JSON.stringify(name)}`);
+  return [`CN=${name}`, [{ type: 'url', value: `spiffe://${trustDomain}/${name}` }]];
+}
+
 /** Create a CA, a localhost server certificate and client certificates, in memory. */
 export async function createDevPki(options: DevPkiOptions = {}): Promise<DevPki> {
   const keyType = options.keyType ?? 'p256';
   if (!KEY_TYPES.includes(keyType)) throw new TypeError(`unknown key type ${String(keyType)}; use ${KEY_TYPES.join(', ')}`);
   const clients = options.clients ?? ['client'];
-  for (const name of clients) if (!CLIENT_NAME.test(name)) throw new TypeError(`invalid client name ${JSON.stringify(name)}`);
   const trustDomain = options.trustDomain ?? 'tether.local';
-  const days = options.days ?? 30;
-  const notBefore = new Date(Date.now() - 60_000);
-  const notAfter = new Date(Date.now() + days * 86_400_000);
-  const signingAlgorithm = algorithm(keyType);
+  for (const name of clients) clientSubject(name, trustDomain);
+  const leaf = { keyType, ...validity(options.days ?? 30) };
 
   const caKeys = await generateKeys(keyType);
   const caCert = await x509.X509CertificateGenerator.createSelfSigned({
     serialNumber: serial(),
     name: 'CN=tether development CA',
-    notBefore,
-    notAfter,
-    signingAlgorithm,
+    notBefore: leaf.notBefore,
+    notAfter: leaf.notAfter,
+    signingAlgorithm: algorithm(keyType),
     keys: caKeys,
     extensions: [
       new x509.BasicConstraintsExtension(true, 0, true),
@@ -99,31 +141,10 @@ export async function createDevPki(options: DevPkiOptions = {}): Promise<DevPki>
       await x509.SubjectKeyIdentifierExtension.create(caKeys.publicKey),
     ],
   });
+  const ca: Issuer = { cert: caCert, privateKey: caKeys.privateKey };
 
-  async function issue(subject: string, san: x509.JsonGeneralName[], usage: string): Promise<IssuedCertificate> {
-    const keys = await generateKeys(keyType);
-    const cert = await x509.X509CertificateGenerator.create({
-      serialNumber: serial(),
-      subject,
-      issuer: caCert.subject,
-      notBefore,
-      notAfter,
-      signingAlgorithm,
-      publicKey: keys.publicKey,
-      signingKey: caKeys.privateKey,
-      extensions: [
-        new x509.BasicConstraintsExtension(false, undefined, true),
-        new x509.KeyUsagesExtension(leafKeyUsage(keyType), true),
-        new x509.ExtendedKeyUsageExtension([usage]),
-        new x509.SubjectAlternativeNameExtension(san),
-        await x509.AuthorityKeyIdentifierExtension.create(caCert),
-        await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
-      ],
-    });
-    return { cert: cert.toString('pem') + '\n', key: await privateKeyPem(keys.privateKey) };
-  }
-
-  const server = await issue(
+  const server = await issueLeaf(
+    ca,
     'CN=localhost',
     [
       { type: 'dns', value: 'localhost' },
@@ -131,12 +152,46 @@ export async function createDevPki(options: DevPkiOptions = {}): Promise<DevPki>
       { type: 'ip', value: '::1' },
     ],
     x509.ExtendedKeyUsage.serverAuth,
+    leaf,
   );
   const issued: Record<string, IssuedCertificate> = {};
   for (const name of clients) {
-    issued[name] = await issue(`CN=${name}`, [{ type: 'url', value: `spiffe://${trustDomain}/${name}` }], x509.ExtendedKeyUsage.clientAuth);
+    issued[name] = await issueLeaf(ca, ...clientSubject(name, trustDomain), x509.ExtendedKeyUsage.clientAuth, leaf);
   }
   return { ca: { cert: caCert.toString('pem') + '\n', key: await privateKeyPem(caKeys.privateKey) }, server, clients: issued };
+}
+
+export interface ClientCertificateOptions {
+  /** Key type of the CA (and of a newly generated client key). Default `p256`. */
+  keyType?: KeyType;
+  trustDomain?: string;
+  /** Validity in days (default 30). */
+  days?: number;
+  /** PEM PKCS#8 key to certify again (a renewal that keeps the key). Default: a new key. */
+  key?: string;
+}
+
+/**
+ * Issue a client certificate `CN=<name>` (URI SAN `spiffe://<trustDomain>/<name>`) from an existing
+ * development CA, e.g. to renew a client's certificate. Same profile as {@link createDevPki}.
+ */
+export async function issueClientCertificate(ca: IssuedCertificate, name: string, options: ClientCertificateOptions = {}): Promise<IssuedCertificate> {
+  const keyType = options.keyType ?? 'p256';
+  if (!KEY_TYPES.includes(keyType)) throw new TypeError(`unknown key type ${String(keyType)}; use ${KEY_TYPES.join(', ')}`);
+  const subject = clientSubject(name, options.trustDomain ?? 'tether.local');
+  const usages: webcrypto.KeyUsage[] = ['sign'];
+  const importKey = (pem: string) =>
+    webcrypto.subtle.importKey('pkcs8', Buffer.from(pem.replace(/-----[^-]+-----|\s+/g, ''), 'base64'), algorithm(keyType) as webcrypto.EcKeyImportParams, true, usages);
+  const issuer: Issuer = { cert: new x509.X509Certificate(ca.cert), privateKey: await importKey(ca.key) };
+  let keys: webcrypto.CryptoKeyPair | undefined;
+  if (options.key !== undefined) {
+    const privateKey = await importKey(options.key);
+    // The public half, from the private key (Node's KeyObject derives it; no ASN.1 by hand).
+    const spki = createPublicKey(createPrivateKey(options.key)).export({ type: 'spki', format: 'der' });
+    const publicKey = await webcrypto.subtle.importKey('spki', spki, algorithm(keyType) as webcrypto.EcKeyImportParams, true, ['verify']);
+    keys = { privateKey, publicKey };
+  }
+  return issueLeaf(issuer, ...subject, x509.ExtendedKeyUsage.clientAuth, { keyType, ...validity(options.days ?? 30), ...(keys === undefined ? {} : { keys }) });
 }
 
 /**

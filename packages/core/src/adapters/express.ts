@@ -90,4 +90,4 @@ export function principalOf(req: Request): VerifiedPrincipal {
   return principal;
 }
 
-export { sessionBoundTlsOptions, type SessionBoundTlsOptions } from '../tls-options.js';
+export { sessionBoundTlsOptions, type SessionBoundTlsOptions, type SessionBoundServerOptions } from '../tls-options.js';

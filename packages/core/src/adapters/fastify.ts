@@ -18,7 +18,7 @@ import type { FastifyInstance, FastifyPluginAsync, FastifyRequest, RawServerBase
 import { InvalidTokenError, isTetherError, type TetherError } from '../errors.js';
 import type { SessionBoundVerifier } from '../verifier/create-verifier.js';
 import type { VerifiedPrincipal } from '../verifier/principal.js';
-import { verifyNodeRequest } from './node.js';
+import { hasUnreadBody, verifyNodeRequest } from './node.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -79,6 +79,8 @@ async function plugin(fastify: FastifyInstance<RawServerBase>, options: SessionB
     } catch (error) {
       const refusal = refusalOf(error);
       if (passErrors) throw refusal;
+      // Do not wait for, or drain, the body of a refused HTTP/1.1 request (see hasUnreadBody).
+      if (hasUnreadBody(request.raw)) reply.header('connection', 'close');
       return replyWithRefusal(reply, refusal);
     }
   });
@@ -100,4 +102,4 @@ export function principalOf(request: Pick<FastifyRequest, 'tether'>): VerifiedPr
   return principal;
 }
 
-export { sessionBoundTlsOptions, type SessionBoundTlsOptions } from '../tls-options.js';
+export { sessionBoundTlsOptions, type SessionBoundTlsOptions, type SessionBoundServerOptions } from '../tls-options.js';

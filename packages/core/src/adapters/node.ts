@@ -68,8 +68,21 @@ export async function verifyNodeRequest(
 }
 
 /**
+ * HTTP/1.1 only: whether `req` announced a body that has not fully arrived. An HTTP/1.1 connection
+ * cannot carry the next request until that body is read, so a refusal closes the connection
+ * (`Connection: close`) instead of waiting for, and draining, an unauthenticated upload. HTTP/2
+ * needs nothing: ending the response resets the stream, and the connection carries on.
+ */
+export function hasUnreadBody(req: NodeRequest): boolean {
+  if (req.httpVersionMajor !== 1 || req.complete) return false;
+  const length = req.headers['content-length'];
+  return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
+}
+
+/**
  * Write a refusal: status, `WWW-Authenticate`, `Cache-Control: no-store`, RFC 6750 JSON body, and
  * any further header the error carries (`DPoP-Nonce` on `use_dpop_nonce`, RFC 9449 section 9).
+ * Over HTTP/1.1, a request whose body has not arrived gets `Connection: close` ({@link hasUnreadBody}).
  */
 export function sendRefusal(res: NodeResponse, error: TetherError): void {
   if (res.headersSent) {
@@ -83,6 +96,7 @@ export function sendRefusal(res: NodeResponse, error: TetherError): void {
     'cache-control': 'no-store',
     'content-length': String(Buffer.byteLength(body)),
   };
+  if (hasUnreadBody(res.req)) headers.connection = 'close';
   (res as ServerResponse).writeHead(error.statusCode, headers);
   res.end(body);
 }
@@ -118,4 +132,4 @@ export function sessionBoundHandler<Req extends NodeRequest = NodeRequest, Res e
   };
 }
 
-export { sessionBoundTlsOptions, type SessionBoundTlsOptions } from '../tls-options.js';
+export { sessionBoundTlsOptions, type SessionBoundTlsOptions, type SessionBoundServerOptions } from '../tls-options.js';
