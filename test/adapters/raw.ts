@@ -65,6 +65,8 @@ export interface RawConnectionOptions {
   maxVersion?: SecureVersion;
   /** Resume this TLS session. */
   session?: Buffer;
+  /** Send the identity's certificate in the handshake (default true). `proof()` signs with its key either way. */
+  presentCertificate?: boolean;
 }
 
 export async function openRawConnection(url: string, identity: Identity, options: RawConnectionOptions): Promise<RawConnection> {
@@ -72,8 +74,7 @@ export async function openRawConnection(url: string, identity: Identity, options
   const socket = tlsConnect({
     host: target.hostname,
     port: Number(target.port),
-    cert: identity.cert,
-    key: identity.key,
+    ...(options.presentCertificate === false ? {} : { cert: identity.cert, key: identity.key }),
     ca: options.ca,
     ALPNProtocols: [options.protocol],
     minVersion: 'TLSv1.2',
@@ -288,9 +289,15 @@ function h2Transport(target: URL, socket: TLSSocket): Pick<RawConnection, 'reque
     if (spliced.length > 0) stream.spliceIntoNextHeaders(spliced);
     const h2stream = session.request(headers, { endStream: req.bodyPending !== true, ...(req.signal === undefined ? {} : { signal: req.signal }) });
     const response = await new Promise<IncomingHttpHeaders>((resolve, reject) => {
-      h2stream.once('response', resolve);
+      // A stream closed without an error (session destroyed, RST NO_ERROR) never sends 'error',
+      // and a stream opened on a dying session may send nothing at all: watch the session too.
+      const sessionClosed = () => reject(new Error('connection closed before a response'));
+      session.once('close', sessionClosed);
+      h2stream.once('response', (headers: IncomingHttpHeaders) => {
+        session.off('close', sessionClosed);
+        resolve(headers);
+      });
       h2stream.once('error', reject);
-      // A stream closed without an error (session destroyed, RST NO_ERROR) never sends 'error'.
       h2stream.once('close', () => reject(new Error(`stream closed before a response (code ${h2stream.rstCode ?? 'none'})`)));
     });
     const chunks: Buffer[] = [];
@@ -304,7 +311,19 @@ function h2Transport(target: URL, socket: TLSSocket): Pick<RawConnection, 'reque
   }
 
   async function close(): Promise<void> {
-    if (!session.closed) await new Promise<void>((resolve) => session.close(() => resolve()));
+    if (!session.destroyed) {
+      // A graceful close waits for open streams and never finishes if the socket died under the
+      // session (e.g. the server's TLS alert): then destroy it.
+      if (socket.destroyed) session.destroy();
+      else
+        await new Promise<void>((resolve) => {
+          session.close(() => resolve());
+          socket.once('close', () => {
+            session.destroy();
+            resolve();
+          });
+        });
+    }
     if (!socket.destroyed) {
       const closed = once(socket, 'close');
       socket.destroy();

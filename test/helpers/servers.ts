@@ -44,9 +44,15 @@ export async function closeServer(server: HttpsServer | Http2SecureServer): Prom
 export async function startEchoServer(
   pki: DevPki,
   verifier: SessionBoundVerifier,
-  options: { protocol?: 'h2' | 'http/1.1'; allowTls12?: boolean; host?: string } = {},
+  options: { protocol?: 'h2' | 'http/1.1'; allowTls12?: boolean; host?: string; rejectUnauthorized?: boolean } = {},
 ): Promise<RunningServer> {
-  const tlsOptions = sessionBoundTlsOptions({ cert: pki.server.cert, key: pki.server.key, ca: pki.ca.cert, allowTls12: options.allowTls12 === true });
+  const tlsOptions = sessionBoundTlsOptions({
+    cert: pki.server.cert,
+    key: pki.server.key,
+    ca: pki.ca.cert,
+    allowTls12: options.allowTls12 === true,
+    ...(options.rejectUnauthorized === undefined ? {} : { rejectUnauthorized: options.rejectUnauthorized }),
+  });
   const handler = sessionBoundHandler(verifier, (req, res, principal) => {
     const body = JSON.stringify({ principal, method: req.method, path: req.url });
     res.writeHead(200, { 'content-type': 'application/json' });
