@@ -295,7 +295,8 @@ test('jti replay: a proof is single-use; the store key is namespaced and hashed;
   // Another proof reusing the jti (fresh signature, other htm) is also refused.
   await rejectsDpop(verifyDpopProof(forge(key, { claims: { jti: 'once', htm: 'POST' } }), verifyOptions({ htm: 'POST', replayStore: spy })), 'jti_replay');
   assert.equal(dpopReplayKey('once'), `dpop:${createHash('sha256').update('once').digest('base64url')}`);
-  assert.deepEqual(recorded[0], [dpopReplayKey('once'), NOW + 60 + 5]);
+  // Used while now < expiresAt: through iat + maxAge + skew inclusive, the last second the proof passes.
+  assert.deepEqual(recorded[0], [dpopReplayKey('once'), NOW + 60 + 5 + 1]);
   // A failed proof does not burn its jti.
   const s = store();
   await rejectsDpop(verifyDpopProof(forge(key, { claims: { jti: 'j2', htm: 'POST' } }), verifyOptions({ replayStore: s })), 'htm_mismatch');

@@ -183,7 +183,8 @@ export async function verifyDpopProof(proof: string, options: VerifyDpopProofOpt
 
   let fresh: boolean;
   try {
-    fresh = await options.replayStore.use(dpopReplayKey(jti), iat + maxAge + skew);
+    // Through iat + maxAge + skew inclusive, the last second the iat check above still passes.
+    fresh = await options.replayStore.use(dpopReplayKey(jti), iat + maxAge + skew + 1);
   } catch (cause) {
     fail('replay_store_unavailable', 'replay check unavailable', cause);
   }

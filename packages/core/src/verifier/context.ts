@@ -32,6 +32,8 @@ export interface VerificationContext {
 /** Optional per-request claims of a proof (draft section 2.3.2.2). */
 export interface PerRequestClaims {
   jti?: string;
+  /** The proof's `iat`, present with `jti`: how long the `jti` must be remembered follows from it. */
+  iat?: number;
   htm?: string;
   htu?: string;
 }

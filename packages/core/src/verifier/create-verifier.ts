@@ -54,7 +54,8 @@ function resolve(options: SessionBoundVerifierOptions): ResolvedVerifierOptions 
     clockSkew,
     maxBindingAge: positive('maxBindingAge', options.maxBindingAge ?? 3600),
     proofAlgorithms: options.proofAlgorithms,
-    replayStore: options.replayStore ?? new MemoryReplayStore(),
+    // The default store expires ids on the verifier's clock, the one their retention is computed on.
+    replayStore: options.replayStore ?? new MemoryReplayStore(options.now === undefined ? {} : { now: options.now }),
     requiredScopes: options.requiredScopes ?? [],
     requireTrustedCertificate: options.requireTrustedCertificate ?? true,
     now: options.now ?? (() => Date.now() / 1000),

@@ -5,8 +5,10 @@
  */
 export interface ReplayStore {
   /**
-   * Record `jti` as used until `expiresAt` (epoch seconds). Resolves true when it was unused,
-   * false when it was seen before.
+   * Record `jti` as used until `expiresAt` (epoch seconds): it counts as seen while
+   * `now < expiresAt`. Resolves true when it was unused, false when it was seen before. The
+   * verifiers pass the end of the proof's own acceptance window (`iat + maxAge + skew + 1`), so a
+   * store need hold an id no longer than that.
    */
   use(jti: string, expiresAt: number): boolean | Promise<boolean>;
 }

@@ -46,10 +46,14 @@ export async function checkPerRequestClaims(ctx: VerificationContext): Promise<v
   if (claims.htm !== undefined && claims.htm !== input.method) fail('htm_mismatch', 'htm mismatch');
   if (claims.htu !== undefined && !htuMatches(claims.htu, input.scheme, input.authority, input.path)) fail('htu_mismatch', 'htu mismatch');
   if (claims.jti !== undefined) {
-    const exp = typeof ctx.claims.exp === 'number' ? ctx.claims.exp : ctx.now + ctx.options.proofMaxAge + ctx.options.clockSkew;
+    // Remember the id for as long as the proof itself passes the iat check (through
+    // iat + maxAge + skew inclusive). Not the token's exp: the token validator accepts a token for
+    // its clock tolerance past exp, and a proof could be replayed in that gap.
+    const iat = claims.iat ?? ctx.now;
+    const until = iat + ctx.options.proofMaxAge + ctx.options.clockSkew + 1;
     let fresh: boolean;
     try {
-      fresh = await ctx.options.replayStore.use(`sbp:${claims.jti}`, exp);
+      fresh = await ctx.options.replayStore.use(`sbp:${claims.jti}`, until);
     } catch (cause) {
       fail('replay_store_unavailable', 'replay check unavailable', cause);
     }

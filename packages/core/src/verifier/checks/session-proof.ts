@@ -2,10 +2,14 @@ import { InvalidProofError } from '../../errors.js';
 import { verifySessionBindingProof, type SessionBindingProofClaims } from '../../proof/verify.js';
 import type { PerRequestClaims, VerificationContext } from '../context.js';
 
-function perRequestClaims(source: { jti?: string; htm?: string; htu?: string }): PerRequestClaims | undefined {
-  const { jti, htm, htu } = source;
+function perRequestClaims(source: { jti?: string; htm?: string; htu?: string; iat?: number }): PerRequestClaims | undefined {
+  const { jti, htm, htu, iat } = source;
   if (jti === undefined && htm === undefined && htu === undefined) return undefined;
-  return { ...(jti === undefined ? {} : { jti }), ...(htm === undefined ? {} : { htm }), ...(htu === undefined ? {} : { htu }) };
+  return {
+    ...(jti === undefined ? {} : { jti, ...(iat === undefined ? {} : { iat }) }),
+    ...(htm === undefined ? {} : { htm }),
+    ...(htu === undefined ? {} : { htu }),
+  };
 }
 
 /**
