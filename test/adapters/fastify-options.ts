@@ -10,6 +10,7 @@ import { testPki } from '../helpers/pki.js';
 import { testVerifier } from '../helpers/servers.js';
 import { ECHO_PATH, assertRefusal } from './shared-suite.js';
 import { startFastifyEcho } from './servers.js';
+import { openRawConnection } from './raw.js';
 
 export function registerFastifyOptionTests(http2: boolean): void {
   describe(`fastify plugin options (${http2 ? 'http2' : 'https'})`, () => {
@@ -50,6 +51,19 @@ export function registerFastifyOptionTests(http2: boolean): void {
       assert.equal((await c.request(url, { token: await token('client') })).status, 200);
       assert.equal(seen.length, 2);
       assert.ok(seen.every(isTetherError));
+      // A refusal through the error handler still does not wait for an announced body: HTTP/1.1
+      // closes the connection (`Connection: close`), HTTP/2 resets only the stream.
+      const rawConnection = await openRawConnection(server.url, pki.clients.client as { cert: string; key: string }, { protocol: http2 ? 'h2' : 'http/1.1', ca: pki.ca.cert });
+      t.after(() => rawConnection.close());
+      const refused = await rawConnection.request({
+        method: 'POST',
+        path: ECHO_PATH,
+        headers: [['authorization', `Bearer ${await token('client')}`], ['content-type', 'application/json'], ['content-length', String(2 ** 30)]],
+        bodyPending: true,
+      });
+      assertRefusal(refused, 401, 'use_session_binding');
+      assert.equal(refused.headers.connection, http2 ? undefined : 'close');
+      assert.equal(seen.length, 3);
     });
 
     it('registered in encapsulated contexts it protects only their routes (and can be registered twice)', async (t) => {

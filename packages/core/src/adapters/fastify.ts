@@ -78,9 +78,10 @@ async function plugin(fastify: FastifyInstance<RawServerBase>, options: SessionB
       request.tether = await verifyNodeRequest(verifier, request.raw, { path: request.originalUrl });
     } catch (error) {
       const refusal = refusalOf(error);
-      if (passErrors) throw refusal;
-      // Do not wait for, or drain, the body of a refused HTTP/1.1 request (see hasUnreadBody).
+      // Do not wait for, or drain, the body of a refused HTTP/1.1 request (see hasUnreadBody). Set
+      // before throwing too: Fastify keeps reply headers into the error handler.
       if (hasUnreadBody(request.raw)) reply.header('connection', 'close');
+      if (passErrors) throw refusal;
       return replyWithRefusal(reply, refusal);
     }
   });
