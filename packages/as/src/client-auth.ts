@@ -26,6 +26,12 @@ import type { Store } from './store.js';
 export const JWT_BEARER_ASSERTION = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
 const MAX_ASSERTION_LENGTH = 8192;
 const ASSERTION_TYPS = new Set(['jwt', 'client-authentication+jwt']);
+const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
+
+/** Canonical base64url only (no padding, no stray low bits): one assertion has one spelling. */
+function canonicalBase64url(segment: string): boolean {
+  return segment.length % 4 !== 1 && Buffer.from(segment, 'base64url').toString('base64url') === segment;
+}
 
 export interface AuthenticatedClient {
   client: ResolvedClient;
@@ -136,7 +142,11 @@ export async function authenticateClient(
 async function privateKeyJwt(ctx: ClientAuthContext, assertion: string, clientIdParam: string | undefined): Promise<AuthenticatedClient> {
   const settings = ctx.config.clientAuthentication.private_key_jwt;
   if (!settings.enabled) throw invalidClient('method_disabled');
-  if (assertion.length > MAX_ASSERTION_LENGTH || assertion.split('.').length !== 3) throw invalidClient('assertion_malformed');
+  // jose's base64url decoder (atob) ignores whitespace, "=" padding and stray low bits, so without
+  // this check `<assertion>==` or a respelled signature would authenticate as well.
+  if (assertion.length > MAX_ASSERTION_LENGTH || !COMPACT_JWS.test(assertion) || !assertion.split('.').every(canonicalBase64url)) {
+    throw invalidClient('assertion_malformed');
+  }
   let header: ReturnType<typeof decodeProtectedHeader>;
   let unverified: ReturnType<typeof decodeJwt>;
   try {
@@ -146,10 +156,12 @@ async function privateKeyJwt(ctx: ClientAuthContext, assertion: string, clientId
     throw invalidClient('assertion_malformed');
   }
   if (header.typ !== undefined) {
-    const typ = String(header.typ).toLowerCase().replace(/^application\//, '');
-    if (!ASSERTION_TYPS.has(typ)) throw invalidClient('assertion_typ');
+    // A string only: String(['JWT']) would pass for "JWT".
+    const typ = typeof header.typ === 'string' ? header.typ.toLowerCase().replace(/^application\//, '') : undefined;
+    if (typ === undefined || !ASSERTION_TYPS.has(typ)) throw invalidClient('assertion_typ');
   }
-  if ('crit' in header) throw invalidClient('assertion_crit');
+  // jose ignores "b64" unless "crit" lists it (RFC 7797 requires that it does): refuse both.
+  if ('crit' in header || 'b64' in header) throw invalidClient('assertion_crit');
   if (typeof header.alg !== 'string' || !(settings.algorithms as readonly string[]).includes(header.alg)) throw invalidClient('assertion_alg');
   const clientId = unverified.iss;
   if (typeof clientId !== 'string' || clientId === '') throw invalidClient('assertion_iss');

@@ -28,9 +28,12 @@ export interface VerificationKey {
 
 export type VerifyResult = { ok: true; payload: Record<string, unknown> } | { ok: false; reason: string };
 
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
 function json(segment: string): Record<string, unknown> | undefined {
   try {
-    const value: unknown = JSON.parse(Buffer.from(segment, 'base64url').toString('utf8'));
+    // Fatal UTF-8 decoding (RFC 8725 3.7): Buffer#toString would turn invalid bytes into U+FFFD.
+    const value: unknown = JSON.parse(utf8.decode(Buffer.from(segment, 'base64url')));
     return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
   } catch {
     return undefined;

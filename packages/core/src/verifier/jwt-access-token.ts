@@ -1,4 +1,5 @@
 import { errors as joseErrors, jwtVerify, type JWTVerifyGetKey } from 'jose';
+import { decodeBase64url, decodeJsonObject } from '../encoding.js';
 import { ConfigurationError, InvalidTokenError } from '../errors.js';
 import type { AccessTokenClaims, AccessTokenValidator } from './access-token.js';
 
@@ -30,6 +31,24 @@ export interface JwtAccessTokenValidatorOptions {
 
 function invalid(reason: string, description: string, cause?: unknown): InvalidTokenError {
   return new InvalidTokenError({ reason, description, ...(cause === undefined ? {} : { cause }) });
+}
+
+const SEGMENT = /^[A-Za-z0-9_-]+$/;
+
+/**
+ * Checks jose does not make. Its base64url decoder (atob) ignores whitespace, `=` padding and
+ * stray low bits in the last character, so anyone could respell a signed token (`<token>==`, a
+ * space in the signature) and have the variant accepted: require three canonical segments. And
+ * jose honours `b64` when `crit` lists it (a payload two parsers read differently) and ignores
+ * it otherwise: refuse `crit` and `b64` outright, as the proof verifier and the AS do.
+ */
+function assertCompactJws(token: string): void {
+  const parts = token.split('.');
+  if (parts.length !== 3 || !parts.every((p) => SEGMENT.test(p) && decodeBase64url(p) !== undefined)) {
+    throw invalid('invalid', 'The access token is invalid');
+  }
+  const header = decodeJsonObject(decodeBase64url(parts[0] as string));
+  if (header === undefined || 'crit' in header || 'b64' in header) throw invalid('invalid', 'The access token is invalid');
 }
 
 /**
@@ -72,6 +91,7 @@ export function jwtAccessTokenValidator(options: JwtAccessTokenValidatorOptions)
   };
 
   async function verifyToken(token: string): Promise<AccessTokenClaims> {
+    assertCompactJws(token);
     try {
       const { payload } = await jwtVerify(token, options.keys, {
         typ: 'at+jwt',
