@@ -10,6 +10,7 @@ import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import {
   InvalidProofError,
+  InvalidTokenError,
   MemoryReplayStore,
   createSessionBindingProof,
   createSessionBoundVerifier,
@@ -29,9 +30,9 @@ const issuer = await TestIssuer.create();
 const { client } = await identities('p256');
 
 /** A verifier whose every clock (token validator, verifier, replay store) is `clock`. */
-function verifierAt(clock: () => number, replayStore?: ReplayStore): SessionBoundVerifier {
+function verifierAt(clock: () => number, replayStore?: ReplayStore, clockTolerance?: number): SessionBoundVerifier {
   return createSessionBoundVerifier({
-    tokens: jwtAccessTokenValidator({ keys: localJwks(issuer.jwks), issuer: ISSUER, audience: AUDIENCE, now: clock }),
+    tokens: jwtAccessTokenValidator({ keys: localJwks(issuer.jwks), issuer: ISSUER, audience: AUDIENCE, now: clock, ...(clockTolerance === undefined ? {} : { clockTolerance }) }),
     now: clock,
     ...(replayStore === undefined ? {} : { replayStore }),
   });
@@ -105,6 +106,34 @@ test('a Session-Binding Proof jti stays used through the last second its iat is 
   now = start + 332;
   assert.equal(store.use('probe', now + 1), true);
   assert.equal(store.use('sbp:window', now + 1), true, 'the id was released once the proof can no longer be accepted');
+});
+
+test('a validator more tolerant than the verifier does not reopen the gap: the token ends at exp + clockSkew, and so does the jti', async () => {
+  const start = Math.floor(Date.now() / 1000);
+  let now = start;
+  const clock = () => now;
+  const store = new MemoryReplayStore({ now: clock });
+  // The validator tolerates 120 s past exp; the verifier's clockSkew is 30 s.
+  const verifier = verifierAt(clock, store, 120);
+  const token = await issuer.mint({ cnf: sessionBoundConfirmation(new X509Certificate(client.pem.cert)) }, { expiresIn: 60 });
+  const exp = start + 60;
+  const connection = new FakeConnection(EKM, { certificate: client.cert });
+  const proof = await createSessionBindingProof({ privateKey: client.key, certificate: client.cert, accessToken: token, ekm: EKM, iat: start, jti: 'short' });
+  await verifier.verify(request(token, proof, connection));
+  now = exp + 29;
+  await refusedAsReplay(verifier, request(token, proof, connection), 'at exp + 29');
+  now = exp + 30;
+  const fresh = await createSessionBindingProof({ privateKey: client.key, certificate: client.cert, accessToken: token, ekm: EKM, iat: now, jti: 'late' });
+  const expired = await verifier.verify(request(token, fresh, connection)).then(
+    () => assert.fail('a token past exp + clockSkew was accepted'),
+    (e: unknown) => e,
+  );
+  assert.ok(expired instanceof InvalidTokenError);
+  assert.equal(expired.reason, 'expired');
+  // The id was kept exactly as long as the token could be used: through exp + 30, not the proof's 330 s.
+  now = exp + 31;
+  assert.equal(store.use('sbp:short', now + 1), true);
+  assert.deepEqual(verifier.stats.failures, { jti_replay: 1, expired: 1 });
 });
 
 test('a DPoP proof jti stays used through the last second its iat is accepted (iat + maxAge + skew)', async () => {

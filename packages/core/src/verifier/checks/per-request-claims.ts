@@ -46,11 +46,13 @@ export async function checkPerRequestClaims(ctx: VerificationContext): Promise<v
   if (claims.htm !== undefined && claims.htm !== input.method) fail('htm_mismatch', 'htm mismatch');
   if (claims.htu !== undefined && !htuMatches(claims.htu, input.scheme, input.authority, input.path)) fail('htu_mismatch', 'htu mismatch');
   if (claims.jti !== undefined) {
-    // Remember the id for as long as the proof itself passes the iat check (through
-    // iat + maxAge + skew inclusive). Not the token's exp: the token validator accepts a token for
-    // its clock tolerance past exp, and a proof could be replayed in that gap.
-    const iat = claims.iat ?? ctx.now;
-    const until = iat + ctx.options.proofMaxAge + ctx.options.clockSkew + 1;
+    // Remember the id for as long as the request could otherwise be accepted: through the end of
+    // the proof's iat window (iat + maxAge + skew) or of the token (exp + skew, enforced in
+    // token.ts whatever the validator's own tolerance), whichever comes first, inclusive.
+    const { clockSkew, proofMaxAge } = ctx.options;
+    const proofEnd = (claims.iat ?? ctx.now) + proofMaxAge + clockSkew;
+    const tokenEnd = typeof ctx.claims.exp === 'number' ? ctx.claims.exp + clockSkew : Infinity;
+    const until = Math.min(proofEnd, tokenEnd) + 1;
     let fresh: boolean;
     try {
       fresh = await ctx.options.replayStore.use(`sbp:${claims.jti}`, until);
