@@ -5,8 +5,8 @@
  * does not, and metadata then lists the mTLS listener in `mtls_endpoint_aliases` (RFC 8705
  * section 5).
  */
-import type { IncomingMessage } from 'node:http';
-import type { Http2ServerRequest, Http2SecureServer, ServerHttp2Session } from 'node:http2';
+import { STATUS_CODES, type IncomingMessage } from 'node:http';
+import { constants as http2Constants, type Http2ServerRequest, type Http2SecureServer, type ServerHttp2Session } from 'node:http2';
 import type { AddressInfo, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { isIP } from 'node:net';
@@ -14,6 +14,7 @@ import fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import { pino, type Logger } from 'pino';
 import { PROOF_HEADER, sessionBoundTlsOptions, type TlsVersion } from '@tether/core';
 import { DPOP_HEADER } from '@tether/core/dpop';
+import { hasUnreadBody, resetOversizedHttp2Request } from '@tether/core/node';
 import {
   resolveConfig,
   resolveRegisteredClient,
@@ -120,6 +121,33 @@ function toOAuthError(error: unknown): OAuthError {
   return new OAuthError('server_error', 'The server could not handle the request', { reason: 'internal', cause: error });
 }
 
+/**
+ * Fastify `clientErrorHandler`: HTTP/1.1 requests Node's parser refuses before a request exists (a
+ * header section over the limit: 431; a request timeout: 408; anything malformed: 400) get the
+ * same RFC 6749 JSON error body as every other refusal, instead of Fastify's own, and the
+ * connection is closed.
+ */
+function clientErrorHandler(metrics: AsMetrics) {
+  return (error: NodeJS.ErrnoException, socket: Socket): void => {
+    if (error.code === 'ECONNRESET' || socket.destroyed) return;
+    const [status, reason, description] =
+      error.code === 'HPE_HEADER_OVERFLOW'
+        ? [431, 'header_too_large', 'The request header section is too large']
+        : error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+          ? [408, 'timeout', 'The request took too long']
+          : [400, 'malformed', 'The request is malformed'];
+    metrics.failures.inc({ endpoint: 'other', error: 'invalid_request', reason });
+    const body = JSON.stringify(new OAuthError('invalid_request', description, { reason }).toJSON());
+    if (socket.writable) {
+      socket.write(
+        `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncache-control: no-store\r\npragma: no-cache\r\n` +
+          `connection: close\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+      );
+    }
+    socket.destroySoon();
+  };
+}
+
 function sendError(reply: FastifyReply, error: OAuthError): FastifyReply {
   return reply
     .code(error.statusCode)
@@ -158,6 +186,7 @@ function buildApp(ctx: AppContext, listener: Listener): { app: FastifyInstance; 
     return503OnClosing: true,
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
+    clientErrorHandler: clientErrorHandler(metrics),
   }) as unknown as FastifyInstance;
 
   const sockets = new Set<Socket>();
@@ -170,6 +199,39 @@ function buildApp(ctx: AppContext, listener: Listener): { app: FastifyInstance; 
   server.on('session', (s: ServerHttp2Session) => {
     sessions.add(s);
     s.once('close', () => sessions.delete(s));
+  });
+
+  // Request size limits, before any parsing. HTTP/2: Node applies `maxHeaderListSize` only once
+  // the client has acknowledged our SETTINGS; before that, oversized header sections are reset here
+  // the same way (ENHANCE_YOUR_CALM). HTTP/1.1 header sections are bounded by Node's parser (431,
+  // clientErrorHandler) and bodies by `bodyLimit` (413).
+  const maxHeaderBytes = tls.settings.maxHeaderListSize;
+  app.addHook('onRequest', (request, reply, done) => {
+    if (resetOversizedHttp2Request(request.raw, maxHeaderBytes)) {
+      const endpoint = (request.routeOptions.config as { endpoint?: string } | undefined)?.endpoint ?? 'other';
+      metrics.failures.inc({ endpoint, error: 'invalid_request', reason: 'header_too_large' });
+      reply.hijack(); // nothing further runs for it (Fastify stops at a hijacked reply)
+    }
+    done();
+  });
+  // A response sent before the request body was read (a refusal, a 404, a GET with a body) must
+  // not leave the server reading, then discarding, whatever an unauthenticated client keeps
+  // uploading. HTTP/1.1: close the connection (Node would keep it alive and drain the body).
+  // HTTP/2: reset the stream with NO_ERROR once the response is out (RFC 9113 section 8.1); Node
+  // does so itself only when nothing of the body was read, and the body parser reads up to the
+  // limit before its 413. (Node drops a `connection` field on HTTP/2 with a warning: removed.)
+  app.addHook('onSend', (request, reply, payload, done) => {
+    const raw = request.raw as IncomingMessage | Http2ServerRequest;
+    if ('stream' in raw) {
+      reply.removeHeader('connection');
+      const stream = raw.stream;
+      stream.once('finish', () =>
+        setImmediate(() => {
+          if (!stream.destroyed && !stream.closed && stream.state.remoteClose === 0) stream.close(http2Constants.NGHTTP2_NO_ERROR);
+        }),
+      );
+    } else if (hasUnreadBody(raw)) reply.header('connection', 'close');
+    done(null, payload);
   });
 
   app.removeAllContentTypeParsers();

@@ -13,9 +13,13 @@ export interface SessionBoundTlsOptions extends Pick<SecureContextOptions, 'cert
    * Largest request header section accepted, in bytes (default 16384, Node's HTTP/1.1 default).
    * Sets `maxHeaderSize` (HTTP/1.1: larger requests get 431 before any handler runs) and the
    * HTTP/2 setting `maxHeaderListSize` (larger header lists get `RST_STREAM` with
-   * `ENHANCE_YOUR_CALM`, the HTTP/2 equivalent; Node enforces it once the client has acknowledged
-   * the server's SETTINGS, and nghttp2's own 64 KiB limit before that). An access token and a
-   * proof together need about 2 KiB. The HTTP/1.1 fallback of `http2.createSecureServer`
+   * `ENHANCE_YOUR_CALM`, the HTTP/2 equivalent). Node enforces the HTTP/2 setting only once the
+   * client has acknowledged the server's SETTINGS; before that (the first requests of a
+   * connection, or all of them if the client never acknowledges) it applies no header-list limit,
+   * and header sections of 100 KiB and more get through. To hold the limit from the first request,
+   * call `resetOversizedHttp2Request(req, maxHeaderBytes)` (`@tether/core/node`) first in the
+   * request handler (the authorization server and the sidecars do). An access token and a proof
+   * together need about 2 KiB. The HTTP/1.1 fallback of `http2.createSecureServer`
    * (`allowHTTP1`) ignores `maxHeaderSize` and keeps Node's process-wide limit
    * (`--max-http-header-size`, 16 KiB by default).
    */

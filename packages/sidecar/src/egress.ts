@@ -20,6 +20,7 @@ import { createServer as createNetServer, isIP, type Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from 'node:tls';
 import { ConnectionProofSigner, parseWwwAuthenticate, PROOF_HEADER, sessionBoundConfirmation } from '@tether/core';
+import { resetOversizedHttp2Request } from '@tether/core/node';
 import { Counter, Gauge, Registry } from 'prom-client';
 import { describeEndpoint, isLoopback, parseEndpoint, SidecarConfigError, type Endpoint } from './config.js';
 import { endToEndHeaders, rawValues } from './headers.js';
@@ -180,6 +181,12 @@ export const DISCOVERY_PATH = '/.well-known/tether-egress';
 const RETRYABLE = new Set(['use_session_binding', 'invalid_proof']);
 const PROOF_HEADER_LOWER = PROOF_HEADER.toLowerCase();
 const HTTP2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
+/**
+ * Largest agent request header section, in bytes, on both agent transports (Node's HTTP/1.1
+ * default). h2c would otherwise take 64 KiB, or more before the agent acknowledges SETTINGS, and
+ * forward it to an upstream that refuses it: the agent would get a 502 blaming the upstream.
+ */
+const AGENT_MAX_HEADER_BYTES = 16 * 1024;
 
 class EgressError extends Error {
   constructor(
@@ -898,11 +905,15 @@ export async function startEgress(config: EgressConfig): Promise<EgressSidecar> 
   }
 
   const onRequest = (req: AgentRequest, res: AgentResponse) => {
+    if (resetOversizedHttp2Request(req, AGENT_MAX_HEADER_BYTES)) {
+      fail('header_too_large');
+      return;
+    }
     void handle(req, res);
   };
   // Agent connections are local: no request timeout, so long uploads and streams are not cut.
-  const h1 = createHttpServer({ requestTimeout: 0 }, onRequest);
-  const h2c = createH2cServer(onRequest);
+  const h1 = createHttpServer({ requestTimeout: 0, maxHeaderSize: AGENT_MAX_HEADER_BYTES }, onRequest);
+  const h2c = createH2cServer({ settings: { maxHeaderListSize: AGENT_MAX_HEADER_BYTES } }, onRequest);
   h2c.on('session', (s) => tracker.trackSession(s));
   const front = createNetServer((socket: Socket) => {
     tracker.track(socket, (n) => {

@@ -15,7 +15,7 @@ import {
   type SessionBoundVerifier,
   type VerifiedPrincipal,
 } from '@tether/core';
-import { sendRefusal, sessionBoundTlsOptions, verifyNodeRequest } from '@tether/core/node';
+import { hasUnreadBody, resetOversizedHttp2Request, sendRefusal, sessionBoundTlsOptions, verifyNodeRequest } from '@tether/core/node';
 import { Counter, Gauge, Registry } from 'prom-client';
 import { describeEndpoint, parseEndpoint, parseLocalUpstream, SidecarConfigError, type Endpoint } from './config.js';
 import { endToEndHeaders, IDENTITY_HEADERS, IDENTITY_PREFIXES } from './headers.js';
@@ -110,7 +110,9 @@ export function decodePrincipal(value: string): Pick<VerifiedPrincipal, 'sub' | 
 
 function json(res: Res, status: number, body: unknown, extra: Record<string, string> = {}): void {
   const text = JSON.stringify(body);
-  (res as ServerResponse).writeHead(status, { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(text)), ...extra });
+  // A body nobody reads (metadata, 405): close an HTTP/1.1 connection rather than drain the upload.
+  const close: Record<string, string> = hasUnreadBody(res.req) ? { connection: 'close' } : {};
+  (res as ServerResponse).writeHead(status, { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(text)), ...extra, ...close });
   res.end(text);
 }
 
@@ -262,9 +264,16 @@ export async function startIngress(config: IngressConfig): Promise<IngressSideca
     pipeBody(req, upstream, () => upstream.destroy());
   }
 
+  const tlsOptions = sessionBoundTlsOptions({ cert: config.cert, key: config.key, ca: config.ca, allowTls12: config.allowTls12 === true });
+  const maxHeaderBytes = tlsOptions.settings.maxHeaderListSize;
   const server = createSecureServer(
-    { ...sessionBoundTlsOptions({ cert: config.cert, key: config.key, ca: config.ca, allowTls12: config.allowTls12 === true }), allowHTTP1: true },
+    { ...tlsOptions, allowHTTP1: true },
     (req: Req, res: Res) => {
+      // Node applies the HTTP/2 header-list limit only once the client acknowledged our SETTINGS.
+      if (resetOversizedHttp2Request(req, maxHeaderBytes)) {
+        fail('header_too_large');
+        return;
+      }
       stats.requests++;
       tracker.request(res);
       let route = 'app';
@@ -297,7 +306,9 @@ export async function startIngress(config: IngressConfig): Promise<IngressSideca
           route = 'refused';
           const refusal = isTetherError(error) ? error : new InvalidTokenError({ reason: 'internal', description: 'The access token could not be verified' });
           log.info({ reason: refusal.reason, status: refusal.statusCode, error: refusal.error }, 'request refused');
-          req.resume();
+          // The body is not read: HTTP/1.1 gets `Connection: close` (sendRefusal), and HTTP/2 a
+          // RST_STREAM NO_ERROR once the response is sent (Node skips that, and keeps reading the
+          // upload, if the request was resumed).
           sendRefusal(res, refusal);
         },
       );

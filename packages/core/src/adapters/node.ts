@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
+import { constants as http2Constants, type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
 import type { TLSSocket } from 'node:tls';
 import { isTetherError, InvalidTokenError, type TetherError } from '../errors.js';
 import { PROOF_HEADER } from '../proof/constants.js';
@@ -77,6 +77,32 @@ export function hasUnreadBody(req: NodeRequest): boolean {
   if (req.httpVersionMajor !== 1 || req.complete) return false;
   const length = req.headers['content-length'];
   return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
+}
+
+/**
+ * The size of a request's header section as HTTP/2 counts it against `maxHeaderListSize`: name
+ * plus value plus 32 octets per field line, pseudo-header fields included (RFC 9113 section 6.5.2).
+ */
+export function headerListSize(req: NodeRequest): number {
+  const raw = req.rawHeaders;
+  let size = 0;
+  for (let i = 0; i + 1 < raw.length; i += 2) size += (raw[i] as string).length + (raw[i + 1] as string).length + 32;
+  return size;
+}
+
+/**
+ * HTTP/2 only: reset the stream of a request whose header section is over `maxHeaderBytes` with
+ * `ENHANCE_YOUR_CALM`, as Node itself does once the client has acknowledged the server's SETTINGS.
+ * Before that acknowledgement Node applies no `maxHeaderListSize` at all: the first requests of a
+ * connection, or every request of a client that never acknowledges, can carry header sections of
+ * 100 KiB and more. Call it first thing in the request handler; it returns true when it reset the
+ * stream (nothing else must run for the request then). HTTP/1.1 requests are never affected:
+ * Node's parser enforces `maxHeaderSize` before a request exists.
+ */
+export function resetOversizedHttp2Request(req: NodeRequest, maxHeaderBytes: number): boolean {
+  if (!('stream' in req) || headerListSize(req) <= maxHeaderBytes) return false;
+  if (!req.stream.destroyed) req.stream.close(http2Constants.NGHTTP2_ENHANCE_YOUR_CALM);
+  return true;
 }
 
 /**
