@@ -10,6 +10,7 @@
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import { once } from 'node:events';
+import { constants } from 'node:http2';
 import { before, describe, it, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
@@ -27,6 +28,7 @@ import { TestIssuer } from '../helpers/issuer.js';
 import { testPki } from '../helpers/pki.js';
 import { testTokenValidator, testVerifier } from '../helpers/servers.js';
 import { openRawConnection, type RawConnection } from './raw.js';
+import { connectWithoutSettingsAck } from '../helpers/h2-unacked.js';
 
 export const ECHO_PATH = '/api/echo';
 
@@ -431,6 +433,25 @@ export function registerAdapterSuite(adapter: AdapterUnderTest): void {
       assert.deepEqual(verifier.stats.failures, {});
       assert.equal(verifier.stats.proofVerifications, 1);
     });
+
+    if (adapter.protocol === 'h2') {
+      it('HTTP/2 header limit from the first request, even for a client that never acknowledges SETTINGS (Node alone would not apply it)', async (t) => {
+        const { verifier, server } = await serve(t);
+        const unacked = await connectWithoutSettingsAck(server.url, { ...identity('client'), ca: pki.ca.cert });
+        t.after(() => unacked.close());
+        const request = (padding: number) => ({ ':path': ECHO_PATH, 'x-padding': 'a'.repeat(padding) });
+        for (const size of [17 * 1024, 100 * 1024]) {
+          const oversized = await unacked.request(request(size));
+          assert.equal(oversized.status, 0, `${size}: no response`);
+          assert.equal(oversized.rstCode, constants.NGHTTP2_ENHANCE_YOUR_CALM, `${size}: stream reset with ENHANCE_YOUR_CALM`);
+        }
+        assert.equal(verifier.stats.requests, 0, 'the verifier never saw them');
+        const served = await unacked.request(request(12 * 1024));
+        assert.equal(served.status, 401, 'the connection carries on; a 12 KiB header section reaches the verifier');
+        assert.equal(verifier.stats.requests, 1);
+        assert.ok(unacked.withheld() >= 1, 'the client really withheld its SETTINGS ACK');
+      });
+    }
 
     it('a refused request is answered at once, without waiting for the 1 GiB body it announces', async (t) => {
       const { verifier, server } = await serve(t);

@@ -17,8 +17,9 @@ export interface SessionBoundTlsOptions extends Pick<SecureContextOptions, 'cert
    * client has acknowledged the server's SETTINGS; before that (the first requests of a
    * connection, or all of them if the client never acknowledges) it applies no header-list limit,
    * and header sections of 100 KiB and more get through. To hold the limit from the first request,
-   * call `resetOversizedHttp2Request(req, maxHeaderBytes)` (`@tether/core/node`) first in the
-   * request handler (the authorization server and the sidecars do). An access token and a proof
+   * the adapters check it themselves: pass the same `maxHeaderBytes` to `sessionBoundHandler` or
+   * the Fastify plugin when you change it (other handlers: `resetOversizedHttp2Request(req,
+   * maxHeaderBytes)` from `@tether/core/node`, first thing). An access token and a proof
    * together need about 2 KiB. The HTTP/1.1 fallback of `http2.createSecureServer`
    * (`allowHTTP1`) ignores `maxHeaderSize` and keeps Node's process-wide limit
    * (`--max-http-header-size`, 16 KiB by default).
@@ -36,7 +37,17 @@ export interface SessionBoundServerOptions extends TlsOptions {
   settings: { maxHeaderListSize: number };
 }
 
-const DEFAULT_MAX_HEADER_BYTES = 16 * 1024;
+/** Default request header-section limit, bytes (Node's HTTP/1.1 default). */
+export const DEFAULT_MAX_HEADER_BYTES = 16 * 1024;
+
+/** Validate a `maxHeaderBytes` option (an integer of at least 1024); `undefined` gives the default. */
+export function resolveMaxHeaderBytes(value: number | undefined): number {
+  const maxHeaderBytes = value ?? DEFAULT_MAX_HEADER_BYTES;
+  if (!Number.isInteger(maxHeaderBytes) || maxHeaderBytes < 1024) {
+    throw new TypeError('maxHeaderBytes must be an integer of at least 1024');
+  }
+  return maxHeaderBytes;
+}
 
 /**
  * TLS server options for a session-binding resource server: client certificates requested,
@@ -46,10 +57,7 @@ const DEFAULT_MAX_HEADER_BYTES = 16 * 1024;
  * `tls.createServer`.
  */
 export function sessionBoundTlsOptions(options: SessionBoundTlsOptions): SessionBoundServerOptions {
-  const maxHeaderBytes = options.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES;
-  if (!Number.isInteger(maxHeaderBytes) || maxHeaderBytes < 1024) {
-    throw new TypeError('maxHeaderBytes must be an integer of at least 1024');
-  }
+  const maxHeaderBytes = resolveMaxHeaderBytes(options.maxHeaderBytes);
   return {
     ...(options.cert === undefined ? {} : { cert: options.cert }),
     ...(options.key === undefined ? {} : { key: options.key }),

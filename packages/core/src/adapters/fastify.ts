@@ -18,7 +18,8 @@ import type { FastifyInstance, FastifyPluginAsync, FastifyRequest, RawServerBase
 import { InvalidTokenError, isTetherError, type TetherError } from '../errors.js';
 import type { SessionBoundVerifier } from '../verifier/create-verifier.js';
 import type { VerifiedPrincipal } from '../verifier/principal.js';
-import { hasUnreadBody, verifyNodeRequest } from './node.js';
+import { resolveMaxHeaderBytes } from '../tls-options.js';
+import { hasUnreadBody, resetOversizedHttp2Request, verifyNodeRequest } from './node.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -37,6 +38,13 @@ export interface SessionBoundPluginOptions {
    * {@link replyWithRefusal} from your `setErrorHandler`.
    */
   passErrors?: boolean;
+  /**
+   * HTTP/2: a request whose header section is larger than this is reset (`ENHANCE_YOUR_CALM`) in
+   * the hook, before verification, from the first request of a connection (Node enforces the
+   * `maxHeaderListSize` setting only after the client acknowledged it). Give the value passed to
+   * `sessionBoundTlsOptions` (default 16384 there and here).
+   */
+  maxHeaderBytes?: number;
 }
 
 const DECORATOR = 'tether';
@@ -71,8 +79,13 @@ async function plugin(fastify: FastifyInstance<RawServerBase>, options: SessionB
     throw new TypeError('sessionBoundPlugin needs { verifier } (createSessionBoundVerifier)');
   }
   const passErrors = options.passErrors === true;
+  const maxHeaderBytes = resolveMaxHeaderBytes(options.maxHeaderBytes);
   if (!fastify.hasRequestDecorator(DECORATOR)) fastify.decorateRequest(DECORATOR, null);
   fastify.addHook('onRequest', async (request, reply) => {
+    if (resetOversizedHttp2Request(request.raw, maxHeaderBytes)) {
+      reply.hijack(); // the stream is reset: nothing further runs for this request
+      return;
+    }
     try {
       // originalUrl: the target the client sent (and signed as htu), before any `rewriteUrl`.
       request.tether = await verifyNodeRequest(verifier, request.raw, { path: request.originalUrl });

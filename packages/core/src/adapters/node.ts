@@ -3,6 +3,7 @@ import { constants as http2Constants, type Http2ServerRequest, type Http2ServerR
 import type { TLSSocket } from 'node:tls';
 import { isTetherError, InvalidTokenError, type TetherError } from '../errors.js';
 import { PROOF_HEADER } from '../proof/constants.js';
+import { resolveMaxHeaderBytes } from '../tls-options.js';
 import { tlsConnectionContext, type ConnectionContext } from '../verifier/connection.js';
 import type { SessionBoundVerifier } from '../verifier/create-verifier.js';
 import type { VerifiedPrincipal } from '../verifier/principal.js';
@@ -133,6 +134,16 @@ export type SessionBoundRequestHandler<Req extends NodeRequest, Res extends Node
   principal: VerifiedPrincipal,
 ) => void | Promise<void>;
 
+export interface SessionBoundHandlerOptions {
+  /**
+   * HTTP/2: a request whose header section is larger than this is reset (`ENHANCE_YOUR_CALM`)
+   * before anything else runs, from the first request of a connection (Node enforces the
+   * `maxHeaderListSize` setting only after the client acknowledged it). Give the value passed to
+   * `sessionBoundTlsOptions` (default 16384 there and here).
+   */
+  maxHeaderBytes?: number;
+}
+
 /**
  * Wrap a node request handler so it runs only for verified requests. Works with `https.createServer`
  * and `http2.createSecureServer` (compatibility API). Refusals are answered directly; an error
@@ -141,8 +152,11 @@ export type SessionBoundRequestHandler<Req extends NodeRequest, Res extends Node
 export function sessionBoundHandler<Req extends NodeRequest = NodeRequest, Res extends NodeResponse = NodeResponse>(
   verifier: SessionBoundVerifier,
   handler: SessionBoundRequestHandler<Req, Res>,
+  options: SessionBoundHandlerOptions = {},
 ): (req: Req, res: Res) => void {
+  const maxHeaderBytes = resolveMaxHeaderBytes(options.maxHeaderBytes);
   return (req, res) => {
+    if (resetOversizedHttp2Request(req, maxHeaderBytes)) return;
     verifyNodeRequest(verifier, req).then(
       (principal) =>
         Promise.resolve()
@@ -158,4 +172,4 @@ export function sessionBoundHandler<Req extends NodeRequest = NodeRequest, Res e
   };
 }
 
-export { sessionBoundTlsOptions, type SessionBoundTlsOptions, type SessionBoundServerOptions } from '../tls-options.js';
+export { DEFAULT_MAX_HEADER_BYTES, sessionBoundTlsOptions, type SessionBoundTlsOptions, type SessionBoundServerOptions } from '../tls-options.js';
