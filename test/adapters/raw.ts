@@ -11,7 +11,7 @@
 import { once } from 'node:events';
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { connect as http2Connect, type ClientHttp2Session, type IncomingHttpHeaders } from 'node:http2';
-import { Duplex } from 'node:stream';
+import { FRAME_HEADER, OutgoingFrameFilter } from '../helpers/h2-frames.js';
 import { connect as tlsConnect, type SecureVersion, type TLSSocket } from 'node:tls';
 import { createSessionBindingProof, deriveSessionExporter } from '@tether/core';
 
@@ -197,74 +197,28 @@ function hpackLiteral(name: string, value: string): Buffer {
   return Buffer.concat([Buffer.from([0x00, ...hpackInteger(n.length, 7, 0)]), n, Buffer.from(hpackInteger(v.length, 7, 0)), v]);
 }
 
-const PREFACE_LENGTH = 24;
-const FRAME_HEADER = 9;
 const TYPE_HEADERS = 0x1;
 const FLAG_END_HEADERS = 0x4;
 const FLAG_PADDED = 0x8;
 
 /**
- * Pass-through between node:http2 and the TLS socket. Parses the client's outgoing frames and,
- * when asked, appends literal header fields to the next complete, unpadded HEADERS frame (the
- * literals reference no table state, so the rest of the HPACK block is unaffected).
+ * Appends literal header fields, when asked, to the client's next complete, unpadded HEADERS
+ * frame (the literals reference no table state, so the rest of the HPACK block is unaffected).
  */
-class SplicingStream extends Duplex {
-  #pending = Buffer.alloc(0);
-  #prefaceLeft = PREFACE_LENGTH;
+class SplicingStream extends OutgoingFrameFilter {
   #splice: Buffer | undefined;
-
-  constructor(private readonly inner: TLSSocket) {
-    super();
-    inner.on('data', (chunk: Buffer) => {
-      if (!this.push(chunk)) inner.pause();
-    });
-    inner.on('end', () => this.push(null));
-    inner.on('error', (error) => this.destroy(error));
-    inner.on('close', () => this.destroy());
-  }
 
   spliceIntoNextHeaders(fields: Array<[string, string]>): void {
     this.#splice = Buffer.concat(fields.map(([k, v]) => hpackLiteral(k, v)));
   }
 
-  override _read(): void {
-    this.inner.resume();
-  }
-
-  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
-    this.#pending = Buffer.concat([this.#pending, chunk]);
-    const out: Buffer[] = [];
-    if (this.#prefaceLeft > 0) {
-      const n = Math.min(this.#prefaceLeft, this.#pending.length);
-      out.push(this.#pending.subarray(0, n));
-      this.#pending = this.#pending.subarray(n);
-      this.#prefaceLeft -= n;
-    }
-    while (this.#prefaceLeft === 0 && this.#pending.length >= FRAME_HEADER) {
-      const length = this.#pending.readUIntBE(0, 3);
-      if (this.#pending.length < FRAME_HEADER + length) break;
-      let frame = this.#pending.subarray(0, FRAME_HEADER + length);
-      this.#pending = this.#pending.subarray(FRAME_HEADER + length);
-      const type = frame[3] as number;
-      const flags = frame[4] as number;
-      if (this.#splice !== undefined && type === TYPE_HEADERS && (flags & FLAG_END_HEADERS) !== 0 && (flags & FLAG_PADDED) === 0) {
-        frame = Buffer.concat([frame, this.#splice]);
-        frame.writeUIntBE(length + this.#splice.length, 0, 3);
-        this.#splice = undefined;
-      }
-      out.push(frame);
-    }
-    if (out.length === 0) callback();
-    else this.inner.write(Buffer.concat(out), callback);
-  }
-
-  override _final(callback: (error?: Error | null) => void): void {
-    this.inner.end(callback);
-  }
-
-  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
-    this.inner.destroy();
-    callback(error);
+  protected rewriteFrame(frame: Buffer): Buffer {
+    const flags = frame[4] as number;
+    if (this.#splice === undefined || frame[3] !== TYPE_HEADERS || (flags & FLAG_END_HEADERS) === 0 || (flags & FLAG_PADDED) !== 0) return frame;
+    const spliced = Buffer.concat([frame, this.#splice]);
+    spliced.writeUIntBE(frame.length - FRAME_HEADER + this.#splice.length, 0, 3);
+    this.#splice = undefined;
+    return spliced;
   }
 }
 

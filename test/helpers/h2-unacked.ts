@@ -8,63 +8,21 @@
 import { once } from 'node:events';
 import { connect as http2Connect, type ClientHttp2Session, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http2';
 import { connect as netConnect, type Socket } from 'node:net';
-import { Duplex } from 'node:stream';
+import { OutgoingFrameFilter } from './h2-frames.js';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 
-const PREFACE_LENGTH = 24;
-const FRAME_HEADER = 9;
 const TYPE_SETTINGS = 0x4;
 const FLAG_ACK = 0x1;
 
-/** Forwards the client's bytes frame by frame, leaving out SETTINGS ACK frames. */
-class SettingsAckDropper extends Duplex {
-  #pending = Buffer.alloc(0);
-  #prefaceLeft = PREFACE_LENGTH;
+/** Withholds every SETTINGS ACK frame the client sends. */
+class SettingsAckDropper extends OutgoingFrameFilter {
   /** SETTINGS ACK frames withheld from the server. */
   dropped = 0;
 
-  constructor(private readonly inner: Socket) {
-    super();
-    inner.on('data', (chunk: Buffer) => {
-      if (!this.push(chunk)) inner.pause();
-    });
-    inner.on('end', () => this.push(null));
-    inner.on('error', (error) => this.destroy(error));
-    inner.on('close', () => this.destroy());
-  }
-
-  override _read(): void {
-    this.inner.resume();
-  }
-
-  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
-    this.#pending = Buffer.concat([this.#pending, chunk]);
-    const out: Buffer[] = [];
-    if (this.#prefaceLeft > 0) {
-      const n = Math.min(this.#prefaceLeft, this.#pending.length);
-      out.push(this.#pending.subarray(0, n));
-      this.#pending = this.#pending.subarray(n);
-      this.#prefaceLeft -= n;
-    }
-    while (this.#prefaceLeft === 0 && this.#pending.length >= FRAME_HEADER) {
-      const length = this.#pending.readUIntBE(0, 3);
-      if (this.#pending.length < FRAME_HEADER + length) break;
-      const frame = this.#pending.subarray(0, FRAME_HEADER + length);
-      this.#pending = this.#pending.subarray(FRAME_HEADER + length);
-      if (frame[3] === TYPE_SETTINGS && ((frame[4] as number) & FLAG_ACK) !== 0) this.dropped++;
-      else out.push(frame);
-    }
-    if (out.length === 0) callback();
-    else this.inner.write(Buffer.concat(out), callback);
-  }
-
-  override _final(callback: (error?: Error | null) => void): void {
-    this.inner.end(callback);
-  }
-
-  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
-    this.inner.destroy();
-    callback(error);
+  protected rewriteFrame(frame: Buffer): Buffer | undefined {
+    if (frame[3] !== TYPE_SETTINGS || ((frame[4] as number) & FLAG_ACK) === 0) return frame;
+    this.dropped++;
+    return undefined;
   }
 }
 
