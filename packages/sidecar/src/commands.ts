@@ -87,6 +87,8 @@ Options:
   --allow-tls12                accept TLS 1.2 as well as TLS 1.3
   --max-requests-per-connection N  close a client connection gracefully after N requests
                                (GOAWAY / Connection: close), so clients reconnect (default: no limit)
+  --app-timeout SECONDS        longest wait for the application's response headers after the
+                               request was forwarded; then 504 upstream_timeout (default 30; 0 = off)
   --metrics-listen ADDR        Prometheus /metrics and /healthz on HOST:PORT
   --log-level LEVEL            ${LOG_LEVELS.join(', ')} (default info); JSON lines on stderr
   --drain-timeout SECONDS      how long shutdown waits for in-flight requests (default 10)
@@ -306,6 +308,7 @@ export async function runIngressCommand(argv: readonly string[], partialIO: Part
       'authorization-server': { type: 'string', multiple: true },
       'strip-authorization': { type: 'boolean' },
       'max-requests-per-connection': { type: 'string' },
+      'app-timeout': { type: 'string' },
     });
     if (values.help === true) {
       io.stdout.write(ingressHelp);
@@ -356,6 +359,7 @@ export async function runIngressCommand(argv: readonly string[], partialIO: Part
     const authorizationServers = values['authorization-server'] ?? (values.issuer === undefined ? [] : [values.issuer]);
     const level = logLevel(values['log-level']);
     const drainTimeoutMs = seconds(values['drain-timeout'], '--drain-timeout', 10_000);
+    const appTimeoutMs = seconds(values['app-timeout'], '--app-timeout', 30_000);
     start = () =>
       startIngress({
         listen,
@@ -373,6 +377,7 @@ export async function runIngressCommand(argv: readonly string[], partialIO: Part
         ...(values['metrics-listen'] === undefined ? {} : { metricsListen: values['metrics-listen'] }),
         drainTimeoutMs,
         ...(maxRequestsPerConnection === undefined ? {} : { maxRequestsPerConnection }),
+        appTimeoutMs,
         log: logOptions(level, io),
       });
   } catch (error) {

@@ -58,6 +58,13 @@ export interface IngressConfig {
    * clients reconnect (and re-prove). Default: unlimited.
    */
   maxRequestsPerConnection?: number;
+  /**
+   * Longest wait, in milliseconds, from forwarding a request to the application until its response
+   * headers arrive (default 30000; 0 = no limit). On expiry the request to the application is
+   * aborted and the client gets `504 {"error":"upstream_timeout"}`. A response whose headers have
+   * arrived is never cut by it (long-lived responses and server-sent events keep streaming).
+   */
+  appTimeoutMs?: number;
   log?: LogOptions;
 }
 
@@ -97,6 +104,9 @@ export interface IngressSidecar {
 
 type Req = IncomingMessage | Http2ServerRequest;
 type Res = ServerResponse | Http2ServerResponse;
+
+/** Largest delay `setTimeout` honours (about 24.8 days); longer ones would fire at once. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** The `X-Tether-Principal` value: base64url JSON of the verified principal (without the raw claims). */
 export function encodePrincipal(p: VerifiedPrincipal): string {
@@ -151,6 +161,10 @@ export async function startIngress(config: IngressConfig): Promise<IngressSideca
   const drainTimeoutMs = config.drainTimeoutMs ?? 10_000;
   const maxRequests = config.maxRequestsPerConnection ?? Infinity;
   if (!(maxRequests >= 1)) throw new SidecarConfigError('--max-requests-per-connection must be at least 1');
+  const appTimeoutMs = config.appTimeoutMs ?? 30_000;
+  if (typeof appTimeoutMs !== 'number' || !Number.isFinite(appTimeoutMs) || appTimeoutMs < 0 || appTimeoutMs > MAX_TIMER_MS) {
+    throw new SidecarConfigError(`appTimeoutMs (--app-timeout) must be a number of milliseconds from 0 (no limit) to ${MAX_TIMER_MS}`);
+  }
   const served = new WeakMap<object, number>();
   const log = createLogger('ingress', config.log);
   const drop = new Set(IDENTITY_HEADERS);
@@ -233,14 +247,43 @@ export async function startIngress(config: IngressConfig): Promise<IngressSideca
       headers,
       agent,
     });
+    // Response timeout: bounds the wait for the application's response headers, not the body.
+    let timedOut = false;
+    const timer =
+      appTimeoutMs === 0
+        ? undefined
+        : setTimeout(() => {
+            if (gone() || res.headersSent) return;
+            timedOut = true;
+            fail('upstream_timeout');
+            // No method, path or headers: the path or query may carry secrets.
+            log.warn({ timeoutMs: appTimeoutMs }, 'application response timed out');
+            upstream.destroy(); // the application sees its request aborted
+            json(res, 504, { error: 'upstream_timeout', error_description: 'the application did not answer in time' }, { 'cache-control': 'no-store' });
+            // An upload still coming in is not read any more: HTTP/1.1 closes the connection (json()),
+            // HTTP/2 ends the stream with RST_STREAM NO_ERROR once the answer is out (RFC 9113 8.1).
+            if ('stream' in req && !req.complete) {
+              req.unpipe();
+              res.once('finish', () => {
+                if (!req.stream.destroyed) req.stream.close(h2.NGHTTP2_NO_ERROR);
+              });
+            }
+          }, appTimeoutMs);
+    const stopTimer = () => clearTimeout(timer);
     upstream.on('error', (error) => {
-      if (gone()) return; // we cancelled it because the client left
+      stopTimer();
+      if (gone() || timedOut) return; // we cancelled it (the client left, or the timeout)
       fail('upstream_error');
       log.warn({ err: error.message }, 'application request failed');
-      if (!res.headersSent) json(res, 502, { error: 'upstream_unavailable', error_description: 'the application is not reachable' });
+      if (!res.headersSent) json(res, 502, { error: 'upstream_unavailable', error_description: 'the application is not reachable' }, { 'cache-control': 'no-store' });
       else abortResponse(res);
     });
     upstream.once('response', (appRes) => {
+      stopTimer();
+      if (timedOut) {
+        appRes.destroy();
+        return;
+      }
       stats.proxied++;
       appRes.on('error', () => {
         // The application's response was cut off (connection closed mid-body).
@@ -258,6 +301,7 @@ export async function startIngress(config: IngressConfig): Promise<IngressSideca
     // 'finish' / writableFinished: Http2ServerResponse reports those on a reset stream too.)
     let complete = false;
     res.once('close', () => {
+      stopTimer();
       if (!complete) upstream.destroy();
     });
     if (gone()) upstream.destroy();

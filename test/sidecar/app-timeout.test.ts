@@ -1,0 +1,237 @@
+/**
+ * The ingress's application response timeout (`appTimeoutMs` / `--app-timeout`): a hung
+ * application is answered `504 upstream_timeout` and its request aborted; headers that arrive
+ * before the deadline, and a response that keeps streaming after its headers for longer than the
+ * timeout, are not cut. Runs agent -> egress -> ingress -> application on 127.0.0.1.
+ */
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, request as httpRequest, type IncomingHttpHeaders } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { describe, it } from 'node:test';
+import { jwtAccessTokenValidator, localJwks } from '@tether/core';
+import { writeDevPki } from '@tether/pki';
+import { runIngressCommand, startIngress, SidecarConfigError, type IngressConfig } from '@tether/sidecar';
+import { AUDIENCE, ISSUER, TestIssuer } from '../helpers/issuer.js';
+import { testPki } from '../helpers/pki.js';
+import { startStack } from './helpers/stack.js';
+
+const TIMEOUT_MS = 600;
+const STREAM_CHUNKS = 10;
+const STREAM_GAP_MS = 120; // 10 chunks, 1.2 s after the headers: twice the timeout
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function until(condition: () => boolean, timeoutMs = 3000): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition() && Date.now() < deadline) await sleep(10);
+  return condition();
+}
+
+/**
+ * The application: `/hang` never answers, `/late` answers 200 after 400 ms (before the 600 ms
+ * deadline), `/stream` sends its headers at once and then a chunk every 120 ms for 1.2 s.
+ */
+async function startSlowApp() {
+  const counts = { hangOpen: 0, hangAborted: 0, streamsEnded: 0 };
+  const server = createServer((req, res) => {
+    const path = (req.url ?? '').split('?')[0];
+    req.resume();
+    if (path === '/hang') {
+      counts.hangOpen++;
+      res.on('close', () => {
+        counts.hangOpen--;
+        if (!res.writableEnded) counts.hangAborted++;
+      });
+      return;
+    }
+    if (path === '/late') {
+      const timer = setTimeout(() => res.writeHead(200, { 'content-type': 'text/plain' }).end('late but in time'), 400);
+      res.on('close', () => clearTimeout(timer));
+      return;
+    }
+    if (path === '/stream') {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.flushHeaders();
+      let n = 0;
+      const timer = setInterval(() => {
+        n++;
+        if (n < STREAM_CHUNKS) res.write(`data: ${n}\n\n`);
+        else {
+          clearInterval(timer);
+          res.end(`data: ${n}\n\n`, () => counts.streamsEnded++);
+        }
+      }, STREAM_GAP_MS);
+      res.on('close', () => clearInterval(timer));
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'text/plain' }).end('ok');
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    counts,
+    async close() {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeAllConnections();
+      await closed;
+    },
+  };
+}
+
+/** One HTTP/1.1 request from the agent to the egress on a fresh connection. */
+function agentGet(port: number, path: string, headers: Record<string, string>): Promise<{ status: number; headers: IncomingHttpHeaders; body: string; complete: boolean; ms: number }> {
+  const started = Date.now();
+  return new Promise((resolve, reject) => {
+    const req = httpRequest({ host: '127.0.0.1', port, path, headers, agent: false }, (res) => {
+      let body = '';
+      let complete = false;
+      res.setEncoding('utf8').on('data', (c: string) => (body += c));
+      res.on('end', () => (complete = true));
+      res.on('error', () => undefined);
+      res.on('close', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body, complete: complete && res.complete, ms: Date.now() - started }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+class Lines extends Writable {
+  text = '';
+  override _write(chunk: Buffer, _encoding: string, callback: () => void): void {
+    this.text += chunk.toString('utf8');
+    callback();
+  }
+  records(): Array<Record<string, unknown>> {
+    return this.text
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+  }
+}
+
+describe('ingress application response timeout', () => {
+  it('hung application: 504 upstream_timeout after the timeout, the application sees its request aborted; in time and streaming responses pass', async (t) => {
+    const app = await startSlowApp();
+    t.after(() => app.close());
+    const ingressLog = new Lines();
+    const stack = await startStack({ ingress: { upstream: app.url, appTimeoutMs: TIMEOUT_MS, log: { level: 'warn', destination: ingressLog } } });
+    t.after(() => stack.close());
+    const port = (stack.egress.endpoint as { port: number }).port;
+    const token = await stack.issuer.sessionBound(stack.pki.clients.client!.cert);
+    const bearer = { authorization: `Bearer ${token}` };
+
+    // Hung application.
+    const hung = await agentGet(port, '/api/hang?secret=do-not-log', bearer);
+    assert.equal(hung.status, 504);
+    assert.match(String(hung.headers['content-type']), /^application\/json/);
+    assert.equal(hung.headers['cache-control'], 'no-store');
+    const body = JSON.parse(hung.body) as { error: string; error_description: string };
+    assert.equal(body.error, 'upstream_timeout');
+    assert.equal(typeof body.error_description, 'string');
+    assert.ok(hung.complete);
+    assert.ok(hung.ms >= TIMEOUT_MS - 50, `answered after the timeout (${hung.ms} ms)`);
+    assert.ok(hung.ms < TIMEOUT_MS + 1000, `answered within timeout + 1 s (${hung.ms} ms)`);
+    assert.ok(await until(() => app.counts.hangAborted === 1), 'the application saw its request aborted');
+    assert.equal(app.counts.hangOpen, 0);
+    assert.equal(stack.ingress.stats.failures.upstream_timeout, 1);
+    assert.equal(stack.ingress.stats.failures.upstream_error, undefined, 'the cancelled request is not also counted as an application error');
+    const metrics = await (await fetch(`${stack.ingress.metrics!.url}/metrics`)).text();
+    assert.match(metrics, /tether_ingress_failures_total\{reason="upstream_timeout"\} 1\b/);
+    assert.match(metrics, /tether_ingress_requests_total\{route="app",status="504"\} 1\b/);
+    const warned = ingressLog.records().filter((r) => r.msg === 'application response timed out');
+    assert.equal(warned.length, 1);
+    assert.equal(warned[0]!.level, 40);
+    assert.equal(warned[0]!.timeoutMs, TIMEOUT_MS);
+    assert.doesNotMatch(ingressLog.text, /do-not-log/, 'no path or query logged');
+    assert.ok(!ingressLog.text.includes(token), 'no token logged');
+
+    // Hung application while the agent is still uploading (chunked, never finished): 504 too, the
+    // upload is no longer read (the ingress resets its HTTP/2 stream with NO_ERROR after the answer).
+    const upload = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = httpRequest({ host: '127.0.0.1', port, path: '/api/hang', method: 'POST', headers: { ...bearer, 'content-type': 'text/plain' }, agent: false }, (res) => {
+        let text = '';
+        res.setEncoding('utf8').on('data', (c: string) => (text += c));
+        res.on('error', () => undefined);
+        res.on('close', () => {
+          resolve({ status: res.statusCode ?? 0, body: text });
+          req.destroy();
+        });
+      });
+      req.on('error', reject);
+      req.write('part of an upload that never ends');
+    });
+    assert.equal(upload.status, 504);
+    assert.equal((JSON.parse(upload.body) as { error: string }).error, 'upstream_timeout');
+    assert.ok(await until(() => app.counts.hangAborted === 2), 'the application saw the second request aborted');
+    assert.equal(stack.ingress.stats.failures.upstream_timeout, 2);
+    assert.ok(await until(() => stack.ingress.state().activeRequests === 0), 'the ingress is done with the upload');
+
+    // Headers shortly before the deadline: answered normally.
+    const late = await agentGet(port, '/api/late', bearer);
+    assert.equal(late.status, 200);
+    assert.equal(late.body, 'late but in time');
+    assert.ok(late.complete);
+
+    // Headers at once, body for twice the timeout: not cut.
+    const stream = await agentGet(port, '/api/stream', bearer);
+    assert.equal(stream.status, 200);
+    assert.equal(stream.headers['content-type'], 'text/event-stream');
+    assert.ok(stream.complete, 'the stream ended properly');
+    assert.equal(stream.body, Array.from({ length: STREAM_CHUNKS }, (_, i) => `data: ${i + 1}\n\n`).join(''));
+    assert.ok(stream.ms >= STREAM_CHUNKS * STREAM_GAP_MS - 50, `the stream outlived the timeout (${stream.ms} ms)`);
+    assert.equal(app.counts.streamsEnded, 1);
+
+    assert.equal(stack.ingress.stats.failures.upstream_timeout, 2, 'only the hung requests timed out');
+    assert.ok(await until(() => stack.ingress.state().activeRequests === 0 && stack.egress.state().activeRequests === 0), 'nothing in flight');
+  });
+
+  it('the option is validated: negative or non-number values are configuration errors, 0 turns it off', async (t) => {
+    const pki = await testPki();
+    const issuer = await TestIssuer.create();
+    const base: IngressConfig = {
+      listen: '127.0.0.1:0',
+      cert: pki.server.cert,
+      key: pki.server.key,
+      ca: pki.ca.cert,
+      upstream: 'http://127.0.0.1:1',
+      tokens: jwtAccessTokenValidator({ keys: localJwks(issuer.jwks), issuer: ISSUER, audience: AUDIENCE }),
+      log: { level: 'silent' },
+    };
+    for (const bad of [-1, Number.NaN, Infinity, 2 ** 31, '30' as unknown as number]) {
+      const started = startIngress({ ...base, appTimeoutMs: bad });
+      started.then((unexpected) => unexpected.close(), () => undefined);
+      await assert.rejects(started, (error: unknown) => {
+        assert.ok(error instanceof SidecarConfigError, String(error));
+        assert.match(error.message, /^appTimeoutMs \(--app-timeout\) must be a number of milliseconds/);
+        return true;
+      }, String(bad));
+    }
+    const off = await startIngress({ ...base, appTimeoutMs: 0 });
+    t.after(() => off.close());
+
+    // The command line: seconds, refused with exit 2 and one line.
+    const dir = mkdtempSync(join(tmpdir(), 'tether-app-timeout-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    await writeDevPki(dir, { clients: ['client'] });
+    const jwks = join(dir, 'jwks.json');
+    writeFileSync(jwks, JSON.stringify(issuer.jwks));
+    const args = ['--listen', '127.0.0.1:0', '--cert', join(dir, 'server.pem'), '--key', join(dir, 'server.key'), '--ca', join(dir, 'ca.pem'), '--upstream', 'http://127.0.0.1:1', '--jwks-file', jwks, '--issuer', ISSUER, '--audience', AUDIENCE, '--log-level', 'silent'];
+    for (const bad of ['-1', 'soon', 'NaN']) {
+      let err = '';
+      const sink = { write: (chunk: string) => (err += chunk) };
+      const code = await runIngressCommand([...args, `--app-timeout=${bad}`], { stderr: sink, stdout: sink });
+      assert.equal(code, 2, bad);
+      assert.equal(err, 'tether ingress: error: --app-timeout must be a number of seconds\n');
+    }
+    let err = '';
+    const sink = { write: (chunk: string) => (err += chunk) };
+    assert.equal(await runIngressCommand([...args, '--app-timeout', '9999999'], { stderr: sink, stdout: sink }), 2);
+    assert.match(err, /^tether ingress: error: appTimeoutMs \(--app-timeout\) must be a number of milliseconds from 0 \(no limit\) to 2147483647\n$/);
+  });
+});
