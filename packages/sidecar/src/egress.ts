@@ -239,6 +239,13 @@ function connectFailure(error: Error): Error {
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE']);
 
+/**
+ * How long an upstream connection whose HTTP/2 session has closed gracefully (GOAWAY sent, every
+ * stream done, our FIN sent) waits for the server to close its side before it is destroyed. Node
+ * otherwise keeps a half-open socket, with its session and proof state, until the peer closes it.
+ */
+const UPSTREAM_CLOSE_GRACE_MS = 1000;
+
 type Connection = { kind: 'h2'; session: ClientHttp2Session; socket: TLSSocket } | { kind: 'h1' };
 
 /** One mTLS destination: an HTTP/2 session when the server speaks h2, otherwise a keep-alive HTTP/1.1 pool. */
@@ -325,12 +332,26 @@ class UpstreamPool {
           if (this.#current === pending) this.#current = undefined;
         };
         session.on('error', (error) => this.log.warn({ upstream: this.origin.origin, err: error.message }, 'upstream session error'));
-        session.on('goaway', forget);
+        session.on('goaway', (code: number, lastStreamID: number) => {
+          // No new requests on it. Close it ourselves once the streams the GOAWAY covers (ids up to
+          // lastStreamID) are done, rather than wait for the server to close the connection. (Node
+          // does the same for NO_ERROR; any other code destroys the session at once.)
+          forget();
+          if (this.#live === session) this.#live = undefined;
+          this.log.debug({ upstream: this.origin.origin, code, lastStreamID }, 'upstream GOAWAY: closing the connection once its streams are done');
+          if (code === h2.NGHTTP2_NO_ERROR && !session.closed && !session.destroyed) session.close();
+        });
         session.on('close', () => {
           forget();
           this.sessions.delete(session);
         });
         socket.on('close', forget);
+        // Our side of the connection has ended (the session closed gracefully): a server that does not
+        // close its side in turn does not keep the socket, the session and its proof state alive.
+        socket.once('finish', () => {
+          const timer = setTimeout(() => socket.destroy(), UPSTREAM_CLOSE_GRACE_MS).unref();
+          socket.once('close', () => clearTimeout(timer));
+        });
         resolve({ kind: 'h2', session, socket });
       });
     });
