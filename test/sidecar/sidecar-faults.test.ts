@@ -251,8 +251,8 @@ describe('faults behind the ingress: the application misbehaves', () => {
   });
 
   it('application never answers and the agent gives up: the hang is cancelled through both sidecars', async () => {
-    // No response timeout exists (README "Not done / limits": long-lived responses are legitimate),
-    // so the agent's hang-up must be what releases the request everywhere.
+    // The agent gives up before the ingress's application timeout (30 s by default; see
+    // app-timeout.test.ts), so the agent's hang-up must be what releases the request everywhere.
     const closedBefore = app.counts.hangClosed;
     await new Promise<void>((resolve) => {
       const req = httpRequest({ host: '127.0.0.1', port, path: '/api/hang', headers: bearer(), agent: false });
