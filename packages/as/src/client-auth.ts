@@ -15,6 +15,7 @@
  * Every failure is the same 401 `invalid_client`; the reason goes to logs and metrics only.
  */
 import { createLocalJWKSet, decodeJwt, decodeProtectedHeader, jwtVerify, type JWTVerifyGetKey } from 'jose';
+import { isCanonicalCompactJws } from '@tether/core/proof';
 import type { AuthMethod, ResolvedClient, ResolvedConfig } from './config.js';
 import { certificateCurrent, type Peer } from './connection.js';
 import { subjectMatches } from './dn.js';
@@ -26,13 +27,6 @@ import type { Store } from './store.js';
 export const JWT_BEARER_ASSERTION = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
 const MAX_ASSERTION_LENGTH = 8192;
 const ASSERTION_TYPS = new Set(['jwt', 'client-authentication+jwt']);
-const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
-
-/** Canonical base64url only (no padding, no stray low bits): one assertion has one spelling. */
-function canonicalBase64url(segment: string): boolean {
-  return segment.length % 4 !== 1 && Buffer.from(segment, 'base64url').toString('base64url') === segment;
-}
-
 export interface AuthenticatedClient {
   client: ResolvedClient;
   method: AuthMethod;
@@ -144,7 +138,7 @@ async function privateKeyJwt(ctx: ClientAuthContext, assertion: string, clientId
   if (!settings.enabled) throw invalidClient('method_disabled');
   // jose's base64url decoder (atob) ignores whitespace, "=" padding and stray low bits, so without
   // this check `<assertion>==` or a respelled signature would authenticate as well.
-  if (assertion.length > MAX_ASSERTION_LENGTH || !COMPACT_JWS.test(assertion) || !assertion.split('.').every(canonicalBase64url)) {
+  if (assertion.length > MAX_ASSERTION_LENGTH || !isCanonicalCompactJws(assertion)) {
     throw invalidClient('assertion_malformed');
   }
   let header: ReturnType<typeof decodeProtectedHeader>;

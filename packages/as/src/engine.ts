@@ -13,6 +13,7 @@ import {
   InvalidProofError,
   TlsExporterError,
   bindingRequirement,
+  isCanonicalCompactJws,
   verifySessionBindingProof,
   type Confirmation,
 } from '@tether/core';
@@ -127,13 +128,6 @@ function audiencesOf(claims: JWTPayload): string[] {
 
 function splitScope(scope: string | undefined): string[] {
   return scope === undefined ? [] : scope.split(' ').filter((s) => s !== '');
-}
-
-const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
-
-/** Canonical base64url only: no stray low bits in the last character, so one token has one spelling. */
-function canonicalBase64url(segment: string): boolean {
-  return segment.length % 4 !== 1 && Buffer.from(segment, 'base64url').toString('base64url') === segment;
 }
 
 const SCOPE_SYNTAX = /^[\x21\x23-\x5b\x5d-\x7e]+( [\x21\x23-\x5b\x5d-\x7e]+)*$/;
@@ -256,7 +250,7 @@ export class AuthorizationEngine {
 
   /** Validate an access token this server issued: signature, `typ`, `iss`, `exp`, revocation. */
   async validateOwnToken(token: string, options: { allowExpired?: boolean } = {}): Promise<Validated> {
-    if (typeof token !== 'string' || token.length > MAX_TOKEN_LENGTH || !COMPACT_JWS.test(token) || !token.split('.').every(canonicalBase64url)) {
+    if (typeof token !== 'string' || token.length > MAX_TOKEN_LENGTH || !isCanonicalCompactJws(token)) {
       return { ok: false, reason: 'malformed' };
     }
     const verified = verifyAccessTokenSignature(token, this.#keys.verificationKeys);

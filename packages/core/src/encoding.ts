@@ -11,6 +11,16 @@ export function decodeBase64url(value: string): Buffer | undefined {
   return bytes;
 }
 
+/**
+ * Whether `token` is a JWS compact serialization with one spelling: exactly three non-empty
+ * segments, each canonical base64url (no padding, whitespace or stray low bits, which lenient
+ * decoders such as jose's accept, letting one signed token be respelled at will).
+ */
+export function isCanonicalCompactJws(token: string): boolean {
+  const parts = token.split('.');
+  return parts.length === 3 && parts.every((part) => part !== '' && decodeBase64url(part) !== undefined);
+}
+
 export function encodeBase64url(bytes: Uint8Array): string {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64url');
 }

@@ -8,3 +8,4 @@ export {
   type VerifiedSessionBindingProof,
 } from './verify.js';
 export { verifyJwsSignature } from './jws-signature.js';
+export { isCanonicalCompactJws } from '../encoding.js';

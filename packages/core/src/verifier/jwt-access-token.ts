@@ -1,5 +1,5 @@
 import { errors as joseErrors, jwtVerify, type JWTVerifyGetKey } from 'jose';
-import { decodeBase64url, decodeJsonObject } from '../encoding.js';
+import { decodeBase64url, decodeJsonObject, isCanonicalCompactJws } from '../encoding.js';
 import { ConfigurationError, InvalidTokenError } from '../errors.js';
 import type { AccessTokenClaims, AccessTokenValidator } from './access-token.js';
 
@@ -33,8 +33,6 @@ function invalid(reason: string, description: string, cause?: unknown): InvalidT
   return new InvalidTokenError({ reason, description, ...(cause === undefined ? {} : { cause }) });
 }
 
-const SEGMENT = /^[A-Za-z0-9_-]+$/;
-
 /**
  * Checks jose does not make. Its base64url decoder (atob) ignores whitespace, `=` padding and
  * stray low bits in the last character, so anyone could respell a signed token (`<token>==`, a
@@ -43,11 +41,8 @@ const SEGMENT = /^[A-Za-z0-9_-]+$/;
  * it otherwise: refuse `crit` and `b64` outright, as the proof verifier and the AS do.
  */
 function assertCompactJws(token: string): void {
-  const parts = token.split('.');
-  if (parts.length !== 3 || !parts.every((p) => SEGMENT.test(p) && decodeBase64url(p) !== undefined)) {
-    throw invalid('invalid', 'The access token is invalid');
-  }
-  const header = decodeJsonObject(decodeBase64url(parts[0] as string));
+  if (!isCanonicalCompactJws(token)) throw invalid('invalid', 'The access token is invalid');
+  const header = decodeJsonObject(decodeBase64url(token.slice(0, token.indexOf('.'))));
   if (header === undefined || 'crit' in header || 'b64' in header) throw invalid('invalid', 'The access token is invalid');
 }
 
