@@ -18,19 +18,14 @@ import { writeDevPki } from '@tether/pki';
 import { runIngressCommand, startIngress, SidecarConfigError, type IngressConfig } from '@tether/sidecar';
 import { AUDIENCE, ISSUER, TestIssuer } from '../helpers/issuer.js';
 import { testPki } from '../helpers/pki.js';
+import { deadline, waitFor, withTimeout } from '../helpers/wait.js';
 import { startStack } from './helpers/stack.js';
 
 const TIMEOUT_MS = 600;
 const STREAM_CHUNKS = 10;
 const STREAM_GAP_MS = 120; // 10 chunks, 1.2 s after the headers: twice the timeout
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function until(condition: () => boolean, timeoutMs = 3000): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition() && Date.now() < deadline) await sleep(10);
-  return condition();
-}
+/** Deadline for one agent request: well past every answer these tests expect. */
+const REQUEST_DEADLINE_MS = 10_000;
 
 /**
  * The application: `/hang` never answers, `/late` answers 200 after 400 ms (before the 600 ms
@@ -84,11 +79,12 @@ async function startSlowApp() {
   };
 }
 
-/** One HTTP/1.1 request from the agent to the egress on a fresh connection. */
+/** One HTTP/1.1 request from the agent to the egress on a fresh connection; fails if not closed within `REQUEST_DEADLINE_MS`. */
 function agentGet(port: number, path: string, headers: Record<string, string>): Promise<{ status: number; headers: IncomingHttpHeaders; body: string; complete: boolean; ms: number }> {
   const started = Date.now();
-  return new Promise((resolve, reject) => {
-    const req = httpRequest({ host: '127.0.0.1', port, path, headers, agent: false }, (res) => {
+  const req = httpRequest({ host: '127.0.0.1', port, path, headers, agent: false });
+  const answered = new Promise<{ status: number; headers: IncomingHttpHeaders; body: string; complete: boolean; ms: number }>((resolve, reject) => {
+    req.on('response', (res) => {
       let body = '';
       let complete = false;
       res.setEncoding('utf8').on('data', (c: string) => (body += c));
@@ -99,6 +95,7 @@ function agentGet(port: number, path: string, headers: Record<string, string>): 
     req.on('error', reject);
     req.end();
   });
+  return withTimeout(answered, REQUEST_DEADLINE_MS, `GET ${path}: the response did not end`, () => req.destroy());
 }
 
 class Lines extends Writable {
@@ -137,11 +134,11 @@ describe('ingress application response timeout', () => {
     assert.ok(hung.complete);
     assert.ok(hung.ms >= TIMEOUT_MS - 50, `answered after the timeout (${hung.ms} ms)`);
     assert.ok(hung.ms < TIMEOUT_MS + 1000, `answered within timeout + 1 s (${hung.ms} ms)`);
-    assert.ok(await until(() => app.counts.hangAborted === 1), 'the application saw its request aborted');
+    await waitFor(() => app.counts.hangAborted === 1, { message: 'the application saw its request aborted' });
     assert.equal(app.counts.hangOpen, 0);
     assert.equal(stack.ingress.stats.failures.upstream_timeout, 1);
     assert.equal(stack.ingress.stats.failures.upstream_error, undefined, 'the cancelled request is not also counted as an application error');
-    const metrics = await (await fetch(`${stack.ingress.metrics!.url}/metrics`)).text();
+    const metrics = await (await fetch(`${stack.ingress.metrics!.url}/metrics`, { signal: deadline(REQUEST_DEADLINE_MS, 'GET ingress /metrics') })).text();
     assert.match(metrics, /tether_ingress_failures_total\{reason="upstream_timeout"\} 1\b/);
     assert.match(metrics, /tether_ingress_requests_total\{route="app",status="504"\} 1\b/);
     const warned = ingressLog.records().filter((r) => r.msg === 'application response timed out');
@@ -153,24 +150,26 @@ describe('ingress application response timeout', () => {
 
     // Hung application while the agent is still uploading (chunked, never finished): 504 too, the
     // upload is no longer read (the ingress resets its HTTP/2 stream with NO_ERROR after the answer).
-    const upload = await new Promise<{ status: number; body: string }>((resolve, reject) => {
-      const req = httpRequest({ host: '127.0.0.1', port, path: '/api/hang', method: 'POST', headers: { ...bearer, 'content-type': 'text/plain' }, agent: false }, (res) => {
+    const uploadReq = httpRequest({ host: '127.0.0.1', port, path: '/api/hang', method: 'POST', headers: { ...bearer, 'content-type': 'text/plain' }, agent: false });
+    const uploaded = new Promise<{ status: number; body: string }>((resolve, reject) => {
+      uploadReq.on('response', (res) => {
         let text = '';
         res.setEncoding('utf8').on('data', (c: string) => (text += c));
         res.on('error', () => undefined);
         res.on('close', () => {
           resolve({ status: res.statusCode ?? 0, body: text });
-          req.destroy();
+          uploadReq.destroy();
         });
       });
-      req.on('error', reject);
-      req.write('part of an upload that never ends');
+      uploadReq.on('error', reject);
+      uploadReq.write('part of an upload that never ends');
     });
+    const upload = await withTimeout(uploaded, REQUEST_DEADLINE_MS, 'POST /api/hang (unfinished upload): no answer', () => uploadReq.destroy());
     assert.equal(upload.status, 504);
     assert.equal((JSON.parse(upload.body) as { error: string }).error, 'upstream_timeout');
-    assert.ok(await until(() => app.counts.hangAborted === 2), 'the application saw the second request aborted');
+    await waitFor(() => app.counts.hangAborted === 2, { message: 'the application saw the second request aborted' });
     assert.equal(stack.ingress.stats.failures.upstream_timeout, 2);
-    assert.ok(await until(() => stack.ingress.state().activeRequests === 0), 'the ingress is done with the upload');
+    await waitFor(() => stack.ingress.state().activeRequests === 0, { message: 'the ingress is done with the upload' });
 
     // Headers shortly before the deadline: answered normally.
     const late = await agentGet(port, '/api/late', bearer);
@@ -188,10 +187,33 @@ describe('ingress application response timeout', () => {
     assert.equal(app.counts.streamsEnded, 1);
 
     assert.equal(stack.ingress.stats.failures.upstream_timeout, 2, 'only the hung requests timed out');
-    assert.ok(await until(() => stack.ingress.state().activeRequests === 0 && stack.egress.state().activeRequests === 0), 'nothing in flight');
+    await waitFor(() => stack.ingress.state().activeRequests === 0 && stack.egress.state().activeRequests === 0, { message: 'nothing in flight' });
   });
 
-  it('the option is validated: negative or non-number values are configuration errors, 0 turns it off', async (t) => {
+  it('appTimeoutMs 0 turns it off: an answer slower than a short timeout allows still arrives (the short timeout gives 504)', async (t) => {
+    const slowMs = 1000;
+    const results: Record<string, { status: number; body: string; ms: number; timeouts: number | undefined }> = {};
+    for (const appTimeoutMs of [300, 0]) {
+      const stack = await startStack({ ingress: { appTimeoutMs } });
+      t.after(() => stack.close());
+      const token = await stack.issuer.sessionBound(stack.pki.clients.client!.cert);
+      const res = await agentGet((stack.egress.endpoint as { port: number }).port, `/api/slow?ms=${slowMs}`, { authorization: `Bearer ${token}` });
+      results[appTimeoutMs] = { status: res.status, body: res.body, ms: res.ms, timeouts: stack.ingress.stats.failures.upstream_timeout };
+      assert.ok(stack.app.seen.some((r) => r.url === `/slow?ms=${slowMs}`), `appTimeoutMs ${appTimeoutMs}: the request reached the application`);
+    }
+    // Contrast: 300 ms is too short for this answer.
+    assert.equal(results[300]!.status, 504, 'appTimeoutMs 300: the slow answer times out');
+    assert.equal((JSON.parse(results[300]!.body) as { error: string }).error, 'upstream_timeout');
+    assert.ok(results[300]!.ms < slowMs, `appTimeoutMs 300: answered before the application (${results[300]!.ms} ms)`);
+    assert.equal(results[300]!.timeouts, 1);
+    // 0: no limit, the same answer arrives.
+    assert.equal(results[0]!.status, 200, 'appTimeoutMs 0: the slow answer is relayed');
+    assert.equal(results[0]!.body, 'slow done');
+    assert.ok(results[0]!.ms >= slowMs - 50, `appTimeoutMs 0: waited for the application (${results[0]!.ms} ms)`);
+    assert.equal(results[0]!.timeouts, undefined, 'appTimeoutMs 0: nothing counted as timed out');
+  });
+
+  it('the option is validated: negative or non-number values are configuration errors', async (t) => {
     const pki = await testPki();
     const issuer = await TestIssuer.create();
     const base: IngressConfig = {
@@ -212,8 +234,6 @@ describe('ingress application response timeout', () => {
         return true;
       }, String(bad));
     }
-    const off = await startIngress({ ...base, appTimeoutMs: 0 });
-    t.after(() => off.close());
 
     // The command line: seconds, refused with exit 2 and one line.
     const dir = mkdtempSync(join(tmpdir(), 'tether-app-timeout-'));

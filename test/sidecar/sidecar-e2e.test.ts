@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
-import { createServer as createHttpServer, request as httpRequest } from 'node:http';
+import { createServer as createHttpServer, request as httpRequest, type ClientRequest, type IncomingMessage } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect as http2Connect, createSecureServer, type Http2SecureServer, type ServerHttp2Session } from 'node:http2';
@@ -19,7 +19,32 @@ import { decodePrincipal, startEgress, startIngress } from '@tether/sidecar';
 import { AUDIENCE, ISSUER, TestIssuer } from '../helpers/issuer.js';
 import { testPki } from '../helpers/pki.js';
 import { startEchoServer, testVerifier, type RunningServer } from '../helpers/servers.js';
+import { deadline, waitFor, withTimeout } from '../helpers/wait.js';
 import { startStack, type Stack } from './helpers/stack.js';
+
+/** Deadline for one request (and its body): far beyond any answer these tests expect. */
+const REQUEST_DEADLINE_MS = 10_000;
+
+/** `fetch` that fails with a message naming the request if it (or its body) takes longer than the deadline. */
+function call(url: string, init: RequestInit = {}): Promise<Response> {
+  return fetch(url, { ...init, signal: deadline(REQUEST_DEADLINE_MS, `${init.method ?? 'GET'} ${url}`) });
+}
+
+/** One node:http(s) request (`start` sends it); its status and body, within the deadline. */
+function rawRequest(what: string, start: (onResponse: (res: IncomingMessage) => void) => ClientRequest): Promise<{ status: number; headers: IncomingMessage['headers']; body: string }> {
+  let req: ClientRequest | undefined;
+  const answered = new Promise<{ status: number; headers: IncomingMessage['headers']; body: string }>((resolve, reject) => {
+    req = start((res) => {
+      let body = '';
+      res.setEncoding('utf8').on('data', (c: string) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end();
+  });
+  return withTimeout(answered, REQUEST_DEADLINE_MS, `${what}: no complete response`, () => req?.destroy());
+}
 
 async function listenTls(server: TlsServer | Http2SecureServer): Promise<number> {
   server.listen(0, '127.0.0.1');
@@ -89,7 +114,7 @@ describe('egress -> ingress -> application', () => {
   });
 
   it('a plain fetch with only Authorization: Bearer succeeds through both sidecars', async () => {
-    const res = await fetch(`${stack.egress.url}/api/hello?x=1`, { headers: bearer(token) });
+    const res = await call(`${stack.egress.url}/api/hello?x=1`, { headers: bearer(token) });
     assert.equal(res.status, 200);
     assert.equal(res.headers.get('x-app'), 'echo');
     assert.equal(res.headers.get('x-hop'), null, 'fields named in Connection are removed');
@@ -103,14 +128,14 @@ describe('egress -> ingress -> application', () => {
   });
 
   it('POST bodies are forwarded', async () => {
-    const res = await fetch(`${stack.egress.url}/api/upload`, { method: 'POST', headers: { ...bearer(token), 'content-type': 'text/plain' }, body: 'hello body' });
+    const res = await call(`${stack.egress.url}/api/upload`, { method: 'POST', headers: { ...bearer(token), 'content-type': 'text/plain' }, body: 'hello body' });
     assert.equal(res.status, 200);
     assert.equal(((await res.json()) as { body: string }).body, 'hello body');
   });
 
   it('large and unknown-length bodies stream (not buffered for retry)', async () => {
     const big = 'x'.repeat(3 * 1024 * 1024);
-    const res = await fetch(`${stack.egress.url}/api/big`, { method: 'POST', headers: bearer(token), body: big });
+    const res = await call(`${stack.egress.url}/api/big`, { method: 'POST', headers: bearer(token), body: big });
     assert.equal(res.status, 200);
     assert.equal(((await res.json()) as { body: string }).body.length, big.length);
     const chunks = ['one,', 'two,', 'three'];
@@ -121,17 +146,17 @@ describe('egress -> ingress -> application', () => {
         else controller.enqueue(new TextEncoder().encode(next));
       },
     });
-    const chunked = await fetch(`${stack.egress.url}/api/chunked`, { method: 'POST', headers: bearer(token), body: stream, duplex: 'half' } as RequestInit);
+    const chunked = await call(`${stack.egress.url}/api/chunked`, { method: 'POST', headers: bearer(token), body: stream, duplex: 'half' } as RequestInit);
     assert.equal(chunked.status, 200);
     assert.equal(((await chunked.json()) as { body: string }).body, 'one,two,three');
   });
 
   it('HEAD requests and metadata over HTTP/2 do not break the connection', async () => {
-    const head = await fetch(`${stack.egress.url}/api/.well-known/oauth-protected-resource`, { method: 'HEAD' });
+    const head = await call(`${stack.egress.url}/api/.well-known/oauth-protected-resource`, { method: 'HEAD' });
     assert.equal(head.status, 200);
-    const headApp = await fetch(`${stack.egress.url}/api/x`, { method: 'HEAD', headers: bearer(token) });
+    const headApp = await call(`${stack.egress.url}/api/x`, { method: 'HEAD', headers: bearer(token) });
     assert.equal(headApp.status, 200);
-    const after = await fetch(`${stack.egress.url}/api/x`, { headers: bearer(token) });
+    const after = await call(`${stack.egress.url}/api/x`, { headers: bearer(token) });
     assert.equal(after.status, 200);
     await after.arrayBuffer();
   });
@@ -144,7 +169,7 @@ describe('egress -> ingress -> application', () => {
     const worker = async () => {
       while (next < 1000) {
         next++;
-        const res = await fetch(`${stack.egress.url}/api/n`, { headers: bearer(other) });
+        const res = await call(`${stack.egress.url}/api/n`, { headers: bearer(other) });
         assert.equal(res.status, 200);
         await res.arrayBuffer();
       }
@@ -162,8 +187,8 @@ describe('egress -> ingress -> application', () => {
       const stream = session.request({ ':path': '/h2c', ':authority': 'api', ...bearer(token) });
       let body = '';
       stream.setEncoding('utf8').on('data', (c: string) => (body += c));
-      const [headers] = (await once(stream, 'response')) as [Record<string, string>];
-      await once(stream, 'end');
+      const [headers] = (await withTimeout(once(stream, 'response'), REQUEST_DEADLINE_MS, 'h2c GET /h2c: no response')) as [Record<string, string>];
+      await withTimeout(once(stream, 'end'), REQUEST_DEADLINE_MS, 'h2c GET /h2c: the body did not end');
       assert.equal(headers[':status'], 200);
       assert.equal((JSON.parse(body) as { url: string }).url, '/h2c');
     } finally {
@@ -175,7 +200,7 @@ describe('egress -> ingress -> application', () => {
     const t = await h1Issuer.sessionBound(stack.pki.clients.client!.cert);
     const before = stack.egress.stats.proofsSigned;
     for (let i = 0; i < 20; i++) {
-      const res = await fetch(`${stack.egress.url}/h1/x`, { headers: bearer(t) });
+      const res = await call(`${stack.egress.url}/h1/x`, { headers: bearer(t) });
       assert.equal(res.status, 200);
       await res.arrayBuffer();
     }
@@ -186,7 +211,7 @@ describe('egress -> ingress -> application', () => {
   it('a reconnect gets a fresh proof: the per-connection cache dies with the connection', async () => {
     const t = await h1Issuer.sessionBound(stack.pki.clients.client!.cert, { sub: 'churner' });
     const get = async () => {
-      const res = await fetch(`${stack.egress.url}/churn/x`, { headers: bearer(t) });
+      const res = await call(`${stack.egress.url}/churn/x`, { headers: bearer(t) });
       assert.equal(res.status, 200);
       await res.arrayBuffer();
     };
@@ -195,21 +220,23 @@ describe('egress -> ingress -> application', () => {
     for (let i = 0; i < 5; i++) await get();
     assert.equal(stack.egress.stats.proofsSigned - signed, 1);
     assert.equal(churnSessions.size, 1);
+    const openBefore = stack.egress.stats.upstreamConnectionsOpen;
     for (const session of churnSessions) session.destroy();
-    await new Promise((r) => setTimeout(r, 50));
+    await waitFor(() => stack.egress.stats.upstreamConnectionsOpen < openBefore, { message: 'the egress saw the cut connection close' });
     for (let i = 0; i < 5; i++) await get();
     assert.equal(stack.egress.stats.upstreamConnectionsOpened - opened, 2, 'one reconnect');
     assert.equal(stack.egress.stats.proofsSigned - signed, 2, 'one new proof for the new connection');
     assert.equal(churnVerifier.stats.proofVerifications, 2);
     // A GOAWAY (graceful close by the server) is followed too.
+    const openBeforeGoaway = stack.egress.stats.upstreamConnectionsOpen;
     for (const session of churnSessions) session.close();
-    await new Promise((r) => setTimeout(r, 50));
+    await waitFor(() => stack.egress.stats.upstreamConnectionsOpen < openBeforeGoaway, { message: 'the egress closed the connection the server sent GOAWAY on' });
     await get();
     assert.equal(stack.egress.stats.proofsSigned - signed, 3);
   });
 
   it('the ingress also serves session-bound HTTP/1.1 clients directly', async () => {
-    const client = new SessionBoundClient({ cert: stack.pki.clients.client!.cert, key: stack.pki.clients.client!.key, ca: stack.pki.ca.cert, protocol: 'http/1.1' });
+    const client = new SessionBoundClient({ cert: stack.pki.clients.client!.cert, key: stack.pki.clients.client!.key, ca: stack.pki.ca.cert, protocol: 'http/1.1', timeoutMs: REQUEST_DEADLINE_MS });
     try {
       for (let i = 0; i < 3; i++) {
         const res = await client.request(`${stack.ingress.url}/direct`, { token, headers: { 'x-forwarded-client-cert': 'forged' } });
@@ -224,33 +251,52 @@ describe('egress -> ingress -> application', () => {
     }
   });
 
-  it('the token stolen from the agent fails at the ingress with the attacker’s own certificate', async () => {
+  it('the token stolen from the agent fails at the ingress with the attacker’s own certificate and never reaches the application', async () => {
+    const tag = `${process.pid}-${Date.now()}`;
+    const path = (who: string) => `/stolen-check?who=${who}-${tag}`;
+    const seenPaths = (from: number) => stack.app.seen.slice(from).map((r) => r.url);
+    // The agent's own request with the token arrives, token and all.
+    const honest = await call(`${stack.egress.url}/api${path('agent')}`, { headers: bearer(token) });
+    assert.equal(honest.status, 200);
+    await honest.arrayBuffer();
+    const arrived = stack.app.seen.filter((r) => r.url === path('agent'));
+    assert.equal(arrived.length, 1, 'the agent’s request reached the application');
+    assert.equal(arrived[0]!.headers.authorization, `Bearer ${token}`);
+    const seenBefore = stack.app.seen.length;
+
     const attacker = stack.pki.clients.attacker!;
     // With a proof signed by the attacker's key over the attacker's connection:
-    const client = new SessionBoundClient({ cert: attacker.cert, key: attacker.key, ca: stack.pki.ca.cert });
+    const client = new SessionBoundClient({ cert: attacker.cert, key: attacker.key, ca: stack.pki.ca.cert, timeoutMs: REQUEST_DEADLINE_MS });
     try {
-      const res = await client.request(`${stack.ingress.url}/hello`, { token });
+      const res = await client.request(`${stack.ingress.url}${path('attacker-proof')}`, { token });
       assert.equal(res.status, 401);
       assert.equal(parseWwwAuthenticate(res.headers['www-authenticate']).find((c) => c.scheme === 'bearer')?.params.error, 'invalid_token');
     } finally {
       await client.close();
     }
     // And as a plain bearer token without a proof:
-    const status = await new Promise<{ status: number; challenge: string }>((resolve, reject) => {
-      const req = httpsRequest(`${stack.ingress.url}/hello`, { cert: attacker.cert, key: attacker.key, ca: stack.pki.ca.cert, headers: bearer(token) }, (res) => {
-        res.resume();
-        resolve({ status: res.statusCode ?? 0, challenge: String(res.headers['www-authenticate']) });
-      });
-      req.on('error', reject);
-      req.end();
-    });
-    assert.equal(status.status, 401);
-    assert.match(status.challenge, /error="(use_session_binding|invalid_token)"/);
-    assert.equal(stack.app.seen.filter((r) => r.url === '/hello' && r.headers['x-forwarded-for'] === undefined).length, 0);
+    const plain = await rawRequest('attacker GET with a plain bearer token', (onResponse) =>
+      httpsRequest(`${stack.ingress.url}${path('attacker-bearer')}`, { cert: attacker.cert, key: attacker.key, ca: stack.pki.ca.cert, headers: bearer(token), agent: false }, onResponse),
+    );
+    assert.equal(plain.status, 401);
+    assert.match(String(plain.headers['www-authenticate']), /error="(use_session_binding|invalid_token)"/);
+
+    // The agent again, after the attacker: once it has arrived and the ingress has nothing in
+    // flight, anything the ingress had let through would have arrived too.
+    const again = await call(`${stack.egress.url}/api${path('agent-again')}`, { headers: bearer(token) });
+    assert.equal(again.status, 200);
+    await again.arrayBuffer();
+    await waitFor(() => stack.ingress.state().activeRequests === 0, { message: 'the ingress has no request in flight' });
+    assert.deepEqual(
+      seenPaths(seenBefore).filter((url) => url?.includes('attacker')),
+      [],
+      'no request of the attacker reached the application',
+    );
+    assert.deepEqual(seenPaths(seenBefore), [path('agent-again')], 'the application saw only the agent’s second request since the first');
   });
 
   it('server-sent events stream through both sidecars incrementally', async () => {
-    const res = await fetch(`${stack.egress.url}/api/sse`, { headers: bearer(token) });
+    const res = await call(`${stack.egress.url}/api/sse`, { headers: bearer(token) });
     assert.equal(res.status, 200);
     assert.equal(res.headers.get('content-type'), 'text/event-stream');
     const reader = res.body!.getReader();
@@ -270,39 +316,33 @@ describe('egress -> ingress -> application', () => {
   it('an agent that hangs up on a long-lived stream cancels it all the way to the application', async () => {
     const closedBefore = stack.app.foreverClosed;
     // A hard hang-up (undici's fetch abort keeps the connection, so use node:http and destroy it).
-    await new Promise<void>((resolve, reject) => {
-      const req = httpRequest({ host: '127.0.0.1', port: (stack.egress.endpoint as { port: number }).port, path: '/api/forever', headers: bearer(token) }, (res) => {
-        res.once('data', (chunk: Buffer) => {
-          assert.match(String(chunk), /tick/);
-          req.destroy();
-          resolve();
-        });
-      });
-      req.on('error', () => undefined);
-      req.once('response', () => undefined);
-      req.end();
-      setTimeout(() => reject(new Error('no first event')), 5000).unref();
-    });
-    for (let i = 0; i < 50 && stack.app.foreverClosed === closedBefore; i++) await new Promise((r) => setTimeout(r, 20));
-    assert.equal(stack.app.foreverClosed, closedBefore + 1, 'the application saw the stream close');
+    const req = httpRequest({ host: '127.0.0.1', port: (stack.egress.endpoint as { port: number }).port, path: '/api/forever', headers: bearer(token), agent: false });
+    req.on('error', () => undefined);
+    const firstEvent = new Promise<string>((resolve) => req.once('response', (res) => res.on('error', () => undefined).once('data', (chunk: Buffer) => resolve(String(chunk)))));
+    req.end();
+    try {
+      assert.match(await withTimeout(firstEvent, REQUEST_DEADLINE_MS, 'GET /api/forever: no first event'), /tick/);
+    } finally {
+      req.destroy();
+    }
+    await waitFor(() => stack.app.foreverClosed === closedBefore + 1, { message: 'the application saw the stream close' });
     // Over h2c, resetting the stream does the same.
     const session = http2Connect(stack.egress.url);
     try {
       const stream = session.request({ ':path': '/api/forever', ...bearer(token) });
-      await once(stream, 'data');
+      await withTimeout(once(stream, 'data'), REQUEST_DEADLINE_MS, 'h2c GET /api/forever: no first event');
       stream.close(0x8);
-      for (let i = 0; i < 50 && stack.app.foreverClosed === closedBefore + 1; i++) await new Promise((r) => setTimeout(r, 20));
-      assert.equal(stack.app.foreverClosed, closedBefore + 2);
+      await waitFor(() => stack.app.foreverClosed === closedBefore + 2, { message: 'the application saw the h2c stream close' });
     } finally {
       session.close();
     }
-    const ok = await fetch(`${stack.egress.url}/api/still-alive`, { headers: bearer(token) });
+    const ok = await call(`${stack.egress.url}/api/still-alive`, { headers: bearer(token) });
     assert.equal(ok.status, 200);
     await ok.arrayBuffer();
   });
 
   it('identity headers injected by the client are stripped; the app gets the verified principal', async () => {
-    const res = await fetch(`${stack.egress.url}/api/whoami`, {
+    const res = await call(`${stack.egress.url}/api/whoami`, {
       headers: {
         ...bearer(token),
         'client-cert': ':Zm9y:',
@@ -326,25 +366,20 @@ describe('egress -> ingress -> application', () => {
   });
 
   it('policy: unknown destinations and tokens for another audience get 403', async () => {
-    const unknown = await fetch(`${stack.egress.url}/nope/x`, { headers: bearer(token) });
+    const unknown = await call(`${stack.egress.url}/nope/x`, { headers: bearer(token) });
     assert.equal(unknown.status, 403);
     assert.equal(((await unknown.json()) as { error: string }).error, 'destination_not_allowed');
     // Route "other" expects the upstream origin as audience; this token is for AUDIENCE.
-    const wrongAud = await fetch(`${stack.egress.url}/other/x`, { headers: bearer(token) });
+    const wrongAud = await call(`${stack.egress.url}/other/x`, { headers: bearer(token) });
     assert.equal(wrongAud.status, 403);
     assert.equal(((await wrongAud.json()) as { error: string }).error, 'token_not_allowed');
     for (const path of ['/api/../x', '/api/%2E%2e/x', '/api/./x']) {
-      const status = await new Promise<number>((resolve, reject) => {
-        const req = httpRequest({ host: '127.0.0.1', port: (stack.egress.endpoint as { port: number }).port, path, headers: bearer(token) }, (res) => {
-          res.resume();
-          resolve(res.statusCode ?? 0);
-        });
-        req.on('error', reject);
-        req.end();
-      });
+      const { status } = await rawRequest(`GET ${path}`, (onResponse) =>
+        httpRequest({ host: '127.0.0.1', port: (stack.egress.endpoint as { port: number }).port, path, headers: bearer(token), agent: false }, onResponse),
+      );
       assert.equal(status, 400, path);
     }
-    const opaque = await fetch(`${stack.egress.url}/api/x`, { headers: bearer('opaque-token-value') });
+    const opaque = await call(`${stack.egress.url}/api/x`, { headers: bearer('opaque-token-value') });
     assert.equal(opaque.status, 403);
     assert.ok((stack.egress.stats.failures.audience_mismatch ?? 0) >= 1);
     assert.ok((stack.egress.stats.failures.destination_not_allowed ?? 0) >= 1);
@@ -352,7 +387,7 @@ describe('egress -> ingress -> application', () => {
 
   it('a binding refusal is retried once on a fresh proof, invisibly to the agent', async () => {
     const retries = stack.egress.stats.retries;
-    const res = await fetch(`${stack.egress.url}/flaky/x`, { headers: bearer(token) });
+    const res = await call(`${stack.egress.url}/flaky/x`, { headers: bearer(token) });
     assert.equal(res.status, 200);
     assert.equal(await res.text(), 'second time lucky');
     assert.equal(stack.egress.stats.retries - retries, 1);
@@ -362,19 +397,19 @@ describe('egress -> ingress -> application', () => {
 
   it('upstream resets and unreachable upstreams give a clean 502, and the egress keeps working', async () => {
     for (const route of ['reset', 'dead']) {
-      const res = await fetch(`${stack.egress.url}/${route}/x`, { headers: bearer(token) });
+      const res = await call(`${stack.egress.url}/${route}/x`, { headers: bearer(token) });
       assert.equal(res.status, 502, route);
       assert.equal(((await res.json()) as { error: string }).error, 'upstream_unavailable');
     }
-    const appReset = await fetch(`${stack.egress.url}/api/reset`, { headers: bearer(token) });
+    const appReset = await call(`${stack.egress.url}/api/reset`, { headers: bearer(token) });
     assert.equal(appReset.status, 502, 'the application resetting gives 502 from the ingress');
     await appReset.arrayBuffer();
-    const ok = await fetch(`${stack.egress.url}/api/after`, { headers: bearer(token) });
+    const ok = await call(`${stack.egress.url}/api/after`, { headers: bearer(token) });
     assert.equal(ok.status, 200);
   });
 
   it('protected-resource metadata is served without a token', async () => {
-    const res = await fetch(`${stack.egress.url}/api/.well-known/oauth-protected-resource`);
+    const res = await call(`${stack.egress.url}/api/.well-known/oauth-protected-resource`);
     assert.equal(res.status, 200);
     const doc = (await res.json()) as Record<string, unknown>;
     assert.equal(doc.tls_session_bound_access_tokens_required, true);
@@ -385,7 +420,7 @@ describe('egress -> ingress -> application', () => {
   });
 
   it('metrics endpoints expose the counters and /healthz', async () => {
-    const egressMetrics = await (await fetch(`${stack.egress.metrics!.url}/metrics`)).text();
+    const egressMetrics = await (await call(`${stack.egress.metrics!.url}/metrics`)).text();
     assert.match(egressMetrics, /tether_egress_proofs_signed_total \d+/);
     assert.match(egressMetrics, /tether_egress_proof_cache_hits_total \d+/);
     assert.match(egressMetrics, /tether_egress_requests_total\{route="api",status="200"\} \d+/);
@@ -393,14 +428,14 @@ describe('egress -> ingress -> application', () => {
     assert.match(egressMetrics, /tether_egress_upstream_connections \d+/);
     const spr = /tether_signatures_per_request ([\d.e-]+)/.exec(egressMetrics);
     assert.ok(spr !== null && Number(spr[1]) > 0 && Number(spr[1]) < 0.05, `signatures per request ${spr?.[1]}`);
-    const ingressMetrics = await (await fetch(`${stack.ingress.metrics!.url}/metrics`)).text();
+    const ingressMetrics = await (await call(`${stack.ingress.metrics!.url}/metrics`)).text();
     assert.match(ingressMetrics, /tether_ingress_proof_verifications_total \d+/);
     assert.match(ingressMetrics, /tether_ingress_binding_cache_hits_total \d+/);
     assert.match(ingressMetrics, /tether_ingress_requests_total\{route="app",status="200"\} \d+/);
     assert.match(ingressMetrics, /tether_ingress_failures_total\{reason="[a-z_]+"\} \d+/);
     assert.match(ingressMetrics, /tether_ingress_connections \d+/);
     assert.match(ingressMetrics, /tether_signatures_per_request /);
-    const health = await fetch(`${stack.egress.metrics!.url}/healthz`);
+    const health = await call(`${stack.egress.metrics!.url}/healthz`);
     assert.equal(health.status, 200);
     assert.deepEqual(await health.json(), { status: 'ok' });
   });
@@ -436,15 +471,9 @@ describe('Unix sockets on both local sides', () => {
     try {
       assert.equal(statSync(egressPath).mode & 0o777, 0o600);
       const token = await issuer.sessionBound(pki.clients.client!.cert);
-      const { status, body } = await new Promise<{ status: number; body: string }>((resolve, reject) => {
-        const req = httpRequest({ socketPath: egressPath, path: '/api/uds', headers: { authorization: `Bearer ${token}` } }, (res) => {
-          let body = '';
-          res.setEncoding('utf8').on('data', (c: string) => (body += c));
-          res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-        });
-        req.on('error', reject);
-        req.end();
-      });
+      const { status, body } = await rawRequest('GET /api/uds over the Unix socket', (onResponse) =>
+        httpRequest({ socketPath: egressPath, path: '/api/uds', headers: { authorization: `Bearer ${token}` }, agent: false }, onResponse),
+      );
       assert.equal(status, 200);
       assert.equal(body, 'app saw /uds as user-1');
     } finally {
@@ -504,7 +533,7 @@ describe('deferred key binding: the egress obtains tokens itself', () => {
 
   it('the agent sends no credentials at all; the token is fetched once and bound to the egress certificate', async () => {
     for (let i = 0; i < 5; i++) {
-      const res = await fetch(`${egress.url}/api/me`);
+      const res = await call(`${egress.url}/api/me`);
       assert.equal(res.status, 200);
       const echo = (await res.json()) as { headers: Record<string, string> };
       assert.equal(decodePrincipal(echo.headers['x-tether-principal']!).sub, 'service-account');
@@ -516,7 +545,7 @@ describe('deferred key binding: the egress obtains tokens itself', () => {
   });
 
   it('publishes the cnf / tmb value of its certificate for agents that request tokens themselves', async () => {
-    const res = await fetch(`${egress.url}/.well-known/tether-egress`);
+    const res = await call(`${egress.url}/.well-known/tether-egress`);
     assert.equal(res.status, 200);
     const doc = (await res.json()) as { cnf: Record<string, string>; tmb: string };
     const { sessionBoundConfirmation } = await import('@tether/core');

@@ -17,13 +17,15 @@ import { createDevPki, type DevPki } from '@tether/pki';
 import { startEgress, startIngress, type EgressSidecar, type IngressSidecar } from '@tether/sidecar';
 import { AUDIENCE, ISSUER, TestIssuer } from '../helpers/issuer.js';
 import { testPki } from '../helpers/pki.js';
+import { deadline, waitFor, withTimeout } from '../helpers/wait.js';
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** Deadline for one agent request: far beyond any answer these tests expect. */
+const REQUEST_DEADLINE_MS = 10_000;
 
-async function until(condition: () => boolean, timeoutMs = 3000): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition() && Date.now() < deadline) await sleep(10);
-  return condition();
+/** A metrics endpoint's text, within the request deadline. */
+async function metricsText(baseUrl: string): Promise<string> {
+  const res = await fetch(`${baseUrl}/metrics`, { signal: deadline(REQUEST_DEADLINE_MS, `GET ${baseUrl}/metrics`) });
+  return res.text();
 }
 
 async function listenOn(server: HttpServer | TlsServer | Http2SecureServer): Promise<number> {
@@ -42,8 +44,10 @@ interface AgentResult {
 
 /** One HTTP/1.1 request from the agent on a fresh connection (node:http, so a truncated response is visible as such). */
 function agentH1(port: number, path: string, options: { method?: string; headers?: Record<string, string>; body?: string } = {}): Promise<AgentResult> {
-  return new Promise((resolve, reject) => {
-    const req = httpRequest({ host: '127.0.0.1', port, path, method: options.method ?? 'GET', headers: options.headers, agent: false }, (res) => {
+  const method = options.method ?? 'GET';
+  const req = httpRequest({ host: '127.0.0.1', port, path, method, headers: options.headers, agent: false });
+  const answered = new Promise<AgentResult>((resolve, reject) => {
+    req.on('response', (res) => {
       let body = '';
       let complete = false;
       res.setEncoding('utf8').on('data', (c: string) => (body += c));
@@ -54,6 +58,7 @@ function agentH1(port: number, path: string, options: { method?: string; headers
     req.on('error', reject);
     req.end(options.body);
   });
+  return withTimeout(answered, REQUEST_DEADLINE_MS, `${method} ${path}: the response did not end`, () => req.destroy());
 }
 
 /** One h2c request from the agent on its own session: the stream's close code tells a reset from a clean end. */
@@ -70,7 +75,7 @@ async function agentH2c(url: string, path: string, options: { method?: string; h
     stream.setEncoding('utf8').on('data', (c: string) => (body += c));
     stream.on('response', (h) => (headers = h as IncomingHttpHeaders));
     stream.on('end', () => (complete = true));
-    await new Promise((resolve) => stream.once('close', resolve));
+    await withTimeout(new Promise((resolve) => stream.once('close', resolve)), REQUEST_DEADLINE_MS, `h2c ${options.method ?? 'GET'} ${path}: the stream did not close`, () => session.destroy());
     return { status: Number(headers[':status'] ?? 0), headers, body, complete: complete && stream.rstCode === h2.NGHTTP2_NO_ERROR, rstCode: stream.rstCode ?? -1 };
   } finally {
     session.close();
@@ -192,9 +197,9 @@ describe('faults behind the ingress: the application misbehaves', () => {
     const ok = await agentH1(port, '/api/ok', { headers: bearer() });
     assert.equal(ok.status, 200);
     assert.equal(ok.body, 'ok /ok');
-    assert.ok(await until(() => egress.state().activeRequests === 0 && ingress.state().activeRequests === 0), 'in-flight requests back to 0');
+    await waitFor(() => egress.state().activeRequests === 0 && ingress.state().activeRequests === 0, { message: 'in-flight requests back to 0' });
     assert.equal(egress.stats.failures.internal, undefined, 'no internal error in the egress');
-    const metrics = await (await fetch(`${egress.metrics!.url}/metrics`)).text();
+    const metrics = await metricsText(egress.metrics!.url);
     assert.doesNotMatch(metrics, /status="500"/, 'no 500 answered');
   }
 
@@ -206,7 +211,7 @@ describe('faults behind the ingress: the application misbehaves', () => {
       assert.ok(res.complete);
     }
     assert.equal(downIngress.stats.failures.upstream_error, 2);
-    assert.ok(await until(() => downIngress.state().activeRequests === 0));
+    await waitFor(() => downIngress.state().activeRequests === 0, { message: 'the down ingress has no request in flight' });
     await assertHealthy();
   });
 
@@ -254,22 +259,24 @@ describe('faults behind the ingress: the application misbehaves', () => {
     // The agent gives up before the ingress's application timeout (30 s by default; see
     // app-timeout.test.ts), so the agent's hang-up must be what releases the request everywhere.
     const closedBefore = app.counts.hangClosed;
-    await new Promise<void>((resolve) => {
-      const req = httpRequest({ host: '127.0.0.1', port, path: '/api/hang', headers: bearer(), agent: false });
-      req.on('error', () => resolve());
-      req.end();
-      void until(() => app.counts.hangOpen === 1).then(() => req.destroy());
-    });
-    assert.ok(await until(() => app.counts.hangClosed === closedBefore + 1), 'the application saw its request cancelled');
+    const req = httpRequest({ host: '127.0.0.1', port, path: '/api/hang', headers: bearer(), agent: false });
+    req.on('error', () => undefined);
+    req.end();
+    try {
+      await waitFor(() => app.counts.hangOpen === 1, { message: 'the hanging request reached the application' });
+    } finally {
+      req.destroy();
+    }
+    await waitFor(() => app.counts.hangClosed === closedBefore + 1, { message: 'the application saw its request cancelled' });
     assert.equal(app.counts.hangOpen, 0);
     // Same over h2c with a stream reset.
     const session = http2Connect(egress.url);
     try {
       const stream = session.request({ ':path': '/api/hang', ...bearer() });
       stream.on('error', () => undefined);
-      await until(() => app.counts.hangOpen === 1);
+      await waitFor(() => app.counts.hangOpen === 1, { message: 'the h2c hanging request reached the application' });
       stream.close(h2.NGHTTP2_CANCEL);
-      assert.ok(await until(() => app.counts.hangClosed === closedBefore + 2), 'h2c reset cancels the application request');
+      await waitFor(() => app.counts.hangClosed === closedBefore + 2, { message: 'h2c reset cancels the application request' });
     } finally {
       session.close();
     }
@@ -281,9 +288,12 @@ describe('faults behind the ingress: the application misbehaves', () => {
     const req = httpRequest({ host: '127.0.0.1', port, path: '/api/hang-upload', method: 'POST', headers: { ...bearer(), 'content-type': 'text/plain' }, agent: false });
     req.on('error', () => undefined);
     req.write('first part of the upload,');
-    assert.ok(await until(() => app.counts.hangOpen === 1), 'the upload reached the application');
-    req.destroy();
-    assert.ok(await until(() => app.counts.uploadsAborted === abortedBefore + 1), 'the application saw the upload aborted');
+    try {
+      await waitFor(() => app.counts.hangOpen === 1, { message: 'the upload reached the application' });
+    } finally {
+      req.destroy();
+    }
+    await waitFor(() => app.counts.uploadsAborted === abortedBefore + 1, { message: 'the application saw the upload aborted' });
     assert.equal(app.counts.hangOpen, 0);
     await assertHealthy();
   });
@@ -295,9 +305,9 @@ describe('faults behind the ingress: the application misbehaves', () => {
       const stream = session.request({ ':path': '/api/hang-upload', ':method': 'POST', ...bearer() });
       stream.on('error', () => undefined);
       stream.write('first part of the upload,');
-      assert.ok(await until(() => app.counts.hangOpen === 1), 'the upload reached the application');
+      await waitFor(() => app.counts.hangOpen === 1, { message: 'the upload reached the application' });
       stream.close(h2.NGHTTP2_CANCEL);
-      assert.ok(await until(() => app.counts.uploadsAborted === abortedBefore + 1), 'the application saw the upload aborted');
+      await waitFor(() => app.counts.uploadsAborted === abortedBefore + 1, { message: 'the application saw the upload aborted' });
     } finally {
       session.close();
     }
@@ -312,25 +322,31 @@ describe('faults behind the ingress: the application misbehaves', () => {
         const req = httpRequest({ host: '127.0.0.1', port, path: '/api/partial', method: 'POST', headers: { ...bearer(), 'content-length': '1000' }, agent: false });
         req.on('error', () => undefined);
         req.write('only 100 bytes'.padEnd(100, '.'));
-        await sleep(50);
-        req.destroy();
+        try {
+          await waitFor(() => egress.state().activeRequests === 1, { message: 'h1: the egress is reading the request' });
+        } finally {
+          req.destroy();
+        }
       } else {
         const session = http2Connect(egress.url);
         session.on('error', () => undefined);
         const stream = session.request({ ':path': '/api/partial', ':method': 'POST', 'content-length': '1000', ...bearer() });
         stream.on('error', () => undefined);
         stream.write('only 100 bytes'.padEnd(100, '.'));
-        await sleep(50);
-        stream.close(h2.NGHTTP2_CANCEL);
-        await sleep(20);
-        session.close();
+        try {
+          await waitFor(() => egress.state().activeRequests === 1, { message: 'h2c: the egress is reading the request' });
+          stream.close(h2.NGHTTP2_CANCEL);
+          await withTimeout(new Promise((resolve) => stream.once('close', resolve)), REQUEST_DEADLINE_MS, 'h2c: the cancelled stream closed');
+        } finally {
+          session.close();
+        }
       }
-      assert.ok(await until(() => (egress.stats.failures.agent_gone ?? 0) === goneBefore + (kind === 'h1' ? 1 : 2)), `${kind}: counted as agent_gone`);
+      await waitFor(() => (egress.stats.failures.agent_gone ?? 0) === goneBefore + (kind === 'h1' ? 1 : 2), { message: `${kind}: counted as agent_gone` });
     }
     assert.equal(app.seen.length, seenBefore, 'the partial request never reached the application');
     await assertHealthy();
-    assert.ok(await until(() => egress.state().agentConnections === 0 && egress.state().agentSessions === 0), 'agent connections closed');
-    const metrics = await (await fetch(`${egress.metrics!.url}/metrics`)).text();
+    await waitFor(() => egress.state().agentConnections === 0 && egress.state().agentSessions === 0, { message: 'agent connections closed' });
+    const metrics = await metricsText(egress.metrics!.url);
     assert.match(metrics, /tether_egress_agent_connections 0\b/);
   });
 });
@@ -504,9 +520,9 @@ describe("faults upstream of the egress: the resource server (or what poses as o
     const ok = await through('GET', '/fine');
     assert.equal(ok.status, 200);
     assert.match(ok.body, /^ok \/fine/);
-    assert.ok(await until(() => egress.state().activeRequests === 0), 'in-flight requests back to 0');
+    await waitFor(() => egress.state().activeRequests === 0, { message: 'in-flight requests back to 0' });
     assert.equal(egress.stats.failures.internal, undefined, 'no internal error');
-    assert.doesNotMatch(await (await fetch(`${egress.metrics!.url}/metrics`)).text(), /status="500"/, 'no 500 answered');
+    assert.doesNotMatch(await metricsText(egress.metrics!.url), /status="500"/, 'no 500 answered');
   }
 
   it('RST_STREAM on an in-flight POST: not retried, 502 upstream_unavailable', async () => {
@@ -616,21 +632,24 @@ describe("faults upstream of the egress: the resource server (or what poses as o
     const req = httpRequest({ host: '127.0.0.1', port, path: '/h1/hang', headers: bearer(), agent: false });
     req.on('error', () => undefined);
     req.end();
-    assert.ok(await until(() => h1Hangs.open === 1));
-    req.destroy();
-    assert.ok(await until(() => h1Hangs.closed === 1), 'the upstream saw the request cancelled');
+    try {
+      await waitFor(() => h1Hangs.open === 1, { message: 'the hanging request reached the HTTP/1.1 upstream' });
+    } finally {
+      req.destroy();
+    }
+    await waitFor(() => h1Hangs.closed === 1, { message: 'the upstream saw the request cancelled' });
     assert.ok((egress.stats.failures.agent_gone ?? 0) >= 1);
     await assertHealthy();
   });
 
   it('afterwards: upstream connections and proof state match the live connections; agent connections are all closed', async () => {
     await assertHealthy();
-    assert.ok(await until(() => egress.state().agentConnections === 0), 'agent connections closed');
+    await waitFor(() => egress.state().agentConnections === 0, { message: 'agent connections closed' });
     const state = egress.state();
     assert.equal(state.activeRequests, 0);
     assert.equal(state.connectionStates, egress.stats.upstreamConnectionsOpen, 'proof state only for open connections');
-    assert.ok(await until(() => egress.state().upstreamSessions <= 1, 5000), `one live session to the healthy upstream (${egress.state().upstreamSessions})`);
-    const metrics = await (await fetch(`${egress.metrics!.url}/metrics`)).text();
+    await waitFor(() => egress.state().upstreamSessions <= 1, { timeoutMs: 5000, message: () => `one live session to the healthy upstream (${egress.state().upstreamSessions})` });
+    const metrics = await metricsText(egress.metrics!.url);
     assert.match(metrics, /tether_egress_agent_connections 0\b/);
     assert.match(metrics, new RegExp(`tether_egress_upstream_connections ${egress.stats.upstreamConnectionsOpen}\\b`));
   });

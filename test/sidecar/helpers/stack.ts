@@ -32,7 +32,7 @@ export interface EchoApp {
 
 /**
  * The local application: `/sse` sends one event, waits for `releaseSse()`, sends two more and ends;
- * `/slow` answers after 300 ms; `/reset` destroys the connection; anything else echoes JSON.
+ * `/slow` answers after 300 ms (`/slow?ms=N`: after N ms); `/reset` destroys the connection; anything else echoes JSON.
  */
 export async function startEchoApp(): Promise<EchoApp> {
   const seen: EchoRecord[] = [];
@@ -66,6 +66,14 @@ export async function startEchoApp(): Promise<EchoApp> {
         return;
       }
       if (path === '/slow') {
+        // `?ms=N` (0 to 60000) sets the delay, and a hang-up cancels the answer; 300 ms without it.
+        const asked = new URL(req.url ?? '/', 'http://app').searchParams.get('ms');
+        const delay = asked === null ? Number.NaN : Number(asked);
+        if (Number.isInteger(delay) && delay >= 0 && delay <= 60_000) {
+          const timer = setTimeout(() => res.writeHead(200, { 'content-type': 'text/plain' }).end('slow done'), delay);
+          res.on('close', () => clearTimeout(timer));
+          return;
+        }
         setTimeout(() => res.writeHead(200, { 'content-type': 'text/plain' }).end('slow done'), 300);
         return;
       }
