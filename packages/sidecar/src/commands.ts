@@ -5,11 +5,12 @@
  * as one line on standard error without a stack.
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { introspectionValidator, jwksFromFile, jwtAccessTokenValidator, remoteJwks, type AccessTokenValidator } from '@tether/core';
+import { jwksFromFile, jwtAccessTokenValidator, remoteJwks, type AccessTokenValidator } from '@tether/core';
 import { isConfigError, LOG_LEVELS, readConfigFile, SidecarConfigError, type LogLevel } from './config.js';
 import { startEgress, type EgressRoute } from './egress.js';
 import { startIngress } from './ingress.js';
-import type { LogOptions } from './log.js';
+import { introspectionArgs, introspectionFromArgs, rejectStrayIntrospectionArgs } from './introspection-args.js';
+import { createLogger, type LogOptions } from './log.js';
 
 /** Where a command writes and how it is stopped; defaults are the process's. Compatible with the CLI's CommandContext. */
 export interface CommandIO {
@@ -76,9 +77,17 @@ Options:
   --jwks-ca FILE               extra CA for an https JWKS or introspection URL
   --issuer ISS                 required 'iss' (required with JWKS)
   --audience AUD               accepted 'aud' (repeatable; required with JWKS)
-  --introspection-url URL      RFC 7662 introspection instead of JWTs
-  --introspection-client-id ID client_secret_basic credentials; the secret is read from the
-                               environment variable TETHER_INTROSPECTION_SECRET
+  --introspection-url URL      RFC 7662 introspection instead of JWTs (failed calls: warn log)
+  --introspection-client-id ID the ingress's client_id at the authorization server (required
+                               with --introspection-url)
+  --introspection-auth M       client authentication at the introspection endpoint:
+                               tls_client_auth (default), private_key_jwt (RFC 7523 assertion,
+                               aud = --issuer or the URL) or client_secret_basic (secret from
+                               TETHER_INTROSPECTION_SECRET; the default when that variable is set)
+  --introspection-cert FILE, --introspection-key FILE
+                               client certificate and key for tls_client_auth (default: --cert
+                               and --key; the certificate needs the clientAuth usage); the key
+                               also signs private_key_jwt assertions
   --minimum-binding B          session (default) or certificate (also accept RFC 8705 tokens)
   --required-scope S           scope every request must carry (repeatable)
   --resource URI               'resource' in the metadata (default: https:// + request authority)
@@ -300,8 +309,7 @@ export async function runIngressCommand(argv: readonly string[], partialIO: Part
       'jwks-ca': { type: 'string' },
       issuer: { type: 'string' },
       audience: { type: 'string', multiple: true },
-      'introspection-url': { type: 'string' },
-      'introspection-client-id': { type: 'string' },
+      ...introspectionArgs,
       'minimum-binding': { type: 'string' },
       'required-scope': { type: 'string', multiple: true },
       resource: { type: 'string' },
@@ -329,26 +337,22 @@ export async function runIngressCommand(argv: readonly string[], partialIO: Part
     const extraCa = values['jwks-ca'] === undefined ? undefined : readConfigFile(values['jwks-ca'], '--jwks-ca');
     const audience = values.audience ?? [];
     let tokens: AccessTokenValidator;
-    if (values['introspection-url'] !== undefined) {
-      let endpoint: URL;
-      try {
-        endpoint = new URL(values['introspection-url']);
-      } catch {
-        throw new SidecarConfigError('--introspection-url is not a URL');
-      }
-      const clientId = values['introspection-client-id'];
-      const clientSecret = io.env.TETHER_INTROSPECTION_SECRET;
-      if (clientId !== undefined && (clientSecret === undefined || clientSecret === '')) {
-        throw new SidecarConfigError('--introspection-client-id needs the secret in TETHER_INTROSPECTION_SECRET');
-      }
-      tokens = introspectionValidator({
-        endpoint,
-        ...(clientId === undefined ? {} : { clientId, clientSecret: clientSecret as string }),
-        ...(extraCa === undefined ? {} : { tls: { ca: extraCa } }),
-        ...(values.issuer === undefined ? {} : { issuer: values.issuer }),
-        ...(audience.length === 0 ? {} : { audience }),
-      });
+    const introspectionUrl = values['introspection-url'];
+    if (introspectionUrl !== undefined) {
+      tokens = introspectionFromArgs(
+        { ...values, 'introspection-url': introspectionUrl },
+        {
+          env: io.env,
+          cert,
+          key,
+          ...(extraCa === undefined ? {} : { ca: extraCa }),
+          ...(values.issuer === undefined ? {} : { issuer: values.issuer }),
+          audience,
+          log: createLogger('ingress', logOptions(logLevel(values['log-level']), io)),
+        },
+      );
     } else {
+      rejectStrayIntrospectionArgs(values);
       const issuer = required(values.issuer, '--issuer');
       if (audience.length === 0) throw new SidecarConfigError('--audience is required with --jwks-url or --jwks-file');
       const keys = values['jwks-file'] !== undefined ? jwksFromFile(values['jwks-file']) : remoteJwks(values['jwks-url'] as string, extraCa === undefined ? {} : { ca: extraCa });

@@ -5,7 +5,14 @@ export type { VerifiedPrincipal } from './principal.js';
 export type { VerifierStats } from './stats.js';
 export type { AccessTokenClaims, AccessTokenValidator, ActorClaim } from './access-token.js';
 export { jwtAccessTokenValidator, DEFAULT_ACCESS_TOKEN_ALGORITHMS, type JwtAccessTokenValidatorOptions } from './jwt-access-token.js';
-export { introspectionValidator, type IntrospectionValidatorOptions } from './introspection.js';
+export {
+  introspectionValidator,
+  type IntrospectionValidatorOptions,
+  type IntrospectionClientAuth,
+  type IntrospectionAuthMethod,
+  type IntrospectionFailure,
+  type IntrospectionFailureReason,
+} from './introspection.js';
 export { localJwks, jwksFromFile, remoteJwks, type RemoteJwksOptions, type RemoteJwksResolver, type RemoteJwksStats } from './jwks.js';
 export { BindingCache, type BindingEntry, type BindingCacheOptions } from './binding-cache.js';
 export { MemoryReplayStore, type ReplayStore, type MemoryReplayStoreOptions } from './replay-store.js';
