@@ -108,8 +108,9 @@ test('tether as --dev --pki DIR --listen HOST:PORT: one JSON line, a client per 
     await waitFor(() => stdout.text().includes('\n'));
     const lines = stdout.text().trim().split('\n');
     assert.equal(lines.length, 1);
-    const { issuer } = JSON.parse(lines[0] as string) as { issuer: string };
+    const { listening, issuer } = JSON.parse(lines[0] as string) as { listening: string; issuer: string };
     assert.match(issuer, /^https:\/\/127\.0\.0\.1:\d+$/);
+    assert.equal(listening, issuer, 'the dev issuer is the mTLS listener');
     const read = (n: string) => readFileSync(join(pkiDir, n), 'utf8');
     const agent = new TokenClient({ cert: read('agent.pem'), key: read('agent.key'), ca: read('ca.pem') });
     try {
@@ -155,7 +156,7 @@ test('tether as --config FILE runs; argument and configuration errors exit 2 wit
     const abort = new AbortController();
     const run = runAuthorizationServerCommand(['--config', file, '--log-level', 'silent'], { stdout, stderr: capture(), signal: abort.signal });
     await waitFor(() => stdout.text().includes('\n'));
-    assert.match(stdout.text(), /^\{"issuer":"https:\/\/127\.0\.0\.1:\d+"\}\n$/);
+    assert.match(stdout.text(), /^\{"listening":"https:\/\/127\.0\.0\.1:\d+","issuer":"https:\/\/127\.0\.0\.1:\d+","pid":\d+\}\n$/);
     abort.abort();
     assert.equal(await run, 0);
 

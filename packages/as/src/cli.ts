@@ -1,8 +1,9 @@
 /**
  * `tether as`: run the authorization server from a configuration file, or in development mode
- * from a `tether pki init` directory. Prints one JSON line `{"issuer":"https://HOST:PORT"}` on
- * stdout when ready; logs (pino JSON) go to stderr. Runs until the abort signal fires (or, without
- * one, SIGINT/SIGTERM), then closes and resolves 0.
+ * from a `tether pki init` directory. Prints one JSON line on stdout when ready
+ * (`{"listening":"https://HOST:PORT","issuer":...,"pid":...}`, see {@link readyLine}); logs (pino
+ * JSON) go to stderr. Runs until the abort signal fires (or, without one, SIGINT/SIGTERM), then
+ * closes and resolves 0.
  */
 import { isIP } from 'node:net';
 import { parseArgs } from 'node:util';
@@ -10,7 +11,7 @@ import { pino } from 'pino';
 import { loadConfigFile, resolveConfig, type ResolvedConfig } from './config.js';
 import { devConfig } from './dev.js';
 import { ConfigError } from './errors.js';
-import { startAuthorizationServer } from './server.js';
+import { startAuthorizationServer, type AuthorizationServer, type StartOptions } from './server.js';
 
 export interface AsCommandContext {
   stdout: { write(chunk: string): unknown };
@@ -19,8 +20,8 @@ export interface AsCommandContext {
   signal?: AbortSignal;
 }
 
-export const asCommandHelp = `Usage: tether as --config FILE [--log-level LEVEL]
-       tether as --dev --pki DIR [--listen HOST:PORT] [--data DIR] [--log-level LEVEL]
+export const asCommandHelp = `Usage: tether as --config FILE [--metrics-listen HOST:PORT] [--log-level LEVEL]
+       tether as --dev --pki DIR [--listen HOST:PORT] [--data DIR] [--metrics-listen HOST:PORT] [--log-level LEVEL]
 
 Run the authorization server: mTLS client authentication (tls_client_auth,
 self_signed_tls_client_auth) and private_key_jwt; client_credentials and token exchange
@@ -36,10 +37,18 @@ Options:
                       session-bound tokens, and may request or exchange tokens for any other
   --listen HOST:PORT  listen address in --dev mode (default 127.0.0.1:8443; port 0 picks one)
   --data DIR          state directory in --dev mode (default DIR/as-data: keys, revocations)
+  --metrics-listen HOST:PORT
+                      operations listener, plain HTTP: GET /metrics (Prometheus), /healthz
+                      (liveness) and /readyz (readiness: 503 with a reason while starting,
+                      draining, or without an active signing key or a valid certificate);
+                      none by default. Port 0 picks one
   --log-level LEVEL   fatal, error, warn, info (default), debug, trace or silent
   -h, --help          show this help
 
-Prints {"issuer":"https://HOST:PORT"} on stdout when ready; logs go to stderr as JSON lines.
+Prints one JSON line on stdout when ready:
+  {"listening":"https://HOST:PORT","issuer":"...","plain":"https://...","metrics":"http://...","pid":N}
+(listening: the mTLS listener; plain only with plainTlsListen; metrics only with
+--metrics-listen). Logs go to stderr as JSON lines; nothing else is written to stdout.
 Exit status: 0 after a clean shutdown, 1 on a runtime failure, 2 on bad arguments or an
 invalid configuration (every problem is listed with its path).
 `;
@@ -49,22 +58,37 @@ type Level = (typeof LEVELS)[number];
 
 class UsageError extends Error {}
 
-function parseListen(value: string): { host: string; port: number } {
+function parseListen(value: string, option = '--listen'): { host: string; port: number } {
   const m = /^\[([^\]]+)\]:(\d+)$/.exec(value) ?? /^([^:[\]]*):(\d+)$/.exec(value);
-  if (m === null) throw new UsageError(`--listen must be HOST:PORT or [IPv6]:PORT (got '${value}')`);
+  if (m === null) throw new UsageError(`${option} must be HOST:PORT or [IPv6]:PORT (got '${value}')`);
   const host = (m[1] as string) === '' ? '127.0.0.1' : (m[1] as string);
-  if (value.startsWith('[') && isIP(host) !== 6) throw new UsageError(`--listen: '${host}' is not an IPv6 address`);
-  if (!/^[A-Za-z0-9.:-]+$/.test(host)) throw new UsageError(`--listen: invalid host '${host}'`);
+  if (value.startsWith('[') && isIP(host) !== 6) throw new UsageError(`${option}: '${host}' is not an IPv6 address`);
+  if (!/^[A-Za-z0-9.:-]+$/.test(host)) throw new UsageError(`${option}: invalid host '${host}'`);
   const port = Number(m[2]);
-  if (!Number.isSafeInteger(port) || port > 65535) throw new UsageError(`--listen: invalid port '${m[2] as string}'`);
+  if (!Number.isSafeInteger(port) || port > 65535) throw new UsageError(`${option}: invalid port '${m[2] as string}'`);
   return { host, port };
+}
+
+/**
+ * The ready line: `listening` (the mTLS listener's URL) first, then `issuer`, `plain` (the
+ * plain-TLS listener, when configured), `metrics` (the operations listener, with
+ * --metrics-listen) and `pid`.
+ */
+function readyLine(server: Pick<AuthorizationServer, 'url' | 'issuer' | 'plainUrl' | 'metricsUrl'>, pid = process.pid): string {
+  return `${JSON.stringify({
+    listening: server.url,
+    issuer: server.issuer,
+    ...(server.plainUrl === undefined ? {} : { plain: server.plainUrl }),
+    ...(server.metricsUrl === undefined ? {} : { metrics: server.metricsUrl }),
+    pid,
+  })}\n`;
 }
 
 /** Run `tether as` with `argv` (the arguments after `as`). Never throws; resolves the exit code. */
 export async function runAuthorizationServerCommand(argv: readonly string[], context: Partial<AsCommandContext> = {}): Promise<number> {
   const stdout = context.stdout ?? process.stdout;
   const stderr = context.stderr ?? process.stderr;
-  let values: { config?: string; dev?: boolean; pki?: string; listen?: string; data?: string; 'log-level'?: string; help?: boolean };
+  let values: { config?: string; dev?: boolean; pki?: string; listen?: string; data?: string; 'metrics-listen'?: string; 'log-level'?: string; help?: boolean };
   try {
     ({ values } = parseArgs({
       args: [...argv],
@@ -74,6 +98,7 @@ export async function runAuthorizationServerCommand(argv: readonly string[], con
         pki: { type: 'string' },
         listen: { type: 'string' },
         data: { type: 'string' },
+        'metrics-listen': { type: 'string' },
         'log-level': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -91,7 +116,9 @@ export async function runAuthorizationServerCommand(argv: readonly string[], con
 
   let config: ResolvedConfig;
   let level: Level;
+  let metricsListen: { host: string; port: number } | undefined;
   try {
+    if (values['metrics-listen'] !== undefined) metricsListen = parseListen(values['metrics-listen'], '--metrics-listen');
     const logLevel = values['log-level'];
     if (logLevel !== undefined && !(LEVELS as readonly string[]).includes(logLevel)) throw new UsageError(`--log-level must be one of ${LEVELS.join(', ')}`);
     if (values.dev === true) {
@@ -123,35 +150,54 @@ export async function runAuthorizationServerCommand(argv: readonly string[], con
   }
 
   const logger = pino({ level }, { write: (line: string) => stderr.write(line) });
-  let server: Awaited<ReturnType<typeof startAuthorizationServer>>;
-  try {
-    server = await startAuthorizationServer(config, { logger });
-  } catch (error) {
-    stderr.write(`tether as: cannot start: ${(error as Error).message}\n`);
-    return 1;
-  }
-  stdout.write(`${JSON.stringify({ issuer: server.issuer })}\n`);
+  return serve(config, { logger, ...(metricsListen === undefined ? {} : { metricsListen }) }, { stdout, stderr, ...(context.signal === undefined ? {} : { signal: context.signal }) });
+}
 
-  await new Promise<void>((resolve) => {
-    const signal = context.signal;
-    if (signal !== undefined) {
-      if (signal.aborted) resolve();
-      else signal.addEventListener('abort', () => resolve(), { once: true });
-      return;
-    }
-    const stop = () => {
-      process.off('SIGINT', stop);
-      process.off('SIGTERM', stop);
-      resolve();
-    };
-    process.on('SIGINT', stop);
-    process.on('SIGTERM', stop);
-  });
-  try {
-    await server.close();
-  } catch (error) {
-    stderr.write(`tether as: error while stopping: ${(error as Error).message}\n`);
-    return 1;
+/**
+ * Resolves when the server should stop: `signal` aborted or, without one, the first SIGINT or
+ * SIGTERM. Listening starts at once, so a signal during start-up closes the server once it is up
+ * instead of killing the process; a second signal ends the process at once (default action).
+ */
+function stopSignal(signal: AbortSignal | undefined): { stopped: Promise<void>; dispose(): void } {
+  if (signal !== undefined) {
+    return { stopped: signal.aborted ? Promise.resolve() : new Promise((resolve) => signal.addEventListener('abort', () => resolve(), { once: true })), dispose() {} };
   }
-  return 0;
+  // After the first signal the listeners are gone: a second one ends the process at once.
+  let resolveStopped = () => undefined as void;
+  const stopped = new Promise<void>((resolve) => (resolveStopped = resolve));
+  const dispose = () => {
+    process.off('SIGINT', stop);
+    process.off('SIGTERM', stop);
+  };
+  const stop = () => {
+    dispose();
+    resolveStopped();
+  };
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+  return { stopped, dispose };
+}
+
+async function serve(config: ResolvedConfig, options: StartOptions, io: AsCommandContext): Promise<number> {
+  const stop = stopSignal(io.signal);
+  try {
+    let server: AuthorizationServer;
+    try {
+      server = await startAuthorizationServer(config, options);
+    } catch (error) {
+      io.stderr.write(`tether as: cannot start: ${(error as Error).message}\n`);
+      return 1;
+    }
+    io.stdout.write(readyLine(server));
+    await stop.stopped;
+    try {
+      await server.close();
+    } catch (error) {
+      io.stderr.write(`tether as: error while stopping: ${(error as Error).message}\n`);
+      return 1;
+    }
+    return 0;
+  } finally {
+    stop.dispose();
+  }
 }

@@ -5,7 +5,8 @@
  * does not, and metadata then lists the mTLS listener in `mtls_endpoint_aliases` (RFC 8705
  * section 5).
  */
-import { STATUS_CODES, type IncomingMessage } from 'node:http';
+import { X509Certificate } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
 import { constants as http2Constants, type Http2ServerRequest, type Http2SecureServer, type ServerHttp2Session } from 'node:http2';
 import type { AddressInfo, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
@@ -25,10 +26,12 @@ import {
 } from './config.js';
 import { peerOf } from './connection.js';
 import { AuthorizationEngine, PATHS, type Endpoint, type EngineUrls, type RequestInfo } from './engine.js';
-import { OAuthError, isOAuthError } from './errors.js';
+import { OAuthError } from './errors.js';
+import { clientErrorHandler, sendError, toOAuthError } from './http-errors.js';
 import { FormParams } from './form.js';
 import { KeyManager } from './keys.js';
 import { createMetrics, type AsMetrics } from './metrics.js';
+import { startOpsServer, type OpsServer, type Readiness } from './ops.js';
 import { FileStore, type Store } from './store.js';
 
 export interface StartOptions {
@@ -42,6 +45,11 @@ export interface StartOptions {
   store?: Store;
   /** Collect Node process metrics too (default true). */
   defaultMetrics?: boolean;
+  /**
+   * Address of the operations listener (plain HTTP: `/metrics`, `/healthz`, `/readyz`); none by
+   * default. It is up before the TLS listeners (ready: false, `starting`) and closed after them.
+   */
+  metricsListen?: { host: string; port: number };
 }
 
 export interface AuthorizationServer {
@@ -56,6 +64,8 @@ export interface AuthorizationServer {
   readonly revocationEndpoint: string;
   readonly jwksUri: string;
   readonly metadataUrl: string;
+  /** `http://host:port` of the operations listener, when `metricsListen` was given. */
+  readonly metricsUrl: string | undefined;
   readonly config: ResolvedConfig;
   readonly metrics: AsMetrics;
   readonly store: Store;
@@ -71,6 +81,13 @@ export interface AuthorizationServer {
   /** Register a client at run time (persisted in the store). Throws `ConfigError`. */
   registerClient(metadata: ClientMetadata): Promise<void>;
   unregisterClient(clientId: string): Promise<boolean>;
+  /**
+   * Whether to send traffic here (what `/readyz` answers): ready while every listener listens,
+   * a signing key is active, the TLS certificate is within its validity and `close` was not
+   * called. Otherwise a reason: `not_listening`, `no_signing_key`, `certificate_expired`,
+   * `draining` (closing), `stopped`.
+   */
+  readiness(): Readiness;
   close(): Promise<void>;
 }
 
@@ -100,60 +117,6 @@ function baseUrl(address: AddressInfo, host: string, publicUrl: string | undefin
   if (publicUrl !== undefined) return publicUrl.replace(/\/+$/, '');
   const h = host === '0.0.0.0' || host === '::' ? address.address : host;
   return `https://${isIP(h) === 6 ? `[${h}]` : h}:${address.port}`;
-}
-
-/** Map anything thrown while handling a request to an OAuth error response. */
-function toOAuthError(error: unknown): OAuthError {
-  if (isOAuthError(error)) return error;
-  const e = error as { code?: unknown; statusCode?: unknown; message?: unknown };
-  switch (e.code) {
-    case 'FST_ERR_CTP_BODY_TOO_LARGE':
-      return new OAuthError('invalid_request', 'The request body is too large', { reason: 'body_too_large', statusCode: 413 });
-    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
-    case 'FST_ERR_CTP_INVALID_TYPE':
-      return new OAuthError('invalid_request', 'The request body must be application/x-www-form-urlencoded', { reason: 'content_type' });
-    default:
-      break;
-  }
-  if (typeof e.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500) {
-    return new OAuthError('invalid_request', 'The request is malformed', { reason: typeof e.code === 'string' ? e.code.toLowerCase() : 'malformed', statusCode: e.statusCode === 413 ? 413 : 400 });
-  }
-  return new OAuthError('server_error', 'The server could not handle the request', { reason: 'internal', cause: error });
-}
-
-/**
- * Fastify `clientErrorHandler`: HTTP/1.1 requests Node's parser refuses before a request exists (a
- * header section over the limit: 431; a request timeout: 408; anything malformed: 400) get the
- * same RFC 6749 JSON error body as every other refusal, instead of Fastify's own, and the
- * connection is closed.
- */
-function clientErrorHandler(metrics: AsMetrics) {
-  return (error: NodeJS.ErrnoException, socket: Socket): void => {
-    if (error.code === 'ECONNRESET' || socket.destroyed) return;
-    const [status, reason, description] =
-      error.code === 'HPE_HEADER_OVERFLOW'
-        ? [431, 'header_too_large', 'The request header section is too large']
-        : error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
-          ? [408, 'timeout', 'The request took too long']
-          : [400, 'malformed', 'The request is malformed'];
-    metrics.failures.inc({ endpoint: 'other', error: 'invalid_request', reason });
-    const body = JSON.stringify(new OAuthError('invalid_request', description, { reason }).toJSON());
-    if (socket.writable) {
-      socket.write(
-        `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncache-control: no-store\r\npragma: no-cache\r\n` +
-          `connection: close\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
-      );
-    }
-    socket.destroySoon();
-  };
-}
-
-function sendError(reply: FastifyReply, error: OAuthError): FastifyReply {
-  return reply
-    .code(error.statusCode)
-    .headers({ ...error.headers, 'cache-control': 'no-store', pragma: 'no-cache' })
-    .type('application/json')
-    .send(JSON.stringify(error.toJSON()));
 }
 
 interface AppContext {
@@ -274,14 +237,19 @@ function buildApp(ctx: AppContext, listener: Listener): { app: FastifyInstance; 
   };
 
   const noStore = { 'cache-control': 'no-store', pragma: 'no-cache' };
+  // Requests whose endpoint handler ran are observed once their response is out (the status is
+  // then the one sent: a refusal's comes from the error handler, after the handler threw). The
+  // duration is Fastify's, from the request's arrival to the end of its response.
+  const handled = new WeakMap<AnyRequest, Endpoint>();
+  app.addHook('onResponse', (request, reply, done) => {
+    const endpoint = handled.get(request);
+    if (endpoint !== undefined) metrics.requestDuration.observe({ endpoint, status: String(reply.statusCode) }, reply.elapsedTime / 1000);
+    done();
+  });
   const timed = (endpoint: Endpoint, handler: (request: AnyRequest, reply: FastifyReply) => Promise<unknown>) => {
-    return async (request: AnyRequest, reply: FastifyReply) => {
-      const started = process.hrtime.bigint();
-      try {
-        return await handler(request, reply);
-      } finally {
-        metrics.requestDuration.observe({ endpoint, status: String(reply.statusCode) }, Number(process.hrtime.bigint() - started) / 1e9);
-      }
+    return (request: AnyRequest, reply: FastifyReply) => {
+      handled.set(request, endpoint);
+      return handler(request, reply);
     };
   };
 
@@ -353,8 +321,18 @@ export async function startAuthorizationServer(config: AuthorizationServerConfig
   await store.open();
   const apps: Array<ReturnType<typeof buildApp>> = [];
   let timer: NodeJS.Timeout | undefined;
+  let ops: OpsServer | undefined;
+  let state: ServerState = 'starting';
+  let readiness = (): Readiness => ({ ready: false, reason: state });
   try {
     const metrics = createMetrics({ defaultMetrics: options.defaultMetrics ?? true });
+    if (options.metricsListen !== undefined) {
+      const { registry } = metrics;
+      const { host, port } = options.metricsListen;
+      ops = await startOpsServer({ host, port, metrics: async () => ({ contentType: registry.contentType, body: await registry.metrics() }), readiness: () => readiness() }).catch((error: unknown) => {
+        throw new Error(`operations listener ${host}:${port}: ${(error as Error).message}`, { cause: error });
+      });
+    }
     const keys = new KeyManager(store, {
       algorithm: resolved.signingKeys.algorithm,
       rotationInterval: resolved.signingKeys.rotationInterval,
@@ -410,7 +388,10 @@ export async function startAuthorizationServer(config: AuthorizationServerConfig
       maintain().catch((error: unknown) => logger.error({ err: error }, 'maintenance failed'));
     }, resolved.signingKeys.checkInterval * 1000);
     timer.unref();
-    logger.info({ event: 'started', issuer, url: mtlsBase, plainUrl: plainBase, kid: keys.active.kid }, 'authorization server started');
+    const certificateNotAfter = Date.parse(new X509Certificate(resolved.tls.cert).validTo);
+    readiness = () => readinessOf({ state, apps, keys, certificateExpired: clock() >= certificateNotAfter });
+    state = 'running';
+    logger.info({ event: 'started', issuer, url: mtlsBase, plainUrl: plainBase, metricsUrl: ops?.url, kid: keys.active.kid }, 'authorization server started');
 
     let closing: Promise<void> | undefined;
     const server: AuthorizationServer = {
@@ -422,6 +403,7 @@ export async function startAuthorizationServer(config: AuthorizationServerConfig
       revocationEndpoint: `${publicBase}${PATHS.revocation}`,
       jwksUri: `${publicBase}${PATHS.jwks}`,
       metadataUrl: `${publicBase}${PATHS.metadata}`,
+      metricsUrl: ops?.url,
       config: resolved,
       metrics,
       store,
@@ -447,11 +429,15 @@ export async function startAuthorizationServer(config: AuthorizationServerConfig
         engine.setRegisteredClients(engine.clients.filter((c) => !resolved.clients.includes(c) && c.client_id !== clientId));
         return removed;
       },
+      readiness: () => readiness(),
       close() {
         closing ??= (async () => {
+          state = 'draining';
           clearInterval(timer);
           await Promise.all(apps.map((a) => closeApp(a)));
           await store.close();
+          state = 'stopped';
+          await ops?.close();
           logger.info({ event: 'stopped', issuer }, 'authorization server stopped');
         })();
         return closing;
@@ -462,8 +448,19 @@ export async function startAuthorizationServer(config: AuthorizationServerConfig
     clearInterval(timer);
     await Promise.all(apps.map((a) => closeApp(a).catch(() => undefined)));
     await store.close().catch(() => undefined);
+    await ops?.close();
     throw error;
   }
+}
+
+type ServerState = 'starting' | 'running' | 'draining' | 'stopped';
+
+function readinessOf(s: { state: ServerState; apps: ReadonlyArray<{ app: FastifyInstance }>; keys: KeyManager; certificateExpired: boolean }): Readiness {
+  if (s.state !== 'running') return { ready: false, reason: s.state };
+  if (!s.apps.every((a) => a.app.server.listening)) return { ready: false, reason: 'not_listening' };
+  if (!s.keys.keys.some((k) => k.state === 'active') || s.keys.jwks.keys.length === 0) return { ready: false, reason: 'no_signing_key' };
+  if (s.certificateExpired) return { ready: false, reason: 'certificate_expired' };
+  return { ready: true };
 }
 
 async function closeApp(a: { app: FastifyInstance; sockets: Set<Socket>; sessions: Set<ServerHttp2Session> }): Promise<void> {

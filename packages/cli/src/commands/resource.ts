@@ -1,3 +1,4 @@
+import { X509Certificate } from 'node:crypto';
 import { once } from 'node:events';
 import { createSecureServer, type Http2SecureServer, type ServerHttp2Session } from 'node:http2';
 import type { AddressInfo } from 'node:net';
@@ -17,7 +18,9 @@ import { sessionBoundHandler, sessionBoundTlsOptions } from '@tether/core/node';
 import { oneOf, originOf, parseCommandArgs, parseListen, readOptionFile, required, wantsHelp } from '../util/args.js';
 import { resolveContext, shutdownSignal, type CommandContext } from '../util/context.js';
 import { describeError, runtimeError, usageError } from '../util/errors.js';
+import { startOpsServer, type OpsServer, type Readiness } from '../util/ops-server.js';
 import { loadCaBundle, loadKeyPair } from '../util/pem.js';
+import { PROMETHEUS_TEXT, resourceMetricsText, resourceReadiness, retryUntilLoaded } from './resource-ops.js';
 import { DEV_AUDIENCE, DEV_ISSUER } from './dev-token.js';
 
 export const resourceHelp = `Usage: tether resource --cert FILE --key FILE --ca FILE (--jwks-file FILE | --jwks-url URL) [options]
@@ -30,12 +33,16 @@ with client certificates required. Every request on any path and with any method
 or refused with the draft's 401 (invalid_token, use_session_binding, invalid_proof) or 400.
 
 Output (stdout, one JSON object per line):
-  {"listening":"https://HOST:PORT"}   once, when ready (the actual port when --listen ends in :0)
+  {"listening":"https://HOST:PORT","metrics":"http://HOST:PORT","pid":N}
+                                      once, when listening (actual ports when they end in :0;
+                                      metrics only with --metrics-listen)
   {"stats":{...}}                     each time the process receives SIGUSR2: the verifier's
                                       counters (requests, accepted, proofVerifications, cacheHits,
                                       failures by reason), bindings cached, open connections,
                                       and the JWKS fetch counters with --jwks-url
-Nothing else is logged. SIGTERM or SIGINT closes every connection and exits 0.
+Nothing else is logged (stderr gets a warning when --jwks-url cannot be fetched at start; the
+fetch is then retried, 1 s doubling to 30 s, until it succeeds). SIGTERM or SIGINT closes every
+connection and exits 0.
 
 Options:
   --listen HOST:PORT      address to listen on (default 127.0.0.1:8443); [IPv6]:PORT for IPv6;
@@ -51,6 +58,11 @@ Options:
   --audience AUDIENCE     accepted token aud (default: ${DEV_AUDIENCE})
   --minimum-binding KIND  weakest token binding accepted: session (default), certificate or none
   --allow-tls12           accept TLS 1.2 as well as TLS 1.3 (renegotiation stays disabled)
+  --metrics-listen HOST:PORT
+                          operations listener, plain HTTP: GET /metrics (Prometheus text of the
+                          counters above), /healthz (liveness) and /readyz (readiness: 503
+                          {"status":"not_ready","reason":R} with R starting, draining,
+                          not_listening, certificate_expired or jwks_unavailable); none by default
   -h, --help              show this help
 
 Exit status: 0 after SIGTERM/SIGINT, 2 on bad arguments or unreadable files, 1 when the
@@ -90,6 +102,8 @@ export interface RunningResource {
   port: number;
   verifier: SessionBoundVerifier;
   stats(): ResourceStats;
+  /** `/readyz`: see `resourceReadiness`. */
+  readiness(): Readiness;
   /** Stop accepting, close every session and connection, resolve when the server is closed. */
   close(): Promise<void>;
 }
@@ -98,6 +112,11 @@ const MAX_BODY = 1024 * 1024;
 
 function echo(principal: VerifiedPrincipal, method: string | undefined, path: string | undefined, httpVersion: string, bodyBytes: number): string {
   return JSON.stringify({ principal, request: { method, path, httpVersion, bodyBytes } });
+}
+
+function whyNotListening(error: unknown): string {
+  const code = (error as { code?: unknown }).code;
+  return code === 'EADDRINUSE' ? 'address already in use' : code === 'EADDRNOTAVAIL' ? 'address not available' : code === 'EACCES' ? 'permission denied' : describeError(error);
 }
 
 /** Start the protected echo resource. Rejects with a `CliError` when the address cannot be used. */
@@ -153,13 +172,13 @@ export async function startResource(options: ResourceOptions): Promise<RunningRe
       once(server, 'error').then(([error]) => Promise.reject(error as Error)),
     ]);
   } catch (error) {
-    const code = (error as { code?: unknown }).code;
-    const why = code === 'EADDRINUSE' ? 'address already in use' : code === 'EADDRNOTAVAIL' ? 'address not available' : code === 'EACCES' ? 'permission denied' : describeError(error);
+    const why = whyNotListening(error);
     throw runtimeError(`cannot listen on ${options.host}:${options.port}: ${why}`, error);
   }
   server.on('error', () => undefined);
   const port = (server.address() as AddressInfo).port;
   const jwksStats = (options.keys as { stats?: RemoteJwksStats }).stats;
+  const certificateNotAfter = Date.parse(new X509Certificate(options.cert).validTo);
   let closing: Promise<void> | undefined;
 
   return {
@@ -181,6 +200,7 @@ export async function startResource(options: ResourceOptions): Promise<RunningRe
       if (jwksStats !== undefined && jwks !== undefined) out.jwks = jwks;
       return out;
     },
+    readiness: () => resourceReadiness({ closing: closing !== undefined, listening: server.listening, certificateNotAfter, now: Date.now(), jwks: (options.keys as { stats?: RemoteJwksStats }).stats }),
     close() {
       closing ??= new Promise<void>((resolve) => {
         const force = setTimeout(() => {
@@ -221,9 +241,11 @@ export async function resourceCommand(args: string[], context?: Partial<CommandC
       audience: { type: 'string' },
       'minimum-binding': { type: 'string' },
       'allow-tls12': { type: 'boolean' },
+      'metrics-listen': { type: 'string' },
     },
   });
   const { host, port } = parseListen(values.listen ?? '127.0.0.1:8443');
+  const metricsListen = values['metrics-listen'] === undefined ? undefined : parseListen(values['metrics-listen'], '--metrics-listen');
   const minimumBinding = oneOf(values['minimum-binding'], '--minimum-binding', ['session', 'certificate', 'none'] as const, 'session');
   const certPath = required(values.cert, '--cert');
   const keyPath = required(values.key, '--key');
@@ -262,10 +284,9 @@ export async function resourceCommand(args: string[], context?: Partial<CommandC
     throw error;
   }
 
-  const shutdown = shutdownSignal(ctx);
-  let running: RunningResource;
-  try {
-    running = await startResource({
+  return serve(
+    ctx,
+    {
       host,
       port,
       cert: cert.pem,
@@ -276,23 +297,64 @@ export async function resourceCommand(args: string[], context?: Partial<CommandC
       allowTls12: values['allow-tls12'] === true,
       ...(values.issuer === undefined ? {} : { issuer: values.issuer }),
       ...(values.audience === undefined ? {} : { audience: values.audience }),
+    },
+    { metricsListen, reload, jwksUrl },
+  );
+}
+
+const NO_TRAFFIC = { requests: 0, accepted: 0, proofVerifications: 0, cacheHits: 0, failures: {}, bindings: 0, connections: 0 };
+
+async function listenOps(address: { host: string; port: number }, running: () => RunningResource | undefined): Promise<OpsServer> {
+  try {
+    return await startOpsServer({
+      ...address,
+      metrics: async () => ({ contentType: PROMETHEUS_TEXT, body: resourceMetricsText(running()?.stats() ?? NO_TRAFFIC) }),
+      readiness: () => running()?.readiness() ?? { ready: false, reason: 'starting' },
     });
   } catch (error) {
+    const why = whyNotListening(error);
+    throw runtimeError(`--metrics-listen: cannot listen on ${address.host}:${address.port}: ${why}`, error);
+  }
+}
+
+/**
+ * Run the resource until the shutdown signal: the operations listener first (when asked for;
+ * not ready until the resource listens), then the resource, the ready line, and on shutdown the
+ * resource closed (readiness `draining` meanwhile) before the operations listener.
+ */
+async function serve(
+  ctx: CommandContext,
+  options: ResourceOptions,
+  extra: { metricsListen: { host: string; port: number } | undefined; reload: (() => Promise<boolean>) | undefined; jwksUrl: string | undefined },
+): Promise<number> {
+  const shutdown = shutdownSignal(ctx);
+  let running: RunningResource | undefined;
+  let ops: OpsServer | undefined;
+  try {
+    if (extra.metricsListen !== undefined) ops = await listenOps(extra.metricsListen, () => running);
+    running = await startResource(options);
+  } catch (error) {
     shutdown.dispose();
+    await ops?.close();
     throw error;
   }
-  const onStats = () => ctx.stdout.write(`${JSON.stringify({ stats: running.stats() })}\n`);
+  const resource = running;
+  const onStats = () => ctx.stdout.write(`${JSON.stringify({ stats: resource.stats() })}\n`);
   process.on('SIGUSR2', onStats);
+  let retry: { stop(): void } | undefined;
   try {
-    if (reload !== undefined && !(await reload())) {
-      ctx.stderr.write(`tether resource: warning: cannot fetch the JWKS from ${jwksUrl}; tokens are refused until a fetch succeeds\n`);
+    if (extra.reload !== undefined && !(await extra.reload())) {
+      ctx.stderr.write(`tether resource: warning: cannot fetch the JWKS from ${extra.jwksUrl}; tokens are refused until a fetch succeeds (retrying)\n`);
+      retry = retryUntilLoaded(extra.reload);
     }
-    ctx.stdout.write(`${JSON.stringify({ listening: running.url })}\n`);
+    ctx.stdout.write(`${JSON.stringify({ listening: resource.url, ...(ops === undefined ? {} : { metrics: ops.url }), pid: process.pid })}\n`);
     if (!shutdown.signal.aborted) await once(shutdown.signal, 'abort');
   } finally {
+    retry?.stop();
     process.off('SIGUSR2', onStats);
     shutdown.dispose();
-    await running.close();
+    await resource.close();
+    await ops?.close();
   }
   return 0;
 }
