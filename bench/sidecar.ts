@@ -1,92 +1,224 @@
 /**
- * The sidecar path against direct mTLS with bearer tokens (issue 4):
+ * The sidecar benchmark (issues 4 and 12): the same application reached over seven paths, measured
+ * in the same run, each against the direct path of the same repeat:
  *
- *   sidecar: load -> egress (HTTP/1.1 keep-alive or h2c) -> ingress (HTTP/2, mTLS, session-bound
- *            proof) -> app (HTTP/1.1 keep-alive)
- *   direct:  load -> server (HTTP/2, mTLS, bearer token; core verifier with minimumBinding 'none',
- *            so the JWT validation is the same work as at the ingress)
+ *   direct       load -> app (plain HTTP/1.1 keep-alive): the baseline
+ *   rs-mtls      load -> in-process resource server (h2 mTLS, bearer JWT, core verifier)
+ *   nginx-h1/h2  load -> nginx (TLS 1.3; HTTP/1.1 or h2) -> app: the reference hop (when nginx is installed)
+ *   ingress      load (SessionBoundClient, h2 mTLS) -> ingress -> app
+ *   sidecar-h1/h2c  load (HTTP/1.1 or h2c) -> egress -> ingress (h2 mTLS) -> app
  *
- * Every component and the load generator run in their own child processes. For each concurrency
- * level the three paths run alternately (order rotated per repeat), each run with fresh tokens;
- * throughput, p99 latency and server-side CPU per request are reported as ratios to the direct run
- * of the same repeat, with median and min..max over the repeats.
+ * Every component and the load generator run in their own processes (bench/sidecar-process.ts,
+ * bench/sidecar-nginx.ts). For each concurrency level the paths run alternately (order rotated per
+ * repeat), each run with fresh tokens; reported: throughput as a ratio to direct, added p50/p99
+ * latency, and server-side CPU per request per process.
  *
- *   npm run bench:sidecar              # full run   -> bench/results/sidecar.{json,md}
- *   npm run bench:sidecar -- --quick   # < 60 s     -> bench/results/sidecar-quick.{json,md}
+ * It never hangs: every request has a timeout, every run a deadline (a missed one fails the bench
+ * with the requests still outstanding), every question to a child a deadline, and every child
+ * process is killed by PID on every exit path (bench/sidecar-children.ts). Failed requests make the
+ * bench exit 1 after writing its results.
+ *
+ *   npm run bench:sidecar              # full run (a few minutes) -> bench/results/sidecar.{json,md}
+ *   npm run bench:sidecar -- --quick   # < 60 s (also TETHER_BENCH_QUICK=1) -> bench/results/sidecar-quick.{json,md}
+ *
+ * Options: --out DIR (results directory), --request-timeout-ms N (default 10000),
+ * --run-deadline-ms N (every run's deadline; default 15 s + 3 ms per request), --no-nginx,
+ * --paths a,b (only these paths, plus direct), --fault stall-app (the app never answers; tests the
+ * deadline path). Environment: TETHER_BENCH_NGINX=PATH picks the nginx binary;
+ * TETHER_BENCH_SIDECAR_LOG=LEVEL sets the sidecars' log level (default silent).
  */
-import { fork, type ChildProcess } from 'node:child_process';
 import { X509Certificate, generateKeyPairSync } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
 import { SignJWT, exportJWK } from 'jose';
 import { createDevPki } from '@tether/pki';
 import { sessionBoundConfirmation } from '@tether/core';
-import type { Material, RunRequest, RunResult } from './sidecar-process.js';
+import { BenchFailure, ForkedChild, installExitGuards, killAllSync, trackedChildren } from './sidecar-children.js';
+import { MODES, type DeadlineMissed, type Mode, type RunReply, type RunRequest } from './sidecar-load.js';
+import { findNginx, NginxProcess } from './sidecar-nginx.js';
+import type { Material } from './sidecar-process.js';
+import { PATHS, renderMarkdown, summarizeLevel, type BenchResult, type ModeRun, type Repeat } from './sidecar-report.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const quick = process.argv.includes('--quick');
+const { values: args } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    out: { type: 'string' },
+    'request-timeout-ms': { type: 'string' },
+    'run-deadline-ms': { type: 'string' },
+    'no-nginx': { type: 'boolean', default: false },
+    paths: { type: 'string' },
+    fault: { type: 'string' },
+  },
+});
+const quick = args.quick === true || process.env.TETHER_BENCH_QUICK === '1';
 const repeats = quick ? 3 : 5;
 const tokensN = quick ? 10 : 20;
 /** Concurrency level -> requests per token in one run. */
 const levels: Array<{ concurrency: number; perToken: number }> = quick
   ? [
-      { concurrency: 1, perToken: 20 },
-      { concurrency: 32, perToken: 200 },
+      { concurrency: 1, perToken: 15 },
+      { concurrency: 32, perToken: 100 },
     ]
   : [
       { concurrency: 1, perToken: 50 },
       { concurrency: 8, perToken: 200 },
       { concurrency: 32, perToken: 500 },
     ];
-const MODES = ['direct', 'sidecar-h1', 'sidecar-h2c'] as const;
-type Mode = (typeof MODES)[number];
+const requestTimeoutMs = Number(args['request-timeout-ms'] ?? 10_000);
+const fixedDeadline = args['run-deadline-ms'] === undefined ? undefined : Number(args['run-deadline-ms']);
+const deadlineFor = (requests: number) => fixedDeadline ?? 15_000 + 3 * requests;
+/** --paths a,b: run only these paths (and direct, the baseline). */
+const onlyPaths = args.paths?.split(',').map((x) => x.trim());
+for (const p of onlyPaths ?? []) if (!(MODES as readonly string[]).includes(p)) throw new BenchFailure('bad_option', `unknown path ${p}; paths: ${MODES.join(', ')}`);
+if (args.fault !== undefined && args.fault !== 'stall-app') throw new BenchFailure('bad_option', `unknown --fault ${args.fault}`);
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 === 1 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
-}
-const stat = (xs: number[]) => ({ median: median(xs), min: Math.min(...xs), max: Math.max(...xs) });
-
-class Child {
-  readonly proc: ChildProcess;
-  readonly ready: Promise<void>;
-
-  constructor(readonly role: string) {
-    this.proc = fork(join(here, 'sidecar-process.ts'), [role], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-    this.ready = new Promise((resolve) => this.proc.once('message', () => resolve()));
-    this.proc.on('exit', (code) => {
-      if (code !== 0 && code !== null) console.error(`${role} exited with ${code}`);
-    });
-  }
-
-  async ask<T>(msg: object): Promise<T> {
-    await this.ready;
-    return new Promise<T>((resolve) => {
-      this.proc.once('message', (m) => resolve(m as T));
-      this.proc.send(msg);
-    });
-  }
-
-  async exit(): Promise<void> {
-    if (this.proc.exitCode !== null) return;
-    const exited = new Promise((resolve) => this.proc.once('exit', resolve));
-    this.proc.send({ cmd: 'exit' });
-    await exited;
-  }
+/** Server-side processes, measured per run. */
+interface Measured {
+  reset(): Promise<{ proofsSigned: number; proofVerifications: number }>;
+  report(): Promise<{ cpuMicros: number; proofsSigned: number; proofVerifications: number }>;
 }
 
-interface ModeRun extends RunResult {
-  cpuMicrosPerRequest: number;
-  /** The same, per server process. */
-  cpuMicrosPerRequestByProcess: Record<string, number>;
-  proofsSigned: number;
-  proofVerifications: number;
+interface Stack {
+  modes: Mode[];
+  origins: Record<Mode, string>;
+  measured: Record<string, Measured>;
+  load: ForkedChild;
+  nginx: BenchResult['nginx'];
+  stop(): Promise<void>;
 }
 
-async function main(): Promise<void> {
+const URL_PATH: Record<Mode, string> = { direct: '/resource', 'rs-mtls': '/resource', 'nginx-h1': '/resource', 'nginx-h2': '/resource', ingress: '/resource', 'sidecar-h1': '/api/resource', 'sidecar-h2c': '/api/resource' };
+
+async function startStack(material: Material): Promise<Stack> {
+  const script = join(here, 'sidecar-process.ts');
+  const [app, rs, ingress, egress, load] = ['app', 'rs-mtls', 'ingress', 'egress', 'load'].map((role) => new ForkedChild(role, script, 30_000)) as [ForkedChild, ForkedChild, ForkedChild, ForkedChild, ForkedChild];
+  const start = async (c: ForkedChild, extra: Record<string, unknown> = {}) => {
+    const msg = { cmd: 'start', material, ...extra };
+    return (await c.ask<{ url: string }>(msg, 30_000)).url;
+  };
+  const appUrl = await start(app, args.fault === 'stall-app' ? { fault: 'stall' } : {});
+  const rsUrl = await start(rs);
+  const ingressUrl = await start(ingress, { upstream: appUrl });
+  const egressUrl = await start(egress, { upstream: ingressUrl });
+  await start(load);
+  const binary = args['no-nginx'] === true ? undefined : findNginx();
+  const nginx = binary === undefined ? undefined : await NginxProcess.start({ binary, upstream: appUrl, cert: material.serverCert, key: material.serverKey, startTimeoutMs: 15_000 });
+  const viaIpc = (c: ForkedChild): Measured => ({ reset: () => c.ask({ cmd: 'reset' }, 10_000), report: () => c.ask({ cmd: 'report' }, 10_000) });
+  console.error(`bench: child processes: ${trackedChildren()}`);
+  return {
+    modes: MODES.filter((m) => (nginx !== undefined || !m.startsWith('nginx')) && (onlyPaths === undefined || m === 'direct' || onlyPaths.includes(m))),
+    origins: { direct: appUrl, 'rs-mtls': rsUrl, 'nginx-h1': nginx?.url ?? '', 'nginx-h2': nginx?.url ?? '', ingress: ingressUrl, 'sidecar-h1': egressUrl, 'sidecar-h2c': egressUrl },
+    measured: { app: viaIpc(app), 'rs-mtls': viaIpc(rs), ingress: viaIpc(ingress), egress: viaIpc(egress), ...(nginx === undefined ? {} : { nginx }) },
+    load,
+    nginx:
+      nginx === undefined
+        ? { skipped: args['no-nginx'] === true ? '--no-nginx' : 'nginx not found (PATH, /usr/sbin, /usr/local/sbin; TETHER_BENCH_NGINX)' }
+        : { binary: binary as string, version: nginx.version, config: 'daemon off, master_process off (one process), TLS 1.3, listen ssl http2, access log buffered to its temp dir, upstream keepalive 64' },
+    stop: async () => {
+      await Promise.all([app, rs, ingress, egress, load].map((c) => c.exit()));
+      await nginx?.stop();
+    },
+  };
+}
+
+function describeMiss(label: string, miss: DeadlineMissed): string {
+  const lines = [
+    `${label}: the ${miss.mode} run missed its ${miss.deadlineMs} ms deadline (${miss.elapsedMs} ms elapsed, ${miss.completed}/${miss.total} timed requests done); ${miss.outstanding.length} request(s) still outstanding${miss.outstanding.length === 0 ? ' (the run was slow rather than stuck)' : ':'}`,
+    ...miss.outstanding.map((o) => `  worker ${o.worker} (${o.phase}): GET ${o.url}, waiting ${o.waitingMs} ms`),
+  ];
+  if (miss.failureSamples.length > 0) lines.push(`  failed requests before the deadline: ${miss.failureSamples.join('; ')}`);
+  return lines.join('\n');
+}
+
+function createMinter(material: Material, privateKey: import('node:crypto').KeyObject) {
+  const cnf = sessionBoundConfirmation(new X509Certificate(material.clientCert));
+  let serial = 0;
+  const mint = (bound: boolean) =>
+    new SignJWT({ client_id: 'bench', scope: 'read', ...(bound ? { cnf } : {}) })
+      .setProtectedHeader({ alg: 'ES256', typ: 'at+jwt', kid: 'b1' })
+      .setIssuer(material.issuer)
+      .setAudience(material.audience)
+      .setSubject(`u${serial++}`)
+      .setIssuedAt()
+      .setExpirationTime('1h')
+      .sign(privateKey);
+  // Fresh tokens for every run: no run profits from another's proof or token-validation cache.
+  return (bound: boolean) => Promise.all(Array.from({ length: tokensN }, () => mint(bound)));
+}
+
+async function runMode(stack: Stack, material: Material, freshTokens: (bound: boolean) => Promise<string[]>, mode: Mode, concurrency: number, perToken: number, label: string): Promise<ModeRun> {
+  const tokens = await freshTokens(mode === 'ingress' || mode.startsWith('sidecar'));
+  const procs = PATHS[mode].processes.map((p) => stack.measured[p] as Measured);
+  const before = await Promise.all(procs.map((p) => p.reset()));
+  const deadlineMs = deadlineFor(tokens.length * perToken + concurrency);
+  const request: RunRequest = {
+    cmd: 'run',
+    mode,
+    url: stack.origins[mode],
+    path: URL_PATH[mode],
+    tokens,
+    perToken,
+    concurrency,
+    requestTimeoutMs,
+    deadlineMs,
+    material: { ca: material.ca, clientCert: material.clientCert, clientKey: material.clientKey },
+  };
+  // The load generator enforces the deadline and names what is outstanding; this bound catches a
+  // load generator that cannot answer at all.
+  const reply = await stack.load.ask<RunReply>(request, deadlineMs + 10_000).catch((error: unknown) => {
+    throw new BenchFailure('run_deadline_missed', `${label}: the ${mode} run got no answer from the load generator: ${error instanceof Error ? error.message : String(error)}`);
+  });
+  if (reply.kind === 'deadline') throw new BenchFailure('run_deadline_missed', describeMiss(label, reply));
+  const after = await Promise.all(procs.map((p) => p.report()));
+  // CPU includes the warm-up requests (one per worker), a small share of a run.
+  const n = reply.requests + concurrency;
+  const byProcess = Object.fromEntries(PATHS[mode].processes.map((p, i) => [p, (after[i] as { cpuMicros: number }).cpuMicros / n]));
+  const sum = (k: 'proofsSigned' | 'proofVerifications') => after.reduce((a, r) => a + r[k], 0) - before.reduce((a, r) => a + r[k], 0);
+  if (reply.failures > 0) console.error(`bench: ${label} ${mode}: ${reply.failures} failed request(s): ${reply.failureSamples.join('; ')}`);
+  return {
+    requests: reply.requests,
+    failures: reply.failures,
+    timeouts: reply.timeouts,
+    failureSamples: reply.failureSamples,
+    seconds: reply.seconds,
+    throughput: reply.throughput,
+    p50Ms: reply.p50Ms,
+    p99Ms: reply.p99Ms,
+    elapsedMs: reply.elapsedMs,
+    deadlineMs: reply.deadlineMs,
+    cpuMicrosPerRequest: after.reduce((a, r) => a + r.cpuMicros, 0) / n,
+    cpuMicrosPerRequestByProcess: byProcess,
+    loadCpuMicrosPerRequest: reply.loadCpuMicros / n,
+    proofsSigned: sum('proofsSigned') + reply.proofsSigned,
+    proofVerifications: sum('proofVerifications'),
+  };
+}
+
+async function measure(stack: Stack, material: Material, freshTokens: (bound: boolean) => Promise<string[]>) {
+  const run = (mode: Mode, c: number, perToken: number, label: string) => runMode(stack, material, freshTokens, mode, c, perToken, label);
+  // Untimed warm-up of every path (JIT, connection pools), discarded.
+  for (const mode of stack.modes) await run(mode, 8, quick ? 10 : 50, 'warm-up');
+  const results = [];
+  for (const { concurrency, perToken } of levels) {
+    const runs: Repeat[] = [];
+    for (let r = 0; r < repeats; r++) {
+      const k = r % stack.modes.length;
+      const order = [...stack.modes.slice(k), ...stack.modes.slice(0, k)];
+      const one: Repeat = {};
+      for (const mode of order) one[mode] = await run(mode, concurrency, perToken, `c=${concurrency} repeat ${r + 1}/${repeats}`);
+      runs.push(one);
+      console.error(`c=${concurrency} run ${r + 1}/${repeats}: ` + stack.modes.map((m) => `${m} ${one[m]?.throughput.toFixed(0)} req/s p99 ${one[m]?.p99Ms.toFixed(2)} ms`).join(', '));
+    }
+    results.push(summarizeLevel(concurrency, tokensN * perToken, stack.modes, runs));
+  }
+  return results;
+}
+
+async function main(): Promise<number> {
   const started = Date.now();
   const pki = await createDevPki({ clients: ['client'] });
   const client = pki.clients.client as { cert: string; key: string };
@@ -101,171 +233,47 @@ async function main(): Promise<void> {
     issuer: 'https://as.bench',
     audience: 'https://rs.bench',
   };
-  const cnf = sessionBoundConfirmation(new X509Certificate(client.cert));
-  let serial = 0;
-  const mint = (bound: boolean) =>
-    new SignJWT({ client_id: 'bench', scope: 'read', ...(bound ? { cnf } : {}) })
-      .setProtectedHeader({ alg: 'ES256', typ: 'at+jwt', kid: 'b1' })
-      .setIssuer(material.issuer)
-      .setAudience(material.audience)
-      .setSubject(`u${serial++}`)
-      .setIssuedAt()
-      .setExpirationTime('1h')
-      .sign(privateKey);
-  // Fresh tokens for every run: no run profits from another's proof or token-validation cache.
-  const freshTokens = (bound: boolean) => Promise.all(Array.from({ length: tokensN }, () => mint(bound)));
-
-  const app = new Child('app');
-  const direct = new Child('direct');
-  const ingress = new Child('ingress');
-  const egress = new Child('egress');
-  const load = new Child('load');
-  const children = [app, direct, ingress, egress, load];
-  try {
-    const appUrl = (await app.ask<{ url: string }>({ cmd: 'start', material })).url;
-    const directUrl = (await direct.ask<{ url: string }>({ cmd: 'start', material })).url;
-    const ingressUrl = (await ingress.ask<{ url: string }>({ cmd: 'start', material, upstream: appUrl })).url;
-    const egressUrl = (await egress.ask<{ url: string }>({ cmd: 'start', material, upstream: ingressUrl })).url;
-    await load.ask({ cmd: 'start', material });
-    const servers: Record<Mode, Child[]> = { direct: [direct], 'sidecar-h1': [egress, ingress, app], 'sidecar-h2c': [egress, ingress, app] };
-
-    async function runMode(mode: Mode, concurrency: number, perToken: number): Promise<ModeRun> {
-      const tokens = await freshTokens(mode !== 'direct');
-      const before = await Promise.all(servers[mode].map((c) => c.ask<{ proofsSigned: number; proofVerifications: number }>({ cmd: 'reset' })));
-      const request: RunRequest = {
-        cmd: 'run',
-        mode,
-        url: mode === 'direct' ? directUrl : egressUrl,
-        path: mode === 'direct' ? '/resource' : '/api/resource',
-        tokens,
-        perToken,
-        concurrency,
-        material,
-      };
-      const result = await load.ask<RunResult>(request);
-      const after = await Promise.all(servers[mode].map((c) => c.ask<{ cpuMicros: number; proofsSigned: number; proofVerifications: number }>({ cmd: 'report' })));
-      const cpu = after.reduce((a, r) => a + r.cpuMicros, 0);
-      const sum = (k: 'proofsSigned' | 'proofVerifications') => after.reduce((a, r) => a + r[k], 0) - before.reduce((a, r) => a + r[k], 0);
-      // CPU includes the warm-up requests (one per stream), a small share of a run.
-      const n = result.requests + concurrency;
-      const byProcess = Object.fromEntries(servers[mode].map((c, i) => [c.role, (after[i] as { cpuMicros: number }).cpuMicros / n]));
-      return { ...result, cpuMicrosPerRequest: cpu / n, cpuMicrosPerRequestByProcess: byProcess, proofsSigned: sum('proofsSigned'), proofVerifications: sum('proofVerifications') };
-    }
-
-    // Untimed warm-up of every path (JIT, connection pools), discarded.
-    for (const mode of MODES) await runMode(mode, 8, quick ? 20 : 50);
-    const results = [];
-    for (const { concurrency, perToken } of levels) {
-      const runs: Array<Record<Mode, ModeRun>> = [];
-      for (let r = 0; r < repeats; r++) {
-        const order = [...MODES.slice(r % MODES.length), ...MODES.slice(0, r % MODES.length)];
-        const one = {} as Record<Mode, ModeRun>;
-        for (const mode of order) one[mode] = await runMode(mode, concurrency, perToken);
-        runs.push(one);
-        console.error(
-          `c=${concurrency} run ${r + 1}/${repeats}: ` +
-            MODES.map((m) => `${m} ${one[m].throughput.toFixed(0)} req/s p99 ${one[m].p99Ms.toFixed(2)} ms`).join(', '),
-        );
-      }
-      const ratio = (mode: Mode, k: 'throughput' | 'p99Ms' | 'p50Ms' | 'cpuMicrosPerRequest') => stat(runs.map((x) => x[mode][k] / x.direct[k]));
-      const abs = (mode: Mode, k: 'throughput' | 'p99Ms' | 'p50Ms' | 'cpuMicrosPerRequest') => median(runs.map((x) => x[mode][k]));
-      results.push({
-        concurrency,
-        requestsPerRun: tokensN * perToken,
-        direct: { throughput: abs('direct', 'throughput'), p50Ms: abs('direct', 'p50Ms'), p99Ms: abs('direct', 'p99Ms'), cpuMicrosPerRequest: abs('direct', 'cpuMicrosPerRequest') },
-        sidecar: Object.fromEntries(
-          (['sidecar-h1', 'sidecar-h2c'] as const).map((m) => [
-            m,
-            {
-              throughput: abs(m, 'throughput'),
-              p50Ms: abs(m, 'p50Ms'),
-              p99Ms: abs(m, 'p99Ms'),
-              cpuMicrosPerRequest: abs(m, 'cpuMicrosPerRequest'),
-              cpuMicrosPerRequestByProcess: Object.fromEntries(['egress', 'ingress', 'app'].map((role) => [role, median(runs.map((x) => x[m].cpuMicrosPerRequestByProcess[role] as number))])),
-              throughputRatio: ratio(m, 'throughput'),
-              p99Ratio: ratio(m, 'p99Ms'),
-              p50Ratio: ratio(m, 'p50Ms'),
-              cpuPerRequestRatio: ratio(m, 'cpuMicrosPerRequest'),
-              proofsSignedPerRun: runs.map((x) => x[m].proofsSigned),
-              proofVerificationsPerRun: runs.map((x) => x[m].proofVerifications),
-            },
-          ]),
-        ),
-        failures: runs.reduce((a, x) => a + MODES.reduce((b, m) => b + x[m].failures, 0), 0),
-        runs,
-      });
-    }
-
-    const result = {
-      date: new Date().toISOString(),
-      node: process.version,
-      cpus: availableParallelism(),
-      quick,
-      seconds: (Date.now() - started) / 1000,
-      setup: {
-        tokensPerRun: tokensN,
-        repeats,
-        levels,
-        direct: 'load -> server: HTTP/2 over mTLS (TLS 1.3, P-256 client certificate), bearer ES256 JWT, core verifier with minimumBinding none',
-        sidecar:
-          'load -> egress (HTTP/1.1 keep-alive, one socket per stream; or h2c, one session) -> ingress (HTTP/2 over mTLS, session-bound proof per token and connection) -> app (HTTP/1.1 keep-alive)',
-        processes: 'load generator, egress, ingress, app and direct server each in its own process; all on 127.0.0.1',
-        cpu: 'server-side CPU per request: egress + ingress + app for the sidecar paths, the server for direct (load generator excluded)',
-      },
-      results,
-    };
-    const outDir = join(here, 'results');
-    mkdirSync(outDir, { recursive: true });
-    const name = quick ? 'sidecar-quick' : 'sidecar';
-    writeFileSync(join(outDir, `${name}.json`), JSON.stringify(result, null, 2) + '\n');
-    const f = (x: number, d = 2) => x.toFixed(d);
-    const range = (s: { median: number; min: number; max: number }) => `${f(s.median)} (${f(s.min)}..${f(s.max)})`;
-    const lines = [
-      `# Sidecar path vs direct mTLS with bearer tokens${quick ? ' (quick)' : ''}`,
-      '',
-      `${result.date}, Node ${result.node}, ${result.cpus} CPUs, ${result.seconds.toFixed(0)} s (after an untimed warm-up of every path). ${tokensN} fresh tokens per run, ${repeats} repeats per concurrency level, the three paths alternating (order rotated). Ratios are sidecar / direct from the same repeat: median (min..max).`,
-      '',
-      `- direct: ${result.setup.direct}`,
-      `- sidecar: ${result.setup.sidecar}`,
-      `- ${result.setup.processes}; ${result.setup.cpu}.`,
-      '',
-      '| concurrency | path | req/s | p50 ms | p99 ms | server CPU µs/req | throughput ratio | p99 ratio | CPU/req ratio |',
-      '|---|---|---|---|---|---|---|---|---|',
-    ];
-    for (const r of results) {
-      lines.push(`| ${r.concurrency} | direct (h2 mTLS, bearer) | ${f(r.direct.throughput, 0)} | ${f(r.direct.p50Ms)} | ${f(r.direct.p99Ms)} | ${f(r.direct.cpuMicrosPerRequest, 0)} | 1 | 1 | 1 |`);
-      for (const m of ['sidecar-h1', 'sidecar-h2c'] as const) {
-        const s = r.sidecar[m] as { throughput: number; p50Ms: number; p99Ms: number; cpuMicrosPerRequest: number; throughputRatio: ReturnType<typeof stat>; p99Ratio: ReturnType<typeof stat>; cpuPerRequestRatio: ReturnType<typeof stat> };
-        lines.push(
-          `| ${r.concurrency} | ${m === 'sidecar-h1' ? 'sidecar (agent HTTP/1.1)' : 'sidecar (agent h2c)'} | ${f(s.throughput, 0)} | ${f(s.p50Ms)} | ${f(s.p99Ms)} | ${f(s.cpuMicrosPerRequest, 0)} | ${range(s.throughputRatio)} | ${range(s.p99Ratio)} | ${range(s.cpuPerRequestRatio)} |`,
-        );
-      }
-    }
-    lines.push('');
-    for (const r of results) {
-      const cpu = (m: string) => {
-        const by = (r.sidecar as Record<string, { cpuMicrosPerRequestByProcess: Record<string, number> }>)[m]!.cpuMicrosPerRequestByProcess;
-        return Object.entries(by).map(([k, v]) => `${k} ${f(v, 0)}`).join(', ');
-      };
-      lines.push(`c=${r.concurrency}: server CPU µs/request by process (median): HTTP/1.1 agent: ${cpu('sidecar-h1')}; h2c agent: ${cpu('sidecar-h2c')}.`);
-    }
-    lines.push('');
-    for (const r of results) {
-      const s = r.sidecar as Record<string, { proofsSignedPerRun: number[]; proofVerificationsPerRun: number[] }>;
-      lines.push(
-        `c=${r.concurrency} (${r.requestsPerRun} requests per run): proofs signed per sidecar run ${s['sidecar-h1']!.proofsSignedPerRun.join(', ')} (h1) / ${s['sidecar-h2c']!.proofsSignedPerRun.join(', ')} (h2c), verified at the ingress ${s['sidecar-h1']!.proofVerificationsPerRun.join(', ')} / ${s['sidecar-h2c']!.proofVerificationsPerRun.join(', ')}; non-200 responses ${r.failures}.`,
-      );
-    }
-    lines.push('');
-    const md = lines.join('\n');
-    writeFileSync(join(outDir, `${name}.md`), md);
-    console.log(md);
-  } finally {
-    await Promise.all(children.map((c) => c.exit()));
-  }
+  const stack = await startStack(material);
+  const results = await measure(stack, material, createMinter(material, privateKey));
+  await stack.stop();
+  const result: BenchResult = {
+    date: new Date().toISOString(),
+    node: process.version,
+    cpus: availableParallelism(),
+    quick,
+    seconds: (Date.now() - started) / 1000,
+    nginx: stack.nginx,
+    setup: {
+      tokensPerRun: tokensN,
+      repeats,
+      levels,
+      requestTimeoutMs,
+      runDeadline: fixedDeadline === undefined ? '15 s + 3 ms per request (warm-up included)' : `${fixedDeadline} ms`,
+      paths: Object.fromEntries(stack.modes.map((m) => [m, PATHS[m].description])),
+      processes: 'load generator, app, in-process RS, ingress, egress and nginx each in its own process; all on 127.0.0.1',
+      cpu: 'server-side CPU per request (load generator excluded), per process: forked Node processes by process.cpuUsage(), nginx from /proc/PID/stat',
+    },
+    results,
+  };
+  const outDir = args.out ?? join(here, 'results');
+  mkdirSync(outDir, { recursive: true });
+  const name = quick ? 'sidecar-quick' : 'sidecar';
+  writeFileSync(join(outDir, `${name}.json`), JSON.stringify(result, null, 2) + '\n');
+  const md = renderMarkdown(result);
+  writeFileSync(join(outDir, `${name}.md`), md);
+  console.log(md);
+  const failures = results.reduce((a, l) => a + l.failures, 0);
+  if (failures > 0) console.error(`bench: FAILED: ${failures} request(s) failed (see the lines above); results written to ${outDir}`);
+  return failures > 0 ? 1 : 0;
 }
 
-main().catch((error: unknown) => {
-  console.error(error);
-  process.exit(1);
-});
+installExitGuards();
+main().then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    console.error(`bench: FAILED: ${error instanceof BenchFailure ? `[${error.code}] ${error.message}` : error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+    console.error(`bench: killing child processes ${trackedChildren() || '(none left)'}`);
+    killAllSync();
+    process.exit(1);
+  },
+);
