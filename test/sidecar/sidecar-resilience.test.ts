@@ -17,9 +17,13 @@ import { startEchoApp, startStack, type EchoApp, type Stack } from './helpers/st
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function until(condition: () => boolean, timeoutMs = 3000): Promise<void> {
+/** Wait for `condition`, polling; fails with `message` (and `detail()`, if given) at the deadline. */
+async function until(condition: () => boolean, timeoutMs = 3000, message = 'condition', detail?: () => unknown): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  while (!condition() && Date.now() < deadline) await sleep(10);
+  while (!condition()) {
+    if (Date.now() >= deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${message}${detail === undefined ? '' : `: ${JSON.stringify(detail())}`}`);
+    await sleep(10);
+  }
 }
 
 /** A steady agent: `workers` loops of plain global fetch through the egress until stopped; every status is recorded. */
@@ -31,7 +35,7 @@ function steadyAgent(url: string, token: string, workers: number, path = '/api/s
     let i = 0;
     while (!stopped) {
       try {
-        const res = await fetch(`${url}${path}?w=${w}&i=${i++}`, { headers: { authorization: `Bearer ${token}` } });
+        const res = await fetch(`${url}${path}?w=${w}&i=${i++}`, { headers: { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(15_000) });
         await res.arrayBuffer();
         statuses.push(res.status);
       } catch (error) {
@@ -43,9 +47,9 @@ function steadyAgent(url: string, token: string, workers: number, path = '/api/s
     statuses,
     errors,
     /** Resolves once `n` more responses have arrived. */
-    async waitFor(n: number, timeoutMs = 10_000): Promise<void> {
+    async waitFor(n: number, timeoutMs = 10_000, detail?: () => unknown): Promise<void> {
       const target = statuses.length + errors.length + n;
-      await until(() => statuses.length + errors.length >= target, timeoutMs);
+      await until(() => statuses.length + errors.length >= target, timeoutMs, `${n} more responses (${statuses.length + errors.length} so far)`, detail);
     },
     async stop(): Promise<void> {
       stopped = true;
@@ -142,8 +146,9 @@ describe('the upstream (ingress) restarts mid-run', () => {
       const closing = old.close();
       ingress = await startIngress(ingressConfig(`127.0.0.1:${port}`));
       await closing;
-      await fast.waitFor(20);
-      await slow.waitFor(4);
+      const detail = () => ({ egress: egress.state(), stats: egress.stats, ingress: ingress.state(), old: old.state(), oldStats: old.stats, oldV: old.verifier.stats, app: app.seen.length, fast: fast.errors.slice(-3), slow: slow.errors.slice(-3) });
+      await fast.waitFor(20, 10_000, detail);
+      await slow.waitFor(4, 10_000, detail);
       assert.ok(egress.stats.connectionRetries > before.connectionRetries, 'reset requests were sent again');
       assert.ok(egress.stats.proofsSigned > before.proofsSigned, 'a new proof for the new connection');
     } finally {

@@ -798,7 +798,13 @@ export async function startEgress(config: EgressConfig): Promise<EgressSidecar> 
     let routeName = '-';
     let agentGone = false;
     const gone = new AbortController();
+    // Only a close before the response was relayed in full means the agent left. Aborting after a
+    // complete response would reset an upstream stream that has not quite closed yet: one RST_STREAM
+    // per request trips the upstream's HTTP/2 rapid-reset limit (nghttp2: 1000, then 33/s), which
+    // answers with GOAWAY INTERNAL_ERROR and stops reading the connection (the restart-test hang).
+    let relayed = false;
     res.once('close', () => {
+      if (relayed) return;
       agentGone = true;
       gone.abort();
     });
@@ -867,7 +873,7 @@ export async function startEgress(config: EgressConfig): Promise<EgressSidecar> 
         upstream.abort();
         return;
       }
-      relay(upstream, res, target.name, method, gone.signal);
+      relay(upstream, res, target.name, method, gone.signal, () => (relayed = true));
       log.debug({ route: target.name, method, path, status: upstream.status, ms: Date.now() - started }, 'request');
     } catch (error) {
       if (error instanceof AgentGoneError || agentGone) {
@@ -888,7 +894,7 @@ export async function startEgress(config: EgressConfig): Promise<EgressSidecar> 
     }
   }
 
-  function relay(upstream: UpstreamResponse, res: AgentResponse, routeName: string, method: string, gone: AbortSignal): void {
+  function relay(upstream: UpstreamResponse, res: AgentResponse, routeName: string, method: string, gone: AbortSignal, onComplete: () => void): void {
     const headers = endToEndHeaders(upstream.headers);
     (res as ServerResponse).writeHead(upstream.status, headers);
     if ('flushHeaders' in res) res.flushHeaders();
@@ -915,6 +921,7 @@ export async function startEgress(config: EgressConfig): Promise<EgressSidecar> 
     upstream.body.once('end', () => {
       if (Number.isSafeInteger(declared) && received !== declared) return interrupted();
       complete = true;
+      onComplete();
       res.end();
     });
     // The agent went away before the upstream response was complete: cancel it upstream. (Not
