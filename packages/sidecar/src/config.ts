@@ -3,6 +3,8 @@ import { isIP } from 'node:net';
 
 /** A configuration error: reported as one line at start-up, exit status 2. */
 export class SidecarConfigError extends Error {
+  /** Stable code of every configuration error. */
+  readonly code = 'ERR_SIDECAR_CONFIG';
   readonly exitCode = 2;
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
