@@ -7,7 +7,7 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { jwksFromFile, jwtAccessTokenValidator, remoteJwks, type AccessTokenValidator } from '@tether/core';
 import { isConfigError, LOG_LEVELS, readConfigFile, SidecarConfigError, type LogLevel } from './config.js';
-import { startEgress, type EgressRoute } from './egress.js';
+import { resolveEgressOptions, startEgress, type EgressConfig, type EgressRoute } from './egress/index.js';
 import { startIngress } from './ingress.js';
 import { introspectionArgs, introspectionFromArgs, rejectStrayIntrospectionArgs } from './introspection-args.js';
 import { createLogger, type LogOptions } from './log.js';
@@ -46,6 +46,11 @@ Options:
   --allow-tls12            also offer TLS 1.2 upstream
   --connect-retry SECONDS  keep retrying a refused / reset upstream connection attempt this long,
                            with backoff (default 2; 0 = off)
+  --upstream-timeout SECONDS  longest wait for an upstream's response headers after the request
+                           was sent; then the upstream request is cancelled and the agent gets
+                           504 upstream_timeout (default 30; 0 = off)
+  --agent-idle-timeout SECONDS  close an agent connection (HTTP/1.1 keep-alive or h2c session)
+                           with no request in flight for this long (default 300; 0 = never)
   --token-endpoint URL     authorization server token endpoint: for --egress-token routes the
                            egress obtains tokens itself (client_credentials, tls_client_auth,
                            resource = the route's audience) when the agent sends no Authorization
@@ -216,84 +221,101 @@ function usage(name: string, io: CommandIO, error: unknown): number {
   throw error;
 }
 
+const egressArgs = {
+  ...common,
+  route: { type: 'string', multiple: true },
+  audience: { type: 'string', multiple: true },
+  'token-policy': { type: 'string' },
+  'retry-buffer': { type: 'string' },
+  'connect-retry': { type: 'string' },
+  'upstream-timeout': { type: 'string' },
+  'agent-idle-timeout': { type: 'string' },
+  'token-endpoint': { type: 'string' },
+  'client-id': { type: 'string' },
+  'egress-token': { type: 'string', multiple: true },
+} as const satisfies ParseArgsConfig['options'];
+
+type EgressArgs = ReturnType<typeof parse<typeof egressArgs>>;
+
+/** A number as given (NaN when not a number); resolveEgressOptions says what is wrong with it. */
+function numberArg(value: string | undefined, scale = 1): number | undefined {
+  if (value === undefined) return undefined;
+  return value.trim() === '' ? Number.NaN : Number(value) * scale;
+}
+
+/** `NAME=VALUE` of a repeatable flag. */
+function namedValue(spec: string, flag: string, expected: string): [string, string] {
+  const i = spec.indexOf('=');
+  if (i <= 0 || i === spec.length - 1) throw new SidecarConfigError(`${flag} expects ${expected}, got ${JSON.stringify(spec)}`);
+  return [spec.slice(0, i), spec.slice(i + 1)];
+}
+
+/** --route, --audience and --egress-token as routes (what refers to an unknown route is an error). */
+function egressRoutes(values: EgressArgs): EgressRoute[] {
+  const audiences = new Map<string, string[]>();
+  for (const a of values.audience ?? []) {
+    const [name, aud] = namedValue(a, '--audience', 'NAME=AUDIENCE');
+    audiences.set(name, [...(audiences.get(name) ?? []), aud]);
+  }
+  const routes: EgressRoute[] = (values.route ?? []).map((r) => {
+    const [name, upstream] = namedValue(r, '--route', 'NAME=https://upstream');
+    const aud = audiences.get(name);
+    return { name, upstream, ...(aud === undefined ? {} : { audience: aud }) };
+  });
+  for (const name of audiences.keys()) if (!routes.some((r) => r.name === name)) throw new SidecarConfigError(`--audience names unknown route ${name}`);
+  for (const spec of values['egress-token'] ?? []) {
+    const i = spec.indexOf('=');
+    const name = i < 0 ? spec : spec.slice(0, i);
+    const route = routes.find((r) => r.name === name);
+    if (route === undefined) throw new SidecarConfigError(`--egress-token names unknown route ${name}`);
+    route.egressToken = true;
+    if (i >= 0 && i < spec.length - 1) route.scope = spec.slice(i + 1);
+  }
+  return routes;
+}
+
+/** The `startEgress` configuration the arguments describe; values are checked by resolveEgressOptions. */
+function egressConfig(values: EgressArgs, io: CommandIO): EgressConfig {
+  const tokenEndpoint = values['token-endpoint'];
+  if (tokenEndpoint === undefined && values['client-id'] !== undefined) throw new SidecarConfigError('--client-id needs --token-endpoint');
+  const numbers = {
+    retryBufferBytes: numberArg(values['retry-buffer']),
+    drainTimeoutMs: numberArg(values['drain-timeout'], 1000),
+    connectRetryMs: numberArg(values['connect-retry'], 1000),
+    upstreamTimeoutMs: numberArg(values['upstream-timeout'], 1000),
+    agentIdleTimeoutMs: numberArg(values['agent-idle-timeout'], 1000),
+  };
+  return {
+    listen: required(values.listen, '--listen'),
+    cert: readConfigFile(required(values.cert, '--cert'), '--cert'),
+    key: readConfigFile(required(values.key, '--key'), '--key'),
+    ...(values.ca === undefined ? {} : { ca: readConfigFile(values.ca, '--ca') }),
+    routes: egressRoutes(values),
+    ...(tokenEndpoint === undefined ? {} : { tokenEndpoint: { endpoint: tokenEndpoint, clientId: values['client-id'] ?? '' } }),
+    tokenPolicy: (values['token-policy'] ?? 'audience') as EgressConfig['tokenPolicy'],
+    ...Object.fromEntries(Object.entries(numbers).filter(([, v]) => v !== undefined)),
+    allowTls12: values['allow-tls12'] === true,
+    ...(values['metrics-listen'] === undefined ? {} : { metricsListen: values['metrics-listen'] }),
+    log: logOptions(logLevel(values['log-level']), io),
+  };
+}
+
 /** `tether egress ARGS`: resolves the exit status. */
 export async function runEgressCommand(argv: readonly string[], partialIO: Partial<CommandIO> = {}): Promise<number> {
   const io = resolveIO(partialIO);
-  let start: () => ReturnType<typeof startEgress>;
+  let config: EgressConfig;
   try {
-    const values = parse(argv, {
-      ...common,
-      route: { type: 'string', multiple: true },
-      audience: { type: 'string', multiple: true },
-      'token-policy': { type: 'string' },
-      'retry-buffer': { type: 'string' },
-      'connect-retry': { type: 'string' },
-      'token-endpoint': { type: 'string' },
-      'client-id': { type: 'string' },
-      'egress-token': { type: 'string', multiple: true },
-    });
+    const values = parse(argv, egressArgs);
     if (values.help === true) {
       io.stdout.write(egressHelp);
       return 0;
     }
-    const listen = required(values.listen, '--listen');
-    const cert = readConfigFile(required(values.cert, '--cert'), '--cert');
-    const key = readConfigFile(required(values.key, '--key'), '--key');
-    const ca = values.ca === undefined ? undefined : readConfigFile(values.ca, '--ca');
-    const audiences = new Map<string, string[]>();
-    for (const a of values.audience ?? []) {
-      const i = a.indexOf('=');
-      if (i <= 0 || i === a.length - 1) throw new SidecarConfigError(`--audience expects NAME=AUDIENCE, got ${JSON.stringify(a)}`);
-      const name = a.slice(0, i);
-      audiences.set(name, [...(audiences.get(name) ?? []), a.slice(i + 1)]);
-    }
-    const routes: EgressRoute[] = (values.route ?? []).map((r) => {
-      const i = r.indexOf('=');
-      if (i <= 0 || i === r.length - 1) throw new SidecarConfigError(`--route expects NAME=https://upstream, got ${JSON.stringify(r)}`);
-      const name = r.slice(0, i);
-      const aud = audiences.get(name);
-      return { name, upstream: r.slice(i + 1), ...(aud === undefined ? {} : { audience: aud }) };
-    });
-    for (const spec of values['egress-token'] ?? []) {
-      const i = spec.indexOf('=');
-      const name = i < 0 ? spec : spec.slice(0, i);
-      const route = routes.find((r) => r.name === name);
-      if (route === undefined) throw new SidecarConfigError(`--egress-token names unknown route ${name}`);
-      route.egressToken = true;
-      if (i >= 0 && i < spec.length - 1) route.scope = spec.slice(i + 1);
-    }
-    const tokenEndpoint = values['token-endpoint'];
-    if (tokenEndpoint === undefined && values['client-id'] !== undefined) throw new SidecarConfigError('--client-id needs --token-endpoint');
-    if (tokenEndpoint !== undefined && (values['egress-token'] ?? []).length === 0) throw new SidecarConfigError('--token-endpoint needs at least one --egress-token NAME');
-    for (const name of audiences.keys()) if (!routes.some((r) => r.name === name)) throw new SidecarConfigError(`--audience names unknown route ${name}`);
-    const policy = values['token-policy'] ?? 'audience';
-    if (policy !== 'audience' && policy !== 'none') throw new SidecarConfigError('--token-policy must be audience or none');
-    const retryRaw = values['retry-buffer'];
-    const retryBufferBytes = retryRaw === undefined ? undefined : Number(retryRaw);
-    if (retryBufferBytes !== undefined && (!Number.isInteger(retryBufferBytes) || retryBufferBytes < 0)) throw new SidecarConfigError('--retry-buffer must be a whole number of bytes');
-    const level = logLevel(values['log-level']);
-    const drainTimeoutMs = seconds(values['drain-timeout'], '--drain-timeout', 10_000);
-    const connectRetryMs = seconds(values['connect-retry'], '--connect-retry', 2000);
-    start = () =>
-      startEgress({
-        listen,
-        cert,
-        key,
-        ...(ca === undefined ? {} : { ca }),
-        routes,
-        ...(tokenEndpoint === undefined ? {} : { tokenEndpoint: { endpoint: tokenEndpoint, clientId: required(values['client-id'], '--client-id') } }),
-        tokenPolicy: policy,
-        ...(retryBufferBytes === undefined ? {} : { retryBufferBytes }),
-        allowTls12: values['allow-tls12'] === true,
-        ...(values['metrics-listen'] === undefined ? {} : { metricsListen: values['metrics-listen'] }),
-        drainTimeoutMs,
-        connectRetryMs,
-        log: logOptions(level, io),
-      });
+    config = egressConfig(values, io);
+    resolveEgressOptions(config); // every option checked before anything starts
   } catch (error) {
     return usage('egress', io, error);
   }
-  return run('egress', io, start);
+  return run('egress', io, () => startEgress(config));
 }
 
 /** `tether ingress ARGS`: resolves the exit status. */

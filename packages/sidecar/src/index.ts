@@ -3,7 +3,19 @@
  * (draft-mw-oauth-tls-session-bound-tokens, Appendix B). See README.md for deployment and the
  * trust boundary.
  */
-export { startEgress, type EgressConfig, type EgressRoute, type EgressSidecar, type EgressState, type EgressStats } from './egress.js';
+export {
+  startEgress,
+  resolveEgressOptions,
+  EGRESS_DEFAULTS,
+  EGRESS_ERRORS,
+  type EgressConfig,
+  type EgressErrorCode,
+  type EgressOptions,
+  type EgressRoute,
+  type EgressSidecar,
+  type EgressState,
+  type EgressStats,
+} from './egress/index.js';
 export {
   startIngress,
   encodePrincipal,
@@ -20,5 +32,6 @@ export { SidecarConfigError, parseEndpoint, type Endpoint, type LogLevel } from 
 export { IDENTITY_HEADERS, IDENTITY_PREFIXES } from './headers.js';
 export type { LogOptions } from './log.js';
 export type { MetricsServer } from './servers.js';
-export { DISCOVERY_PATH } from './egress.js';
+export { DISCOVERY_PATH } from './egress/index.js';
+export { SidecarError, type ErrorDefinition, type ErrorTable } from './shared/errors.js';
 export { TokenSource, TokenFetchError, type TokenEndpointConfig } from './token-source.js';

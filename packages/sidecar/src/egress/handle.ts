@@ -1,0 +1,197 @@
+/**
+ * One agent request, top to bottom: route -> credentials -> policy -> body -> send (with the retry
+ * rules) -> relay. Every refusal is a {@link SidecarError} from the egress error table, answered as
+ * `{"error", "error_description"}`; an agent that went away gets nothing and cancels upstream.
+ */
+import { PROOF_HEADER } from '@tether/core';
+import { endToEndHeaders, rawValues } from '../headers.js';
+import type { Logger } from '../log.js';
+import type { ConnectionTracker } from '../servers.js';
+import { errorMessage, SidecarError } from '../shared/errors.js';
+import { sendError, type AnyResponse } from '../shared/respond.js';
+import type { TokenSource } from '../token-source.js';
+import { readBody } from './body.js';
+import { isDiscovery, sendDiscovery } from './discovery.js';
+import { egressError } from './errors.js';
+import type { EgressMetrics } from './metrics.js';
+import type { EgressOptions, RouteSpec } from './options.js';
+import { relay } from './relay.js';
+import { AgentGoneError, sendWithRetries, type RetryEvents } from './retry.js';
+import { bearerToken, checkAudience, resolveRoute, type Credentials, type RouteTable } from './routing.js';
+import { UpstreamTimeoutError, type AgentRequest, type Outbound, type UpstreamResponse } from './upstream/exchange.js';
+import type { UpstreamPool } from './upstream/pool.js';
+
+const PROOF_HEADER_LOWER = PROOF_HEADER.toLowerCase();
+
+/** A configured route with its upstream connections. */
+export interface ActiveRoute extends RouteSpec {
+  pool: UpstreamPool;
+}
+
+export interface HandlerContext {
+  routes: RouteTable<ActiveRoute>;
+  options: EgressOptions;
+  metrics: EgressMetrics;
+  log: Logger;
+  tracker: ConnectionTracker;
+  tokenSource: TokenSource | undefined;
+  /** The deferred key binding document (discovery.ts). */
+  discovery: unknown;
+  draining(): boolean;
+}
+
+/** What one request knows about its agent. */
+interface AgentState {
+  /** Route name for metrics and logs (`-` until known). */
+  route: string;
+  /** Aborted when the agent went away before the response was relayed in full. */
+  gone: AbortController;
+  relayed: boolean;
+}
+
+function watchAgent(res: AnyResponse): AgentState {
+  const state: AgentState = { route: '-', gone: new AbortController(), relayed: false };
+  // Only a close before the response was relayed in full means the agent left. Aborting after a
+  // complete response would reset an upstream stream that has not quite closed yet: one RST_STREAM
+  // per request trips the upstream's HTTP/2 rapid-reset limit (nghttp2: 1000, then 33/s), which
+  // answers with GOAWAY INTERNAL_ERROR and stops reading the connection (the restart-test hang).
+  res.once('close', () => {
+    if (state.relayed) return;
+    state.gone.abort();
+  });
+  return state;
+}
+
+/** The request handler of the agent listener. */
+export function createHandler(ctx: HandlerContext): (req: AgentRequest, res: AnyResponse) => Promise<void> {
+  return async (req, res) => {
+    ctx.metrics.request();
+    ctx.tracker.request(res);
+    const agent = watchAgent(res);
+    res.once('finish', () => ctx.metrics.answered(agent.route, res.statusCode));
+    try {
+      await forward(ctx, req, res, agent);
+    } catch (error) {
+      answerFailure(ctx, res, agent, error);
+    }
+  };
+}
+
+async function forward(ctx: HandlerContext, req: AgentRequest, res: AnyResponse, agent: AgentState): Promise<void> {
+  if (ctx.draining()) throw egressError('ERR_EGRESS_SHUTTING_DOWN');
+  if (isDiscovery(ctx.routes, req.url, req.headers)) {
+    agent.route = 'discovery';
+    sendDiscovery(res, ctx.discovery);
+    return;
+  }
+  const started = Date.now();
+  const { route, path } = resolveRoute(ctx.routes, req.url, req.headers);
+  agent.route = route.name;
+  const method = (req.method ?? 'GET').toUpperCase();
+  const credentials = await credentialsFor(ctx, req, route);
+  if (!credentials.own) enforcePolicy(ctx, route, credentials.token, method, path);
+  const outbound: Outbound = {
+    method,
+    path,
+    headers: upstreamHeaders(ctx, req, route, credentials.authorization),
+    body: await readBody(req, ctx.options.retryBufferBytes),
+    token: credentials.token,
+    signal: agent.gone.signal,
+  };
+  const upstream = await send(ctx, route, outbound);
+  if (credentials.own && upstream.status === 401 && credentials.token !== undefined) {
+    ctx.tokenSource?.invalidate(route.audiences[0] as string, route.scope, credentials.token);
+  }
+  if (agent.gone.signal.aborted) {
+    // The agent hung up while we waited for the upstream: cancel, do not relay.
+    upstream.abort();
+    return;
+  }
+  relay(upstream, res, { route: route.name, method, gone: agent.gone.signal, onComplete: () => (agent.relayed = true), metrics: ctx.metrics, log: ctx.log });
+  ctx.log.debug({ route: route.name, method, path, status: upstream.status, ms: Date.now() - started }, 'request');
+}
+
+/** The agent's credentials, or (routes with `egressToken`, agent without `Authorization`) a token the egress obtains. */
+async function credentialsFor(ctx: HandlerContext, req: AgentRequest, route: ActiveRoute): Promise<Credentials & { own: boolean }> {
+  const fromAgent = bearerToken(req.rawHeaders);
+  const source = ctx.tokenSource;
+  if (fromAgent.authorization !== undefined || !route.egressToken || source === undefined) return { ...fromAgent, own: false };
+  const before = source.fetches;
+  try {
+    const token = await source.get(route.audiences[0] as string, route.scope);
+    return { token, authorization: `Bearer ${token}`, own: true };
+  } catch (error) {
+    ctx.log.warn({ route: route.name, err: errorMessage(error) }, 'could not obtain a token');
+    throw egressError('ERR_EGRESS_TOKEN_UNAVAILABLE', { cause: error });
+  } finally {
+    ctx.metrics.tokensFetched(source.fetches - before);
+  }
+}
+
+function enforcePolicy(ctx: HandlerContext, route: ActiveRoute, token: string | undefined, method: string, path: string): void {
+  try {
+    checkAudience(ctx.options.tokenPolicy, route.audiences, token);
+  } catch (error) {
+    if (error instanceof SidecarError) ctx.log.warn({ route: route.name, reason: error.reason, method, path }, 'policy violation: request refused');
+    throw error;
+  }
+}
+
+/** End-to-end fields of the agent's request; its `Session-Binding-Proof` is dropped (the agent cannot inject proofs). */
+function upstreamHeaders(ctx: HandlerContext, req: AgentRequest, route: ActiveRoute, authorization: string | undefined): Outbound['headers'] {
+  if (rawValues(req.rawHeaders, PROOF_HEADER_LOWER).length > 0) ctx.log.info({ route: route.name }, 'dropped a Session-Binding-Proof sent by the agent');
+  const headers = endToEndHeaders(req.headers, { drop: new Set([PROOF_HEADER_LOWER, 'authorization']) });
+  if (authorization !== undefined) headers.authorization = authorization;
+  return headers;
+}
+
+function retryEvents(ctx: HandlerContext, route: string): RetryEvents {
+  return {
+    connectRetry: (error, delay) => {
+      ctx.metrics.connectRetry();
+      ctx.log.debug({ route, err: error.message, delay }, 'upstream connection attempt failed; trying again');
+    },
+    connectionRetry: (error) => {
+      ctx.metrics.connectionRetry();
+      ctx.log.debug({ route, err: error.message }, 'upstream connection went away before a response; sending again on a new connection');
+    },
+    freshProofRetry: (error) => {
+      ctx.metrics.freshProofRetry();
+      ctx.log.info({ route, error }, 'binding refused upstream; retrying once on a fresh proof');
+    },
+    freshProofImpossible: () => ctx.metrics.failure('binding_refused_streamed_body'),
+  };
+}
+
+/** Send with the retry rules; upstream failures become ERR_EGRESS_UPSTREAM_TIMEOUT / _UNAVAILABLE. */
+async function send(ctx: HandlerContext, route: ActiveRoute, outbound: Outbound): Promise<UpstreamResponse> {
+  try {
+    return await sendWithRetries((o) => route.pool.send(o), outbound, ctx.options.connectRetryMs, retryEvents(ctx, route.name));
+  } catch (error) {
+    if (error instanceof SidecarError || error instanceof AgentGoneError) throw error;
+    if (error instanceof UpstreamTimeoutError) {
+      ctx.log.warn({ route: route.name, timeoutMs: error.timeoutMs }, 'upstream response timed out');
+      throw egressError('ERR_EGRESS_UPSTREAM_TIMEOUT', { cause: error });
+    }
+    ctx.log.warn({ route: route.name, err: errorMessage(error) }, 'upstream request failed');
+    throw egressError('ERR_EGRESS_UPSTREAM_UNAVAILABLE', { cause: error });
+  }
+}
+
+function answerFailure(ctx: HandlerContext, res: AnyResponse, agent: AgentState, error: unknown): void {
+  if (error instanceof AgentGoneError || agent.gone.signal.aborted) {
+    // Nobody to answer: the upstream request (if any) was cancelled.
+    ctx.metrics.failure('agent_gone');
+    ctx.log.debug({ route: agent.route, err: errorMessage(error) }, 'the agent went away before the response');
+    if (!res.headersSent) res.destroy();
+    return;
+  }
+  if (error instanceof SidecarError) {
+    ctx.metrics.failure(error.reason);
+    sendError(res, error);
+    return;
+  }
+  ctx.metrics.failure('internal');
+  ctx.log.error({ err: errorMessage(error) }, 'internal error');
+  sendError(res, egressError('ERR_EGRESS_INTERNAL'));
+}

@@ -1,0 +1,101 @@
+/** Sending one request as a stream of an upstream HTTP/2 session. */
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+import { constants as h2, type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders as H2Headers } from 'node:http2';
+import type { TLSSocket } from 'node:tls';
+import { PROOF_HEADER, type ConnectionProofSigner } from '@tether/core';
+import { pipeBody } from '../../servers.js';
+import { LostError, unprocessed } from '../retry.js';
+import { responseTimer, type Outbound, type SendContext, type UpstreamResponse } from './exchange.js';
+
+export interface H2Connection {
+  kind: 'h2';
+  session: ClientHttp2Session;
+  socket: TLSSocket;
+}
+
+const PROOF_HEADER_LOWER = PROOF_HEADER.toLowerCase();
+
+/** The proof for `token` on this connection; a connection that closed first means nothing was sent. */
+async function proofFor(conn: H2Connection, signer: ConnectionProofSigner, token: string | undefined, rejected: string | undefined): Promise<string | undefined> {
+  if (token === undefined) return undefined;
+  try {
+    return await signer.proofFor(conn.socket, token, rejected);
+  } catch (error) {
+    // The connection closed before its exporter could be read: nothing was sent.
+    if (conn.socket.destroyed || conn.session.closed || conn.session.destroyed) throw unprocessed(error);
+    throw error;
+  }
+}
+
+function openStream(conn: H2Connection, authority: string, outbound: Outbound, proof: string | undefined, endStream: boolean): ClientHttp2Stream {
+  const all: OutgoingHttpHeaders = {
+    ...outbound.headers,
+    [h2.HTTP2_HEADER_METHOD]: outbound.method,
+    [h2.HTTP2_HEADER_PATH]: outbound.path,
+    [h2.HTTP2_HEADER_SCHEME]: 'https',
+    [h2.HTTP2_HEADER_AUTHORITY]: authority,
+  };
+  if (proof !== undefined) all[PROOF_HEADER_LOWER] = proof;
+  const signal = outbound.signal;
+  try {
+    // The agent leaving aborts `signal`: the stream is then reset with CANCEL (the ingress cancels
+    // the application's request). Unlike stream.close(CANCEL), this sends no END_STREAM first, which
+    // would deliver a cut-off request body upstream as a complete one.
+    return conn.session.request(all, signal === undefined ? { endStream } : { endStream, signal });
+  } catch (error) {
+    // The session was closing (GOAWAY) or gone: nothing was sent.
+    throw unprocessed(error);
+  }
+}
+
+/** A stream that ended before its response: REFUSED_STREAM (RFC 9113 section 8.7) proves it unprocessed. */
+function lost(stream: ClientHttp2Stream, error: Error): Error {
+  return stream.rstCode === h2.NGHTTP2_REFUSED_STREAM ? unprocessed(error) : new LostError(error.message, { cause: error });
+}
+
+function response(stream: ClientHttp2Stream, h: H2Headers, sentProof: string | undefined): UpstreamResponse {
+  const headers: IncomingHttpHeaders = {};
+  for (const [k, v] of Object.entries(h)) if (!k.startsWith(':')) headers[k] = v as string | string[];
+  return {
+    status: Number(h[h2.HTTP2_HEADER_STATUS]),
+    headers,
+    body: stream,
+    sentProof,
+    abort: () => {
+      if (!stream.destroyed) stream.close(h2.NGHTTP2_CANCEL);
+    },
+  };
+}
+
+/** Send `outbound` on `conn`; resolves with the response headers (the body streams). */
+export async function sendH2(conn: H2Connection, authority: string, outbound: Outbound, signer: ConnectionProofSigner, context: SendContext): Promise<UpstreamResponse> {
+  const sentProof = await proofFor(conn, signer, outbound.token, outbound.rejected);
+  const body = outbound.body;
+  const empty = body.kind === 'buffered' && body.data.length === 0;
+  const stream = openStream(conn, authority, outbound, sentProof, empty);
+  return new Promise((resolve, reject) => {
+    let settled = false;
+    const settle = (error: Error | undefined, value?: UpstreamResponse) => {
+      if (settled) return;
+      settled = true;
+      disarm();
+      if (error === undefined) resolve(value as UpstreamResponse);
+      else reject(error);
+    };
+    // No response headers in time: cancel the stream (RST_STREAM CANCEL), the agent gets a 504.
+    const disarm = responseTimer(context.upstreamTimeoutMs, (timeout) => {
+      settle(timeout);
+      if (!stream.destroyed) stream.close(h2.NGHTTP2_CANCEL);
+    });
+    // The 'error' comes before 'close': REFUSED_STREAM (also how a GOAWAY's unprocessed streams
+    // end) must be told from other resets here too.
+    stream.on('error', (error) => settle(lost(stream, error)));
+    stream.once('close', () => settle(lost(stream, new Error(`upstream stream closed before a response (code ${stream.rstCode})`))));
+    stream.once('response', (h) => settle(undefined, response(stream, h, sentProof)));
+    if (!empty) {
+      // The agent's body failed: reset the stream without END_STREAM (INTERNAL_ERROR).
+      if (body.kind === 'buffered') stream.end(body.data);
+      else pipeBody(body.source, stream, () => stream.destroy(new Error("the agent's request body was interrupted")));
+    }
+  });
+}
