@@ -14,7 +14,7 @@ import {
   type SessionBoundVerifier,
   type VerifiedPrincipal,
 } from '@tether/core';
-import { sessionBoundHandler, sessionBoundTlsOptions } from '@tether/core/node';
+import { guardHttp2Session, sessionBoundHandler, sessionBoundTlsOptions } from '@tether/core/node';
 import { oneOf, originOf, parseCommandArgs, parseListen, readOptionFile, required, wantsHelp } from '../util/args.js';
 import { resolveContext, shutdownSignal, type CommandContext } from '../util/context.js';
 import { describeError, runtimeError, usageError } from '../util/errors.js';
@@ -154,6 +154,8 @@ export async function startResource(options: ResourceOptions): Promise<RunningRe
   const sessions = new Set<ServerHttp2Session>();
   const sockets = new Set<TLSSocket>();
   server.on('session', (session) => {
+    // Rapid reset and sessions nobody reads any more end at once (see guardHttp2Session).
+    guardHttp2Session(session);
     sessions.add(session);
     session.on('close', () => sessions.delete(session));
   });
