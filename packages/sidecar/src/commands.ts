@@ -8,7 +8,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { jwksFromFile, jwtAccessTokenValidator, remoteJwks, type AccessTokenValidator } from '@tether/core';
 import { isConfigError, LOG_LEVELS, readConfigFile, SidecarConfigError, type LogLevel } from './config.js';
 import { resolveEgressOptions, startEgress, type EgressConfig, type EgressRoute } from './egress/index.js';
-import { startIngress } from './ingress.js';
+import { INGRESS_DEFAULTS, resolveIngressOptions, startResolvedIngress, type IngressConfig, type IngressOptions } from './ingress/index.js';
 import { introspectionArgs, introspectionFromArgs, rejectStrayIntrospectionArgs } from './introspection-args.js';
 import { createLogger, type LogOptions } from './log.js';
 
@@ -72,6 +72,10 @@ verified requests to the local application with the principal in X-Tether-Princi
 (base64url JSON). Client-supplied identity headers are removed. Serves RFC 9728 metadata at
 /.well-known/oauth-protected-resource without a token.
 
+Once listening it prints one JSON line on standard output (actual ports when given :0):
+  {"listening":"https://HOST:PORT","metrics":"http://HOST:PORT","pid":N}
+(metrics only with --metrics-listen). Logs are JSON lines on standard error.
+
 Options:
   --listen HOST:PORT           public mTLS listener (required)
   --cert FILE, --key FILE      server certificate and key (PEM) (required)
@@ -103,7 +107,11 @@ Options:
                                (GOAWAY / Connection: close), so clients reconnect (default: no limit)
   --app-timeout SECONDS        longest wait for the application's response headers after the
                                request was forwarded; then 504 upstream_timeout (default 30; 0 = off)
-  --metrics-listen ADDR        Prometheus /metrics and /healthz on HOST:PORT
+  --idle-timeout SECONDS       close a client connection (HTTP/1.1 keep-alive or HTTP/2 session)
+                               with no request in flight for this long (default 120; 0 = never)
+  --metrics-listen ADDR        operations listener on HOST:PORT: Prometheus /metrics, /healthz
+                               (liveness) and /readyz (readiness: 503 with a reason when draining,
+                               not listening, or the server certificate is outside its validity)
   --log-level LEVEL            ${LOG_LEVELS.join(', ')} (default info); JSON lines on stderr
   --drain-timeout SECONDS      how long shutdown waits for in-flight requests (default 10)
   -h, --help                   this text
@@ -318,96 +326,103 @@ export async function runEgressCommand(argv: readonly string[], partialIO: Parti
   return run('egress', io, () => startEgress(config));
 }
 
+const ingressArgs = {
+  ...common,
+  upstream: { type: 'string' },
+  'jwks-url': { type: 'string' },
+  'jwks-file': { type: 'string' },
+  'jwks-ca': { type: 'string' },
+  issuer: { type: 'string' },
+  audience: { type: 'string', multiple: true },
+  ...introspectionArgs,
+  'minimum-binding': { type: 'string' },
+  'required-scope': { type: 'string', multiple: true },
+  resource: { type: 'string' },
+  'authorization-server': { type: 'string', multiple: true },
+  'strip-authorization': { type: 'boolean' },
+  'max-requests-per-connection': { type: 'string' },
+  'app-timeout': { type: 'string' },
+  'idle-timeout': { type: 'string' },
+} as const satisfies ParseArgsConfig['options'];
+
+type IngressArgs = ReturnType<typeof parse<typeof ingressArgs>>;
+
+/** The token validator: JWTs with keys from --jwks-url / --jwks-file, or --introspection-url. */
+function ingressTokens(values: IngressArgs, io: CommandIO, credentials: { cert: string; key: string }): AccessTokenValidator {
+  const sources = (['jwks-url', 'jwks-file', 'introspection-url'] as const).filter((k) => values[k] !== undefined);
+  if (sources.length !== 1) throw new SidecarConfigError('exactly one of --jwks-url, --jwks-file or --introspection-url is required');
+  const extraCa = values['jwks-ca'] === undefined ? undefined : readConfigFile(values['jwks-ca'], '--jwks-ca');
+  const audience = values.audience ?? [];
+  const introspectionUrl = values['introspection-url'];
+  if (introspectionUrl !== undefined) {
+    return introspectionFromArgs(
+      { ...values, 'introspection-url': introspectionUrl },
+      {
+        env: io.env,
+        ...credentials,
+        ...(extraCa === undefined ? {} : { ca: extraCa }),
+        ...(values.issuer === undefined ? {} : { issuer: values.issuer }),
+        audience,
+        log: createLogger('ingress', logOptions(logLevel(values['log-level']), io)),
+      },
+    );
+  }
+  rejectStrayIntrospectionArgs(values);
+  const issuer = required(values.issuer, '--issuer');
+  if (audience.length === 0) throw new SidecarConfigError('--audience is required with --jwks-url or --jwks-file');
+  const keys = values['jwks-file'] !== undefined ? jwksFromFile(values['jwks-file']) : remoteJwks(values['jwks-url'] as string, extraCa === undefined ? {} : { ca: extraCa });
+  return jwtAccessTokenValidator({ keys, issuer, audience });
+}
+
+/** The `startIngress` configuration the arguments describe; values are checked by resolveIngressOptions. */
+function ingressConfig(values: IngressArgs, io: CommandIO): IngressConfig {
+  const cert = readConfigFile(required(values.cert, '--cert'), '--cert');
+  const key = readConfigFile(required(values.key, '--key'), '--key');
+  const maxRaw = values['max-requests-per-connection'];
+  return {
+    listen: required(values.listen, '--listen'),
+    cert,
+    key,
+    ca: readConfigFile(required(values.ca, '--ca'), '--ca'),
+    upstream: required(values.upstream, '--upstream'),
+    tokens: ingressTokens(values, io, { cert, key }),
+    minimumBinding: (values['minimum-binding'] ?? 'session') as IngressConfig['minimumBinding'] & string,
+    ...(values['required-scope'] === undefined ? {} : { requiredScopes: values['required-scope'] }),
+    ...(values.resource === undefined ? {} : { resource: values.resource }),
+    authorizationServers: values['authorization-server'] ?? (values.issuer === undefined ? [] : [values.issuer]),
+    passAuthorization: values['strip-authorization'] !== true,
+    allowTls12: values['allow-tls12'] === true,
+    ...(values['metrics-listen'] === undefined ? {} : { metricsListen: values['metrics-listen'] }),
+    drainTimeoutMs: seconds(values['drain-timeout'], '--drain-timeout', 10_000),
+    ...(maxRaw === undefined ? {} : { maxRequestsPerConnection: maxRaw.trim() === '' ? Number.NaN : Number(maxRaw) }),
+    appTimeoutMs: seconds(values['app-timeout'], '--app-timeout', INGRESS_DEFAULTS.appTimeoutMs),
+    idleTimeoutMs: seconds(values['idle-timeout'], '--idle-timeout', INGRESS_DEFAULTS.idleTimeoutMs),
+    log: logOptions(logLevel(values['log-level']), io),
+  };
+}
+
+/** The one line `tether ingress` prints on standard output once it listens. */
+export function ingressReadyLine(ingress: { url: string; metrics: { url: string } | undefined }): string {
+  return `${JSON.stringify({ listening: ingress.url, ...(ingress.metrics === undefined ? {} : { metrics: ingress.metrics.url }), pid: process.pid })}\n`;
+}
+
 /** `tether ingress ARGS`: resolves the exit status. */
 export async function runIngressCommand(argv: readonly string[], partialIO: Partial<CommandIO> = {}): Promise<number> {
   const io = resolveIO(partialIO);
-  let start: () => ReturnType<typeof startIngress>;
+  let options: IngressOptions;
   try {
-    const values = parse(argv, {
-      ...common,
-      upstream: { type: 'string' },
-      'jwks-url': { type: 'string' },
-      'jwks-file': { type: 'string' },
-      'jwks-ca': { type: 'string' },
-      issuer: { type: 'string' },
-      audience: { type: 'string', multiple: true },
-      ...introspectionArgs,
-      'minimum-binding': { type: 'string' },
-      'required-scope': { type: 'string', multiple: true },
-      resource: { type: 'string' },
-      'authorization-server': { type: 'string', multiple: true },
-      'strip-authorization': { type: 'boolean' },
-      'max-requests-per-connection': { type: 'string' },
-      'app-timeout': { type: 'string' },
-    });
+    const values = parse(argv, ingressArgs);
     if (values.help === true) {
       io.stdout.write(ingressHelp);
       return 0;
     }
-    const listen = required(values.listen, '--listen');
-    const cert = readConfigFile(required(values.cert, '--cert'), '--cert');
-    const key = readConfigFile(required(values.key, '--key'), '--key');
-    const ca = readConfigFile(required(values.ca, '--ca'), '--ca');
-    const upstream = required(values.upstream, '--upstream');
-    const maxRaw = values['max-requests-per-connection'];
-    const maxRequestsPerConnection = maxRaw === undefined ? undefined : Number(maxRaw);
-    if (maxRequestsPerConnection !== undefined && (!Number.isInteger(maxRequestsPerConnection) || maxRequestsPerConnection < 1)) {
-      throw new SidecarConfigError('--max-requests-per-connection must be a whole number, at least 1');
-    }
-    const sources = (['jwks-url', 'jwks-file', 'introspection-url'] as const).filter((k) => values[k] !== undefined);
-    if (sources.length !== 1) throw new SidecarConfigError('exactly one of --jwks-url, --jwks-file or --introspection-url is required');
-    const extraCa = values['jwks-ca'] === undefined ? undefined : readConfigFile(values['jwks-ca'], '--jwks-ca');
-    const audience = values.audience ?? [];
-    let tokens: AccessTokenValidator;
-    const introspectionUrl = values['introspection-url'];
-    if (introspectionUrl !== undefined) {
-      tokens = introspectionFromArgs(
-        { ...values, 'introspection-url': introspectionUrl },
-        {
-          env: io.env,
-          cert,
-          key,
-          ...(extraCa === undefined ? {} : { ca: extraCa }),
-          ...(values.issuer === undefined ? {} : { issuer: values.issuer }),
-          audience,
-          log: createLogger('ingress', logOptions(logLevel(values['log-level']), io)),
-        },
-      );
-    } else {
-      rejectStrayIntrospectionArgs(values);
-      const issuer = required(values.issuer, '--issuer');
-      if (audience.length === 0) throw new SidecarConfigError('--audience is required with --jwks-url or --jwks-file');
-      const keys = values['jwks-file'] !== undefined ? jwksFromFile(values['jwks-file']) : remoteJwks(values['jwks-url'] as string, extraCa === undefined ? {} : { ca: extraCa });
-      tokens = jwtAccessTokenValidator({ keys, issuer, audience });
-    }
-    const minimumBinding = values['minimum-binding'] ?? 'session';
-    if (minimumBinding !== 'session' && minimumBinding !== 'certificate') throw new SidecarConfigError('--minimum-binding must be session or certificate');
-    const authorizationServers = values['authorization-server'] ?? (values.issuer === undefined ? [] : [values.issuer]);
-    const level = logLevel(values['log-level']);
-    const drainTimeoutMs = seconds(values['drain-timeout'], '--drain-timeout', 10_000);
-    const appTimeoutMs = seconds(values['app-timeout'], '--app-timeout', 30_000);
-    start = () =>
-      startIngress({
-        listen,
-        cert,
-        key,
-        ca,
-        upstream,
-        tokens,
-        minimumBinding,
-        ...(values['required-scope'] === undefined ? {} : { requiredScopes: values['required-scope'] }),
-        ...(values.resource === undefined ? {} : { resource: values.resource }),
-        authorizationServers,
-        passAuthorization: values['strip-authorization'] !== true,
-        allowTls12: values['allow-tls12'] === true,
-        ...(values['metrics-listen'] === undefined ? {} : { metricsListen: values['metrics-listen'] }),
-        drainTimeoutMs,
-        ...(maxRequestsPerConnection === undefined ? {} : { maxRequestsPerConnection }),
-        appTimeoutMs,
-        log: logOptions(level, io),
-      });
+    options = resolveIngressOptions(ingressConfig(values, io));
   } catch (error) {
     return usage('ingress', io, error);
   }
-  return run('ingress', io, start);
+  return run('ingress', io, async () => {
+    const ingress = await startResolvedIngress(options);
+    io.stdout.write(ingressReadyLine(ingress));
+    return ingress;
+  });
 }

@@ -22,11 +22,15 @@ export {
   decodePrincipal,
   PRINCIPAL_HEADER,
   METADATA_PATH,
+  INGRESS_ERRORS,
+  INGRESS_DEFAULTS,
+  type ForwardedPrincipal,
   type IngressConfig,
+  type IngressErrorCode,
   type IngressSidecar,
   type IngressState,
   type IngressStats,
-} from './ingress.js';
+} from './ingress/index.js';
 export { runEgressCommand, runIngressCommand, egressHelp, ingressHelp, type CommandIO } from './commands.js';
 export { SidecarConfigError, parseEndpoint, type Endpoint, type LogLevel } from './config.js';
 export { IDENTITY_HEADERS, IDENTITY_PREFIXES } from './headers.js';

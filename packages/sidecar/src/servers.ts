@@ -115,8 +115,28 @@ export interface MetricsServer {
   close(): Promise<void>;
 }
 
-/** `/metrics` (Prometheus text) and `/healthz` on their own listener. */
-export async function startMetricsServer(registry: Registry, endpoint: Endpoint, healthy: () => boolean): Promise<MetricsServer> {
+/** Whether a sidecar should receive traffic; `reason` is a stable code (`draining`, `not_listening`, ...). */
+export type Readiness = { ready: true } | { ready: false; reason: string };
+
+function answerJson(res: ServerResponse, status: number, body: unknown): void {
+  res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(JSON.stringify(body));
+}
+
+/**
+ * `/metrics` (Prometheus text), `/healthz` (200 `{"status":"ok"}` while `healthy()`, else 503
+ * `{"status":"draining"}`) and `/readyz` (200 `{"status":"ready"}`, or 503
+ * `{"status":"not_ready","reason":...}`; without `readiness`, ready exactly when `healthy()`) on
+ * their own listener. A readiness check that throws answers not ready (`internal`): fail closed.
+ */
+export async function startMetricsServer(registry: Registry, endpoint: Endpoint, healthy: () => boolean, readiness?: () => Readiness): Promise<MetricsServer> {
+  const ready = (): Readiness => {
+    try {
+      if (readiness !== undefined) return readiness();
+      return healthy() ? { ready: true } : { ready: false, reason: 'draining' };
+    } catch {
+      return { ready: false, reason: 'internal' };
+    }
+  };
   const server = createHttpServer((req: IncomingMessage, res: ServerResponse) => {
     const path = (req.url ?? '/').split('?')[0];
     if (req.method !== 'GET' && req.method !== 'HEAD') {
@@ -129,6 +149,9 @@ export async function startMetricsServer(registry: Registry, endpoint: Endpoint,
     } else if (path === '/healthz') {
       const ok = healthy();
       res.writeHead(ok ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({ status: ok ? 'ok' : 'draining' }));
+    } else if (path === '/readyz') {
+      const state = ready();
+      answerJson(res, state.ready ? 200 : 503, state.ready ? { status: 'ready' } : { status: 'not_ready', reason: state.reason });
     } else {
       res.writeHead(404).end();
     }

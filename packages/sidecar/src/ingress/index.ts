@@ -1,0 +1,168 @@
+/**
+ * The ingress sidecar: terminates mTLS in front of a local application, verifies the access token
+ * and its Session-Binding Proof against this connection (the core verifier), answers refusals
+ * with the draft's 401s, and proxies verified requests to the application over plain HTTP/1.1 on
+ * loopback or a Unix socket, with the verified principal in one `X-Tether-Principal` header.
+ *
+ * This file wires the pieces: options.ts (defaults, validation), handle.ts (one request),
+ * proxy.ts (to the application), connections.ts (idle timeout, rotation), metadata.ts (RFC 9728),
+ * metrics.ts, principal.ts; and owns start-up, readiness and the graceful close.
+ */
+import { Agent as HttpAgent } from 'node:http';
+import { createSecureServer, type Http2SecureServer } from 'node:http2';
+import type { TLSSocket } from 'node:tls';
+import { sessionBoundTlsOptions } from '@tether/core/node';
+import { describeEndpoint, type Endpoint } from '../config.js';
+import { createLogger, type Logger } from '../log.js';
+import { closeServer, ConnectionTracker, listen, startMetricsServer, type MetricsServer, type Readiness } from '../servers.js';
+import { ClientConnections } from './connections.js';
+import { createClientErrorHandler, createRequestHandler } from './handle.js';
+import { createIngressMetrics, type IngressMetrics } from './metrics.js';
+import { resolveIngressOptions, type IngressConfig, type IngressOptions } from './options.js';
+import { createProxy } from './proxy.js';
+import type { IngressSidecar, IngressStats } from './types.js';
+
+export { encodePrincipal, decodePrincipal, PRINCIPAL_HEADER, type ForwardedPrincipal } from './principal.js';
+export { METADATA_PATH } from './metadata.js';
+export { INGRESS_ERRORS, type IngressErrorCode } from './errors.js';
+export { resolveIngressOptions, INGRESS_DEFAULTS, type IngressConfig, type IngressOptions } from './options.js';
+export type { IngressSidecar, IngressState, IngressStats } from './types.js';
+
+/** Start the ingress sidecar. Throws {@link SidecarConfigError} on bad configuration. */
+export async function startIngress(config: IngressConfig): Promise<IngressSidecar> {
+  return startResolvedIngress(resolveIngressOptions(config));
+}
+
+/** Everything a running ingress holds. */
+interface Running {
+  options: IngressOptions;
+  log: Logger;
+  stats: IngressStats;
+  metrics: IngressMetrics;
+  tracker: ConnectionTracker;
+  agent: HttpAgent;
+  server: Http2SecureServer;
+  draining: boolean;
+}
+
+function createServer(r: Omit<Running, 'server'>): Http2SecureServer {
+  const { options } = r;
+  const tlsOptions = sessionBoundTlsOptions({ cert: options.cert, key: options.key, ca: options.ca, allowTls12: options.allowTls12 });
+  const connections = new ClientConnections({
+    idleTimeoutMs: options.idleTimeoutMs,
+    maxRequestsPerConnection: options.maxRequestsPerConnection,
+    onIdleClose: () => r.stats.idleClosed++,
+  });
+  const draining = () => r.draining;
+  const proxy = createProxy({ options, agent: r.agent, log: r.log, fail: r.metrics.fail, proxied: () => r.stats.proxied++, draining });
+  const handler = createRequestHandler({
+    verifier: options.verifier,
+    metadata: { resource: options.resource, authorizationServers: options.authorizationServers, listen: options.listen },
+    maxHeaderBytes: tlsOptions.settings.maxHeaderListSize,
+    connections,
+    tracker: r.tracker,
+    metrics: r.metrics,
+    stats: r.stats,
+    log: r.log,
+    proxy,
+    draining,
+  });
+  // allowHalfOpen false (the default, stated): a client's FIN ends our side too, no CLOSE-WAIT.
+  const server = createSecureServer({ ...tlsOptions, allowHTTP1: true, allowHalfOpen: false }, handler);
+  server.on('secureConnection', (socket: TLSSocket) => {
+    socket.setNoDelay(true);
+    r.tracker.track(socket, r.metrics.connections);
+    connections.addSocket(socket);
+  });
+  server.on('session', (session) => {
+    r.tracker.trackSession(session);
+    connections.addSession(session);
+  });
+  server.on('clientError', createClientErrorHandler(r));
+  server.on('tlsClientError', (error) => {
+    r.metrics.fail('tls_handshake');
+    r.log.debug({ err: error.message }, 'TLS handshake failed');
+  });
+  return server;
+}
+
+/** `/readyz`: first failing condition wins. */
+function readiness(r: Running): Readiness {
+  if (r.draining) return { ready: false, reason: 'draining' };
+  if (!r.server.listening) return { ready: false, reason: 'not_listening' };
+  const now = Date.now();
+  if (now < r.options.certificate.notBefore) return { ready: false, reason: 'certificate_not_yet_valid' };
+  if (now >= r.options.certificate.notAfter) return { ready: false, reason: 'certificate_expired' };
+  return { ready: true };
+}
+
+async function startListening(r: Running): Promise<{ endpoint: Endpoint; metrics: MetricsServer | undefined }> {
+  const { listen: listenAt, metricsListen } = r.options;
+  const endpoint = await listen(r.server, listenAt).catch((error: NodeJS.ErrnoException) => {
+    throw new Error(`cannot listen on ${describeEndpoint(listenAt)}: ${error.code ?? error.message}`, { cause: error });
+  });
+  if (metricsListen === undefined) return { endpoint, metrics: undefined };
+  try {
+    // /healthz is liveness: 200 as long as the process answers; readiness is /readyz.
+    return { endpoint, metrics: await startMetricsServer(r.metrics.registry, metricsListen, () => true, () => readiness(r)) };
+  } catch (error) {
+    await closeServer(r.server);
+    throw new Error(`cannot listen on ${describeEndpoint(metricsListen)}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`, { cause: error });
+  }
+}
+
+/** Graceful close: stop accepting, GOAWAY / close idle HTTP/1.1, wait for in-flight requests up to the drain timeout. */
+async function drain(r: Running, metrics: MetricsServer | undefined): Promise<void> {
+  r.draining = true;
+  r.log.info('ingress draining');
+  const stopped = closeServer(r.server);
+  // HTTP/1.1 sockets with nothing in flight are closed at once; busy ones answer with `Connection: close`.
+  await r.tracker.drain(r.options.drainTimeoutMs, () => {
+    for (const socket of r.tracker.sockets) {
+      const busy = (socket as { _httpMessage?: unknown })._httpMessage;
+      if ((socket as TLSSocket).alpnProtocol !== 'h2' && (busy === null || busy === undefined)) socket.end();
+    }
+  });
+  await stopped;
+  r.agent.destroy();
+  await metrics?.close();
+  r.log.info('ingress stopped');
+}
+
+/** Start an ingress from options {@link resolveIngressOptions} checked (as `tether ingress` does). */
+export async function startResolvedIngress(options: IngressOptions): Promise<IngressSidecar> {
+  const log = createLogger('ingress', options.log);
+  const stats: IngressStats = { requests: 0, proxied: 0, failures: {}, connectionsOpen: 0, idleClosed: 0 };
+  const parts: Omit<Running, 'server'> = {
+    options,
+    log,
+    stats,
+    metrics: createIngressMetrics(options.verifier, stats),
+    tracker: new ConnectionTracker(),
+    agent: new HttpAgent({ keepAlive: true }),
+    draining: false,
+  };
+  // The same object: closures given `parts` see `draining` change.
+  const r: Running = Object.assign(parts, { server: createServer(parts) });
+  const { endpoint, metrics } = await startListening(r);
+  const url = `https://${describeEndpoint(endpoint)}`;
+  log.info({ listen: url, upstream: options.upstream, metrics: metrics?.url, idleTimeoutMs: options.idleTimeoutMs }, 'ingress ready');
+  let closing: Promise<void> | undefined;
+  return {
+    endpoint,
+    url,
+    metrics,
+    verifier: options.verifier,
+    stats,
+    registry: r.metrics.registry,
+    logger: log,
+    state() {
+      return { connections: r.tracker.sockets.size, sessions: r.tracker.sessions.size, bindingsCached: options.verifier.cache.size, activeRequests: r.tracker.active };
+    },
+    readiness: () => readiness(r),
+    close() {
+      closing ??= drain(r, metrics);
+      return closing;
+    },
+  };
+}
