@@ -91,11 +91,13 @@ describe('egress upstream response timeout', () => {
         headers[':path'] ?? '/',
         (status, body) => {
           if (stream.destroyed) return;
-          stream.respond({ ':status': status, 'content-type': 'text/plain' }, { endStream: body !== undefined && body === '' });
+          stream.respond({ ':status': status, 'content-type': 'text/plain' });
           if (body !== undefined) stream.end(body);
         },
         (chunk, end) => {
-          if (!stream.destroyed) (end ? stream.end(chunk) : stream.write(chunk));
+          if (stream.destroyed) return;
+          if (end) stream.end(chunk);
+          else stream.write(chunk);
         },
       );
       if (hang === 'hang') {
@@ -113,7 +115,10 @@ describe('egress upstream response timeout', () => {
           if (body !== undefined) res.end(body);
           else res.flushHeaders();
         },
-        (chunk, end) => (end ? res.end(chunk) : res.write(chunk)),
+        (chunk, end) => {
+          if (end) res.end(chunk);
+          else res.write(chunk);
+        },
       );
       if (hang === 'hang') {
         h1Hang.seen++;
@@ -237,7 +242,10 @@ describe('egress agent idle timeout', () => {
           if (!stream.destroyed) stream.respond({ ':status': status }, { endStream: false });
           if (!stream.destroyed) stream.end(body);
         },
-        (chunk, end) => (end ? stream.end(chunk) : stream.write(chunk)),
+        (chunk, end) => {
+          if (end) stream.end(chunk);
+          else stream.write(chunk);
+        },
       );
     });
     const upstreamPort = await listening(upstream);
