@@ -185,7 +185,7 @@ describe('sidecar commands', () => {
     ['an egress token for an unknown route', () => ['--listen', '127.0.0.1:0', ...base(), '--route', 'a=https://localhost:1', '--token-endpoint', 'https://as.example/token', '--client-id', 'x', '--egress-token', 'b'], /unknown route b/],
     ['a plain-http token endpoint', () => ['--listen', '127.0.0.1:0', ...base(), '--route', 'a=https://localhost:1', '--token-endpoint', 'http://as.example/token', '--client-id', 'x', '--egress-token', 'a'], /https/],
     ['a bad listen address', () => ['--listen', 'nowhere', ...base(), '--route', 'a=https://localhost:1'], /HOST:PORT/],
-    ['a negative --connect-retry', () => ['--listen', '127.0.0.1:0', ...base(), '--route', 'a=https://localhost:1', '--connect-retry', '-1'], /--connect-retry/],
+    ['a negative --connect-retry', () => ['--listen', '127.0.0.1:0', ...base(), '--route', 'a=https://localhost:1', '--connect-retry=-1'], /--connect-retry \(connectRetryMs\) must be/],
     ['a negative --upstream-timeout', () => ['--listen', '127.0.0.1:0', ...base(), '--route', 'a=https://localhost:1', '--upstream-timeout=-1'], /^tether egress: error: --upstream-timeout \(upstreamTimeoutMs\) must be/],
     ['a non-number --agent-idle-timeout', () => ['--listen', '127.0.0.1:0', ...base(), '--route', 'a=https://localhost:1', '--agent-idle-timeout', 'soon'], /--agent-idle-timeout \(agentIdleTimeoutMs\)/],
     ['a bad --retry-buffer', () => ['--listen', '127.0.0.1:0', ...base(), '--route', 'a=https://localhost:1', '--retry-buffer', '1k'], /--retry-buffer \(retryBufferBytes\)/],
