@@ -18,6 +18,7 @@ export {
 } from './egress/index.js';
 export {
   startIngress,
+  resolveIngressOptions,
   encodePrincipal,
   decodePrincipal,
   PRINCIPAL_HEADER,
@@ -27,6 +28,7 @@ export {
   type ForwardedPrincipal,
   type IngressConfig,
   type IngressErrorCode,
+  type IngressOptions,
   type IngressSidecar,
   type IngressState,
   type IngressStats,

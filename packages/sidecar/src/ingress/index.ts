@@ -11,7 +11,7 @@
 import { Agent as HttpAgent } from 'node:http';
 import { createSecureServer, type Http2SecureServer } from 'node:http2';
 import type { TLSSocket } from 'node:tls';
-import { sessionBoundTlsOptions } from '@tether/core/node';
+import { guardHttp2Session, sessionBoundTlsOptions } from '@tether/core/node';
 import { describeEndpoint, type Endpoint } from '../config.js';
 import { createLogger, type Logger } from '../log.js';
 import { closeServer, ConnectionTracker, listen, startMetricsServer, type MetricsServer, type Readiness } from '../servers.js';
@@ -77,6 +77,14 @@ function createServer(r: Omit<Running, 'server'>): Http2SecureServer {
   server.on('session', (session) => {
     r.tracker.trackSession(session);
     connections.addSession(session);
+    // Rapid reset (CVE-2023-44487) and sessions nobody reads any more end at once; a quiet
+    // session with a stream in flight is PINGed (idle ones are closed by `connections` too).
+    guardHttp2Session(session, {
+      idleTimeoutMs: options.idleTimeoutMs,
+      onDestroy: (reason) => {
+        if (reason !== 'idle') r.metrics.fail(`h2_${reason}`);
+      },
+    });
   });
   server.on('clientError', createClientErrorHandler(r));
   server.on('tlsClientError', (error) => {
