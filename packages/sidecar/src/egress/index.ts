@@ -74,6 +74,27 @@ async function metricsListener(ctx: HandlerContext, at: Endpoint | undefined, ag
   }
 }
 
+function egressState(signer: ConnectionProofSigner, routes: Iterable<ActiveRoute>, tracker: ConnectionTracker): EgressState {
+  let upstreamSessions = 0;
+  for (const r of routes) upstreamSessions += r.pool.sessions.size;
+  return {
+    connectionStates: signer.live.size,
+    cachedProofs: cachedProofs(signer),
+    upstreamSessions,
+    agentConnections: tracker.sockets.size,
+    agentSessions: tracker.sessions.size,
+    activeRequests: tracker.active,
+  };
+}
+
+/** Close the upstream sessions gracefully, waiting up to {@link UPSTREAM_CLOSE_WAIT_MS}, then destroy what is left. */
+async function closePools(pools: readonly UpstreamPool[]): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([Promise.all(pools.map((p) => p.close())), new Promise((r) => (timer = setTimeout(r, UPSTREAM_CLOSE_WAIT_MS)))]);
+  clearTimeout(timer);
+  for (const p of pools) p.destroy();
+}
+
 /** Start the egress sidecar. Throws {@link SidecarConfigError} on bad configuration. */
 export async function startEgress(config: EgressConfig): Promise<EgressSidecar> {
   const options = resolveEgressOptions(config);
@@ -112,18 +133,6 @@ export async function startEgress(config: EgressConfig): Promise<EgressSidecar> 
   const url = endpoint.kind === 'tcp' ? `http://${describeEndpoint(endpoint)}` : describeEndpoint(endpoint);
   log.info({ listen: url, routes: options.routes.map((r) => ({ name: r.name, upstream: r.origin.origin + r.basePath, audience: r.audiences })), metrics: metricsServer?.url }, 'egress ready');
 
-  const state = (): EgressState => {
-    let upstreamSessions = 0;
-    for (const r of routes.values()) upstreamSessions += r.pool.sessions.size;
-    return {
-      connectionStates: signer.live.size,
-      cachedProofs: cachedProofs(signer),
-      upstreamSessions,
-      agentConnections: tracker.sockets.size,
-      agentSessions: tracker.sessions.size,
-      activeRequests: tracker.active,
-    };
-  };
   let closing: Promise<void> | undefined;
   const close = async () => {
     draining = true;
@@ -131,11 +140,7 @@ export async function startEgress(config: EgressConfig): Promise<EgressSidecar> 
     const stopped = agents.stop();
     await tracker.drain(options.drainTimeoutMs, () => agents.closeIdle());
     await stopped;
-    const pools = [...routes.values()].map((r) => r.pool);
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([Promise.all(pools.map((p) => p.close())), new Promise((r) => (timer = setTimeout(r, UPSTREAM_CLOSE_WAIT_MS)))]);
-    clearTimeout(timer);
-    for (const p of pools) p.destroy();
+    await closePools([...routes.values()].map((r) => r.pool));
     await metricsServer?.close();
     log.info('egress stopped');
   };
@@ -146,7 +151,7 @@ export async function startEgress(config: EgressConfig): Promise<EgressSidecar> 
     stats: metrics.stats,
     registry: metrics.registry,
     logger: log,
-    state,
+    state: () => egressState(signer, routes.values(), tracker),
     close: () => (closing ??= close()),
   };
 }
