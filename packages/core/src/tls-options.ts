@@ -34,11 +34,17 @@ export interface SessionBoundTlsOptions extends Pick<SecureContextOptions, 'cert
  */
 export interface SessionBoundServerOptions extends TlsOptions {
   maxHeaderSize: number;
-  settings: { maxHeaderListSize: number };
+  settings: { maxHeaderListSize: number; maxConcurrentStreams: number };
 }
 
 /** Default request header-section limit, bytes (Node's HTTP/1.1 default). */
 export const DEFAULT_MAX_HEADER_BYTES = 16 * 1024;
+
+/**
+ * Streams one HTTP/2 client may have open at once (nginx: 128). Node's default is unlimited: one
+ * connection could hold thousands of never-finishing streams, each with its own request state.
+ */
+export const DEFAULT_MAX_CONCURRENT_STREAMS = 128;
 
 /** Validate a `maxHeaderBytes` option (an integer of at least 1024); `undefined` gives the default. */
 export function resolveMaxHeaderBytes(value: number | undefined): number {
@@ -69,6 +75,6 @@ export function sessionBoundTlsOptions(options: SessionBoundTlsOptions): Session
     rejectUnauthorized: options.rejectUnauthorized ?? true,
     secureOptions: constants.SSL_OP_NO_RENEGOTIATION,
     maxHeaderSize: maxHeaderBytes,
-    settings: { maxHeaderListSize: maxHeaderBytes },
+    settings: { maxHeaderListSize: maxHeaderBytes, maxConcurrentStreams: DEFAULT_MAX_CONCURRENT_STREAMS },
   };
 }

@@ -60,7 +60,8 @@ class ResetBudget {
 /** Whether a closed stream was reset by the client (not by us, not a clean end). */
 function resetByPeer(stream: ServerHttp2Stream): boolean {
   const code = stream.rstCode;
-  return code !== undefined && code !== constants.NGHTTP2_NO_ERROR && !stream.sentRstStream;
+  // `sentRstStream` exists since Node 9.4 but is missing from @types/node 20.
+  return code !== undefined && code !== constants.NGHTTP2_NO_ERROR && (stream as { sentRstStream?: boolean }).sentRstStream !== true;
 }
 
 /**

@@ -7,7 +7,7 @@
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { createServer as createH2cServer, type Http2Server, type ServerHttp2Session } from 'node:http2';
 import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
-import { resetOversizedHttp2Request } from '@tether/core/node';
+import { DEFAULT_MAX_CONCURRENT_STREAMS, guardHttp2Session, resetOversizedHttp2Request } from '@tether/core/node';
 import { describeEndpoint, type Endpoint } from '../config.js';
 import { closeServer, listen, type ConnectionTracker } from '../servers.js';
 import type { AnyResponse as AgentResponse } from '../shared/respond.js';
@@ -83,9 +83,11 @@ function agentServers(options: AgentListenerOptions, idle: IdleConnections): { h
   // Agent connections are local: no request timeout, so long uploads and streams are not cut.
   // keepAliveTimeout follows the idle timeout (Node advertises it in `Keep-Alive: timeout=N`).
   const h1 = createHttpServer({ requestTimeout: 0, maxHeaderSize: AGENT_MAX_HEADER_BYTES, keepAliveTimeout: options.idleTimeoutMs }, onRequest);
-  const h2c = createH2cServer({ settings: { maxHeaderListSize: AGENT_MAX_HEADER_BYTES } }, onRequest);
+  const h2c = createH2cServer({ settings: { maxHeaderListSize: AGENT_MAX_HEADER_BYTES, maxConcurrentStreams: DEFAULT_MAX_CONCURRENT_STREAMS } }, onRequest);
   h2c.on('session', (session: ServerHttp2Session) => {
     options.tracker.trackSession(session);
+    // Rapid reset and sessions nghttp2 stopped reading end at once; idleness is ours (below).
+    guardHttp2Session(session, { idleTimeoutMs: 0 });
     idle.watch(session, () => {
       if (!session.closed && !session.destroyed) session.close(); // GOAWAY: the agent opens a new connection
     });
