@@ -158,7 +158,7 @@ function certificateValidity(cert: unknown): { notBefore: number; notAfter: numb
   return { notBefore: Date.parse(x509.validFrom), notAfter: Date.parse(x509.validTo) };
 }
 
-function buildVerifier(config: IngressConfig): SessionBoundVerifier {
+function buildVerifier(config: IngressConfig, requiredScopes: readonly string[]): SessionBoundVerifier {
   if (config.verifier !== undefined) return config.verifier;
   const minimumBinding = config.minimumBinding ?? INGRESS_DEFAULTS.minimumBinding;
   if (config.tokens === undefined) throw invalid('tokens', 'is required: one of them, or a ready verifier');
@@ -166,7 +166,7 @@ function buildVerifier(config: IngressConfig): SessionBoundVerifier {
     tokens: config.tokens,
     minimumBinding,
     tlsVersions: config.allowTls12 === true ? ['TLSv1.3', 'TLSv1.2'] : ['TLSv1.3'],
-    ...(config.requiredScopes === undefined ? {} : { requiredScopes: config.requiredScopes }),
+    ...(requiredScopes.length === 0 ? {} : { requiredScopes }),
   });
 }
 
@@ -192,7 +192,7 @@ export function resolveIngressOptions(config: IngressConfig): IngressOptions {
   if (config.key === undefined) throw invalid('key', 'is required (PEM)');
   const minimumBinding = config.minimumBinding ?? INGRESS_DEFAULTS.minimumBinding;
   if (minimumBinding !== 'session' && minimumBinding !== 'certificate') throw invalid('minimumBinding', 'must be session or certificate');
-  stringList(config, 'requiredScopes');
+  const requiredScopes = stringList(config, 'requiredScopes');
   if (config.resource !== undefined && (typeof config.resource !== 'string' || config.resource === '')) throw invalid('resource', 'must be a non-empty string');
   return {
     listen,
@@ -204,7 +204,7 @@ export function resolveIngressOptions(config: IngressConfig): IngressOptions {
     key: config.key,
     ca: config.ca,
     certificate: certificateValidity(config.cert),
-    verifier: buildVerifier(config),
+    verifier: buildVerifier(config, requiredScopes),
     allowTls12: config.allowTls12 === true,
     resource: config.resource,
     authorizationServers: stringList(config, 'authorizationServers'),
