@@ -139,6 +139,24 @@ describe('guardHttp2Session', () => {
     }
   });
 
+  it('a quiet session with a stream in flight is PINGed in every quiet period, not closed', async () => {
+    const g = await guardedServer(pki, { idleTimeoutMs: 150 });
+    const client = connect(`https://localhost:${g.port}`, tls());
+    client.on('error', () => undefined);
+    let pings = 0;
+    client.on('ping', () => pings++);
+    try {
+      const req = client.request({ ':path': '/hang' });
+      req.on('error', () => undefined);
+      await waitFor(() => pings >= 3, { timeoutMs: 5000, message: `three liveness PINGs (saw ${pings})` });
+      assert.deepEqual(g.destroyed, []);
+      assert.equal(client.closed, false);
+    } finally {
+      client.destroy();
+      await g.close();
+    }
+  });
+
   it('an idle session is closed after idleTimeoutMs', async () => {
     const g = await guardedServer(pki, { idleTimeoutMs: 300 });
     const client = connect(`https://localhost:${g.port}`, tls());

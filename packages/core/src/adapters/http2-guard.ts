@@ -86,7 +86,9 @@ export function guardHttp2Session(session: Http2Session, options: Http2GuardOpti
     const sent = session.ping((error) => {
       clearTimeout(timer);
       pinging = false;
-      if (error !== null && error !== undefined) destroy('ping_timeout', constants.NGHTTP2_NO_ERROR);
+      if (error !== null && error !== undefined) return destroy('ping_timeout', constants.NGHTTP2_NO_ERROR);
+      // Node's session timer fires once and re-arms only on stream activity: re-arm it ourselves.
+      if (o.idleTimeoutMs > 0 && !session.destroyed) session.setTimeout(o.idleTimeoutMs);
     });
     if (!sent) {
       clearTimeout(timer);
@@ -104,7 +106,9 @@ export function guardHttp2Session(session: Http2Session, options: Http2GuardOpti
     });
   });
   if (o.idleTimeoutMs > 0) {
-    session.setTimeout(o.idleTimeoutMs, () => {
+    // setTimeout(ms, callback) would listen only once: every quiet period must be seen.
+    session.setTimeout(o.idleTimeoutMs);
+    session.on('timeout', () => {
       // Quiet for a while: a session with streams in flight (a long poll, a slow answer) is only
       // checked for life; an empty one is closed (GOAWAY), and destroyed if the peer lingers.
       if (open > 0) return checkAlive();
