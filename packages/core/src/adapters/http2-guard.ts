@@ -79,42 +79,48 @@ export function guardHttp2Session(session: Http2Session, options: Http2GuardOpti
     options.onDestroy?.(reason);
     session.destroy(undefined, code);
   };
+  let open = 0;
+  // Our own quiet timer, not session.setTimeout(): Node's session timer survives the session's
+  // destruction (setTimeout(0) is ignored once destroyed) and holds the session, its socket and all
+  // they reference until it fires (12 MiB over 2 000 short connections instead of 2 MiB).
+  const quiet = o.idleTimeoutMs > 0 ? setTimeout(onQuiet, o.idleTimeoutMs).unref() : undefined;
+  // Never re-armed once the session is closing: a stream may report its close after the session's.
+  const activity = () => {
+    if (!session.closed && !session.destroyed) quiet?.refresh();
+  };
   const checkAlive = () => {
     if (pinging || session.destroyed || session.closed) return;
     pinging = true;
-    const timer = setTimeout(() => destroy('ping_timeout', constants.NGHTTP2_NO_ERROR), o.pingTimeoutMs);
+    const timer = setTimeout(() => destroy('ping_timeout', constants.NGHTTP2_NO_ERROR), o.pingTimeoutMs).unref();
     const sent = session.ping((error) => {
       clearTimeout(timer);
       pinging = false;
       if (error !== null && error !== undefined) return destroy('ping_timeout', constants.NGHTTP2_NO_ERROR);
-      // Node's session timer fires once and re-arms only on stream activity: re-arm it ourselves.
-      if (o.idleTimeoutMs > 0 && !session.destroyed) session.setTimeout(o.idleTimeoutMs);
+      activity(); // alive: look again after the next quiet period
     });
     if (!sent) {
       clearTimeout(timer);
       destroy('ping_timeout', constants.NGHTTP2_NO_ERROR);
     }
   };
-  let open = 0;
+  function onQuiet(): void {
+    // Quiet for a while: a session with streams in flight (a long poll, a slow answer) is only
+    // checked for life; an empty one is closed (GOAWAY), and destroyed if the peer lingers.
+    if (done || session.destroyed) return;
+    if (open > 0) return checkAlive();
+    session.close();
+    setTimeout(() => destroy('idle', constants.NGHTTP2_NO_ERROR), IDLE_CLOSE_GRACE_MS).unref();
+  }
+  session.once('close', () => clearTimeout(quiet));
   session.on('stream', (stream: ServerHttp2Stream) => {
     open++;
+    activity();
     stream.once('close', () => {
       open--;
+      activity();
       if (!resetByPeer(stream)) return;
       if (!budget.spend()) destroy('rapid_reset', constants.NGHTTP2_ENHANCE_YOUR_CALM);
       else checkAlive();
     });
   });
-  if (o.idleTimeoutMs > 0) {
-    // setTimeout(ms, callback) would listen only once: every quiet period must be seen.
-    session.setTimeout(o.idleTimeoutMs);
-    session.on('timeout', () => {
-      // Quiet for a while: a session with streams in flight (a long poll, a slow answer) is only
-      // checked for life; an empty one is closed (GOAWAY), and destroyed if the peer lingers.
-      if (open > 0) return checkAlive();
-      if (done || session.destroyed) return;
-      session.close();
-      setTimeout(() => destroy('idle', constants.NGHTTP2_NO_ERROR), IDLE_CLOSE_GRACE_MS).unref();
-    });
-  }
 }

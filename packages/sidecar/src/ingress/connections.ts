@@ -21,6 +21,8 @@ interface Connection {
   /** Requests counted for rotation (metadata requests are not). */
   served: number;
   timer: NodeJS.Timeout | undefined;
+  /** The connection has closed: its timer must never be re-armed. */
+  closed: boolean;
 }
 
 export interface ClientConnectionsOptions {
@@ -68,7 +70,9 @@ export class ClientConnections {
     c.inflight++;
     res.once('close', () => {
       c.inflight--;
-      if (c.inflight === 0) c.timer?.refresh();
+      // A stream can report its close after its session's: re-arming then would keep the closed
+      // connection (and all it references) alive until the timer fires.
+      if (c.inflight === 0 && !c.closed) c.timer?.refresh();
     });
     return session;
   }
@@ -87,7 +91,7 @@ export class ClientConnections {
   }
 
   #add(key: TLSSocket | ServerHttp2Session, protocol: 'h2' | 'http/1.1', close: () => void): void {
-    const c: Connection = { inflight: 0, served: 0, timer: undefined };
+    const c: Connection = { inflight: 0, served: 0, timer: undefined, closed: false };
     const idleMs = this.#options.idleTimeoutMs;
     if (idleMs > 0) {
       c.timer = setTimeout(() => {
@@ -98,7 +102,10 @@ export class ClientConnections {
       c.timer.unref();
     }
     this.#connections.set(key, c);
-    key.once('close', () => clearTimeout(c.timer));
+    key.once('close', () => {
+      c.closed = true;
+      clearTimeout(c.timer);
+    });
   }
 }
 
