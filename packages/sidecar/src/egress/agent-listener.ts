@@ -7,6 +7,7 @@
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { createServer as createH2cServer, type Http2Server, type ServerHttp2Session } from 'node:http2';
 import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { DEFAULT_MAX_CONCURRENT_STREAMS, guardHttp2Session, resetOversizedHttp2Request } from '@tether/core/node';
 import { describeEndpoint, type Endpoint } from '../config.js';
 import { closeServer, listen, type ConnectionTracker } from '../servers.js';
@@ -30,8 +31,12 @@ export interface AgentListenerOptions {
   idleTimeoutMs: number;
   tracker: ConnectionTracker;
   onRequest(req: AgentRequest, res: AgentResponse): void;
-  /** An h2c request over {@link AGENT_MAX_HEADER_BYTES} was reset. */
-  onOversized(): void;
+  /**
+   * A request refused before it reached `onRequest`: an h2c header section over
+   * {@link AGENT_MAX_HEADER_BYTES} (reset: `status` 0), or an HTTP/1.1 request the parser refused
+   * (431, 400, 408). `reason` is the failure reason counted.
+   */
+  onRefused(status: number, reason: string): void;
   /** The number of open agent connections changed. */
   onConnections(open: number): void;
 }
@@ -66,11 +71,34 @@ function sniff(socket: Socket, h1: HttpServer, h2c: Http2Server, handedToH2c: ()
   socket.on('data', onData);
 }
 
+/** Status line and failure reason of an HTTP/1.1 parser or timeout error; undefined for socket errors (no request). */
+function parserRefusal(code: string | undefined): { status: number; line: string; reason: string } | undefined {
+  if (code === 'HPE_HEADER_OVERFLOW') return { status: 431, line: '431 Request Header Fields Too Large', reason: 'header_too_large' };
+  if (code === 'ERR_HTTP_REQUEST_TIMEOUT') return { status: 408, line: '408 Request Timeout', reason: 'request_timeout' };
+  if (code?.startsWith('HPE_') === true) return { status: 400, line: '400 Bad Request', reason: 'bad_request' };
+  return undefined;
+}
+
+/**
+ * What Node does by default with HTTP/1.1 requests its parser refuses (a bare 431, 408 or 400 when
+ * nothing was sent on the connection yet, then the socket is destroyed), plus counting them.
+ */
+function clientErrorHandler(options: AgentListenerOptions): (error: NodeJS.ErrnoException, socket: Duplex) => void {
+  return (error, socket) => {
+    const refusal = parserRefusal(error.code);
+    if (refusal !== undefined) {
+      options.onRefused(refusal.status, refusal.reason);
+      if (socket.writable && (socket as Duplex & { bytesWritten?: number }).bytesWritten === 0) socket.write(`HTTP/1.1 ${refusal.line}\r\nConnection: close\r\n\r\n`);
+    }
+    socket.destroy();
+  };
+}
+
 /** The HTTP/1.1 and h2c servers behind the front socket, with idle tracking per connection. */
 function agentServers(options: AgentListenerOptions, idle: IdleConnections): { h1: HttpServer; h2c: Http2Server } {
   const onRequest = (req: AgentRequest, res: AgentResponse) => {
     if (resetOversizedHttp2Request(req, AGENT_MAX_HEADER_BYTES)) {
-      options.onOversized();
+      options.onRefused(0, 'header_too_large');
       return;
     }
     const connection: object | undefined = 'stream' in req ? req.stream.session : req.socket;
@@ -84,6 +112,7 @@ function agentServers(options: AgentListenerOptions, idle: IdleConnections): { h
   // keepAliveTimeout follows the idle timeout (Node advertises it in `Keep-Alive: timeout=N`).
   const h1 = createHttpServer({ requestTimeout: 0, maxHeaderSize: AGENT_MAX_HEADER_BYTES, keepAliveTimeout: options.idleTimeoutMs }, onRequest);
   const h2c = createH2cServer({ settings: { maxHeaderListSize: AGENT_MAX_HEADER_BYTES, maxConcurrentStreams: DEFAULT_MAX_CONCURRENT_STREAMS } }, onRequest);
+  h1.on('clientError', clientErrorHandler(options));
   h2c.on('session', (session: ServerHttp2Session) => {
     options.tracker.trackSession(session);
     // Rapid reset and sessions nghttp2 stopped reading end at once; idleness is ours (below).

@@ -44,20 +44,27 @@ export interface HandlerContext {
 interface AgentState {
   /** Route name for metrics and logs (`-` until known). */
   route: string;
+  /** When the request reached the handler (performance.now()). */
+  started: number;
   /** Aborted when the agent went away before the response was relayed in full. */
   gone: AbortController;
   relayed: boolean;
 }
 
-function watchAgent(res: AnyResponse): AgentState {
-  const state: AgentState = { route: '-', gone: new AbortController(), relayed: false };
-  // Only a close before the response was relayed in full means the agent left. Aborting after a
-  // complete response would reset an upstream stream that has not quite closed yet: one RST_STREAM
-  // per request trips the upstream's HTTP/2 rapid-reset limit (nghttp2: 1000, then 33/s), which
-  // answers with GOAWAY INTERNAL_ERROR and stops reading the connection (the restart-test hang).
+/**
+ * Count the request exactly once, when its response closes (however it ends: answered, refused,
+ * cut off, or the agent gone), with the status sent (0 when none was) and its duration; and abort
+ * `gone` when the agent left before the response was relayed in full.
+ */
+function watchAgent(ctx: HandlerContext, res: AnyResponse): AgentState {
+  const state: AgentState = { route: '-', started: performance.now(), gone: new AbortController(), relayed: false };
   res.once('close', () => {
-    if (state.relayed) return;
-    state.gone.abort();
+    ctx.metrics.answered(state.route, res.headersSent ? res.statusCode : 0, (performance.now() - state.started) / 1000);
+    // Only a close before the response was relayed in full means the agent left. Aborting after a
+    // complete response would reset an upstream stream that has not quite closed yet: one RST_STREAM
+    // per request trips the upstream's HTTP/2 rapid-reset limit (nghttp2: 1000, then 33/s), which
+    // answers with GOAWAY INTERNAL_ERROR and stops reading the connection (the restart-test hang).
+    if (!state.relayed) state.gone.abort();
   });
   return state;
 }
@@ -67,8 +74,7 @@ export function createHandler(ctx: HandlerContext): (req: AgentRequest, res: Any
   return async (req, res) => {
     ctx.metrics.request();
     ctx.tracker.request(res);
-    const agent = watchAgent(res);
-    res.once('finish', () => ctx.metrics.answered(agent.route, res.statusCode));
+    const agent = watchAgent(ctx, res);
     try {
       await forward(ctx, req, res, agent);
     } catch (error) {

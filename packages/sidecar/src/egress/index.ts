@@ -125,7 +125,7 @@ export async function startEgress(config: EgressConfig): Promise<EgressSidecar> 
     idleTimeoutMs: options.agentIdleTimeoutMs,
     tracker,
     onRequest: (req, res) => void handler(req, res),
-    onOversized: () => metrics.failure('header_too_large'),
+    onRefused: (status, reason) => metrics.refused(status, reason),
     onConnections: (open) => metrics.agentConnections(open),
   });
   const metricsServer = await metricsListener(ctx, options.metricsListen, agents);

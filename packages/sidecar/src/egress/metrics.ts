@@ -1,9 +1,14 @@
 /**
  * The egress counters: `stats` (in-process, for tests and embedding) and the Prometheus registry,
- * both updated here, where the event is reported.
+ * both updated here, where the event is reported. `tether_egress_requests_total{route,status}` and
+ * `tether_egress_request_duration_seconds{route,status}` count every agent request exactly once,
+ * when its response closes (however it ends), with the status sent (0 when none was).
  */
-import { Counter, Gauge, Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { EgressStats } from './types.js';
+
+/** Latency buckets, seconds (the ingress's): from a cached-proof hit to a long upstream answer. */
+const DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 
 export class EgressMetrics {
   readonly stats: EgressStats = {
@@ -21,6 +26,7 @@ export class EgressMetrics {
   };
   readonly registry = new Registry();
   readonly #requests: Counter<'route' | 'status'>;
+  readonly #duration: Histogram<'route' | 'status'>;
   readonly #proofsSigned: Counter;
   readonly #cacheHits: Counter;
   readonly #retries: Counter;
@@ -33,7 +39,19 @@ export class EgressMetrics {
   constructor(cachedProofs: () => number) {
     const registers = [this.registry];
     const stats = this.stats;
-    this.#requests = new Counter({ name: 'tether_egress_requests_total', help: 'Agent requests by route and status', labelNames: ['route', 'status'], registers });
+    this.#requests = new Counter({
+      name: 'tether_egress_requests_total',
+      help: 'Agent requests by route (- when none was resolved) and status sent (0: none, the agent left or the response was reset first)',
+      labelNames: ['route', 'status'],
+      registers,
+    });
+    this.#duration = new Histogram({
+      name: 'tether_egress_request_duration_seconds',
+      help: 'Time from the agent request reaching the egress until its response closed, by route and status',
+      labelNames: ['route', 'status'],
+      buckets: DURATION_BUCKETS,
+      registers,
+    });
     this.#proofsSigned = new Counter({ name: 'tether_egress_proofs_signed_total', help: 'Session-Binding Proofs signed', registers });
     this.#cacheHits = new Counter({ name: 'tether_egress_proof_cache_hits_total', help: 'Requests that reused a cached proof', registers });
     this.#retries = new Counter({ name: 'tether_egress_retries_total', help: 'Requests retried once on a fresh proof', registers });
@@ -85,9 +103,20 @@ export class EgressMetrics {
     this.stats.requests++;
   }
 
-  /** A response to the agent finished. */
-  answered(route: string, status: number): void {
-    this.#requests.inc({ route, status: String(status) });
+  /** One agent request is over (its response closed): `status` is the status sent, 0 when none was. */
+  answered(route: string, status: number, seconds: number): void {
+    const labels = { route, status: String(status) };
+    this.#requests.inc(labels);
+    this.#duration.observe(labels, seconds);
+  }
+
+  /**
+   * A request refused before the handler (agent-listener.ts): counted in the request metrics (route
+   * `-`) and by failure reason; `stats.requests` counts the requests that reached the handler.
+   */
+  refused(status: number, reason: string): void {
+    this.failure(reason);
+    this.answered('-', status, 0);
   }
 
   failure(reason: string): void {
