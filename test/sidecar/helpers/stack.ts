@@ -81,6 +81,12 @@ export async function startEchoApp(): Promise<EchoApp> {
         req.socket.destroy();
         return;
       }
+      if (path === '/cut') {
+        // Dies mid-response: 10 of 100 declared bytes, then the connection is gone.
+        res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '100' });
+        res.write('0123456789', () => setTimeout(() => req.socket.destroy(), 10));
+        return;
+      }
       const body = JSON.stringify(record);
       res.writeHead(200, { 'content-type': 'application/json', 'x-app': 'echo', connection: 'keep-alive, x-hop', 'x-hop': 'secret' });
       res.end(body);
