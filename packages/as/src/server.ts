@@ -31,7 +31,7 @@ import { clientErrorHandler, sendError, toOAuthError } from './http-errors.js';
 import { FormParams } from './form.js';
 import { KeyManager } from './keys.js';
 import { createMetrics, type AsMetrics } from './metrics.js';
-import { startOpsServer, type OpsServer, type Readiness } from './ops.js';
+import { startOpsServer, type OpsServer, type Readiness } from '@tether/core/node';
 import { FileStore, type Store } from './store.js';
 
 export interface StartOptions {

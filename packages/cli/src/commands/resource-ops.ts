@@ -4,7 +4,7 @@
  * not be fetched at start.
  */
 import type { RemoteJwksStats } from '@tether/core';
-import type { Readiness } from '../util/ops-server.js';
+import type { Readiness } from '@tether/core/node';
 
 export const PROMETHEUS_TEXT = 'text/plain; version=0.0.4; charset=utf-8';
 

@@ -18,7 +18,7 @@ import { guardHttp2Session, sessionBoundHandler, sessionBoundTlsOptions } from '
 import { oneOf, originOf, parseCommandArgs, parseListen, readOptionFile, required, wantsHelp } from '../util/args.js';
 import { resolveContext, shutdownSignal, type CommandContext } from '../util/context.js';
 import { describeError, runtimeError, usageError } from '../util/errors.js';
-import { startOpsServer, type OpsServer, type Readiness } from '../util/ops-server.js';
+import { startOpsServer, type OpsServer, type Readiness } from '@tether/core/node';
 import { loadCaBundle, loadKeyPair } from '../util/pem.js';
 import { PROMETHEUS_TEXT, resourceMetricsText, resourceReadiness, retryUntilLoaded } from './resource-ops.js';
 import { DEV_AUDIENCE, DEV_ISSUER } from './dev-token.js';

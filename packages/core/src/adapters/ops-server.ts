@@ -4,7 +4,8 @@
  * `{"status":"ok"}` while the process answers) and `GET /readyz` (readiness: 200
  * `{"status":"ready"}`, or 503 `{"status":"not_ready","reason":...}`). GET and HEAD only; 404
  * elsewhere. Requests are answered from memory, have a 5 s timeout and keep-alive connections
- * are closed with the listener.
+ * are closed with the listener. One implementation for every server command: the AS, `tether
+ * resource` and the sidecars.
  */
 import { once } from 'node:events';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
