@@ -8,18 +8,14 @@
  *   npm run soak:sidecar -- --duration 300      # default 120 s
  *   Options: --duration S, --concurrency N (32), --out DIR
  */
-import { X509Certificate, generateKeyPairSync } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { SignJWT, exportJWK } from 'jose';
-import { sessionBoundConfirmation } from '@tether/core';
-import { createDevPki } from '@tether/pki';
+import { benchMaterial, tokenMinter } from './sidecar-material.js';
 import { BenchFailure, ForkedChild, installExitGuards, killAllSync, trackedChildren } from './sidecar-children.js';
 import type { RunReply, RunRequest } from './sidecar-load.js';
-import type { Material } from './sidecar-process.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const { values: args } = parseArgs({ options: { duration: { type: 'string', default: '120' }, concurrency: { type: 'string', default: '32' }, out: { type: 'string' } } });
@@ -63,39 +59,15 @@ async function settledCloseWait(port: number): Promise<number> {
   return n;
 }
 
-async function material(): Promise<{ material: Material; mint: () => Promise<string[]> }> {
-  const pki = await createDevPki({ clients: ['client'] });
-  const client = pki.clients.client as { cert: string; key: string };
-  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-  const m: Material = {
-    ca: pki.ca.cert,
-    serverCert: pki.server.cert,
-    serverKey: pki.server.key,
-    clientCert: client.cert,
-    clientKey: client.key,
-    jwks: { keys: [{ ...(await exportJWK(publicKey)), kid: 'b1', alg: 'ES256' }] },
-    issuer: 'https://as.bench',
-    audience: 'https://rs.bench',
-  };
-  const cnf = sessionBoundConfirmation(new X509Certificate(client.cert));
-  let serial = 0;
-  const one = () =>
-    new SignJWT({ client_id: 'soak', scope: 'read', cnf })
-      .setProtectedHeader({ alg: 'ES256', typ: 'at+jwt', kid: 'b1' })
-      .setIssuer(m.issuer)
-      .setAudience(m.audience)
-      .setSubject(`u${serial++}`)
-      .setIssuedAt()
-      .setExpirationTime('1h')
-      .sign(privateKey);
-  return { material: m, mint: () => Promise.all(Array.from({ length: TOKENS_PER_ROUND }, one)) };
-}
-
 async function main(): Promise<number> {
-  const { material: m, mint } = await material();
+  const { material: m, privateKey } = await benchMaterial();
+  const mint = tokenMinter(m, privateKey, TOKENS_PER_ROUND);
   const script = join(here, 'sidecar-process.ts');
   const [app, ingress, egress, load] = ['app', 'ingress', 'egress', 'load'].map((role) => new ForkedChild(role, script, 30_000)) as [ForkedChild, ForkedChild, ForkedChild, ForkedChild];
-  const start = async (c: ForkedChild, extra: Record<string, unknown> = {}) => (await c.ask<{ url: string }>({ cmd: 'start', material: m, ...extra }, 30_000)).url;
+  const start = async (c: ForkedChild, extra: Record<string, unknown> = {}) => {
+    const msg = { cmd: 'start', material: m, ...extra };
+    return (await c.ask<{ url: string }>(msg, 30_000)).url;
+  };
   const appUrl = await start(app);
   const ingressUrl = await start(ingress, { upstream: appUrl });
   const egressUrl = await start(egress, { upstream: ingressUrl });
@@ -107,7 +79,7 @@ async function main(): Promise<number> {
   // At least one round per agent transport, however short the duration.
   while (rounds.length < 2 || Date.now() - started < durationS * 1000) {
     const mode = rounds.length % 2 === 0 ? 'sidecar-h1' : 'sidecar-h2c';
-    const tokens = await mint();
+    const tokens = await mint(true);
     const deadlineMs = 30_000 + 3 * tokens.length * PER_TOKEN;
     const request: RunRequest = { cmd: 'run', mode, url: egressUrl, path: '/api/resource', tokens, perToken: PER_TOKEN, concurrency, requestTimeoutMs: 10_000, deadlineMs, material: { ca: m.ca, clientCert: m.clientCert, clientKey: m.clientKey } };
     const reply = await load.ask<RunReply>(request, deadlineMs + 10_000);

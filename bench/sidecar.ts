@@ -27,15 +27,12 @@
  * deadline path). Environment: TETHER_BENCH_NGINX=PATH picks the nginx binary;
  * TETHER_BENCH_SIDECAR_LOG=LEVEL sets the sidecars' log level (default silent).
  */
-import { X509Certificate, generateKeyPairSync } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { SignJWT, exportJWK } from 'jose';
-import { createDevPki } from '@tether/pki';
-import { sessionBoundConfirmation } from '@tether/core';
+import { benchMaterial, tokenMinter } from './sidecar-material.js';
 import { BenchFailure, ForkedChild, installExitGuards, killAllSync, trackedChildren } from './sidecar-children.js';
 import { MODES, type DeadlineMissed, type Mode, type RunReply, type RunRequest } from './sidecar-load.js';
 import { findNginx, NginxProcess } from './sidecar-nginx.js';
@@ -134,22 +131,6 @@ function describeMiss(label: string, miss: DeadlineMissed): string {
   return lines.join('\n');
 }
 
-function createMinter(material: Material, privateKey: import('node:crypto').KeyObject) {
-  const cnf = sessionBoundConfirmation(new X509Certificate(material.clientCert));
-  let serial = 0;
-  const mint = (bound: boolean) =>
-    new SignJWT({ client_id: 'bench', scope: 'read', ...(bound ? { cnf } : {}) })
-      .setProtectedHeader({ alg: 'ES256', typ: 'at+jwt', kid: 'b1' })
-      .setIssuer(material.issuer)
-      .setAudience(material.audience)
-      .setSubject(`u${serial++}`)
-      .setIssuedAt()
-      .setExpirationTime('1h')
-      .sign(privateKey);
-  // Fresh tokens for every run: no run profits from another's proof or token-validation cache.
-  return (bound: boolean) => Promise.all(Array.from({ length: tokensN }, () => mint(bound)));
-}
-
 async function runMode(stack: Stack, material: Material, freshTokens: (bound: boolean) => Promise<string[]>, mode: Mode, concurrency: number, perToken: number, label: string): Promise<ModeRun> {
   const tokens = await freshTokens(mode === 'ingress' || mode.startsWith('sidecar'));
   const procs = PATHS[mode].processes.map((p) => stack.measured[p] as Measured);
@@ -220,21 +201,9 @@ async function measure(stack: Stack, material: Material, freshTokens: (bound: bo
 
 async function main(): Promise<number> {
   const started = Date.now();
-  const pki = await createDevPki({ clients: ['client'] });
-  const client = pki.clients.client as { cert: string; key: string };
-  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-  const material: Material = {
-    ca: pki.ca.cert,
-    serverCert: pki.server.cert,
-    serverKey: pki.server.key,
-    clientCert: client.cert,
-    clientKey: client.key,
-    jwks: { keys: [{ ...(await exportJWK(publicKey)), kid: 'b1', alg: 'ES256' }] },
-    issuer: 'https://as.bench',
-    audience: 'https://rs.bench',
-  };
+  const { material, privateKey } = await benchMaterial();
   const stack = await startStack(material);
-  const results = await measure(stack, material, createMinter(material, privateKey));
+  const results = await measure(stack, material, tokenMinter(material, privateKey, tokensN));
   await stack.stop();
   const result: BenchResult = {
     date: new Date().toISOString(),

@@ -5,22 +5,15 @@
  * sidecars is served during and right after each attack, and no CLOSE-WAIT socket is left.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
 import { connect as h2connect } from 'node:http2';
 import { after, before, describe, it } from 'node:test';
 import { DEFAULT_MAX_CONCURRENT_STREAMS } from '@tether/core/node';
 import { rapidReset } from '../helpers/h2-rapid-reset.js';
 import { deadline, waitFor, withTimeout } from '../helpers/wait.js';
+import { closeWaitSockets, portOf } from '../helpers/sockets.js';
 import { startStack, type Stack } from './helpers/stack.js';
 
-/** Sockets in CLOSE-WAIT on local port `port` (ss from iproute2). */
-function closeWait(port: number): number {
-  const out = execFileSync('ss', ['-Htan', 'state', 'close-wait', `( sport = :${port} )`], { encoding: 'utf8' });
-  return out.split('\n').filter((l) => l.trim() !== '').length;
-}
-
-const portOf = (endpoint: unknown) => (endpoint as { port: number }).port;
 
 describe('HTTP/2 abuse against the sidecars', () => {
   let stack: Stack;
@@ -50,7 +43,7 @@ describe('HTTP/2 abuse against the sidecars', () => {
       await withTimeout(attack.closed, 5000, `the ${target} to close the abuser's connection`);
       await during;
       await honest(`${target}-after`);
-      await waitFor(() => closeWait(port) === 0, { timeoutMs: 3000, message: `no CLOSE-WAIT socket on the ${target} port` });
+      await waitFor(() => closeWaitSockets(port) === 0, { timeoutMs: 3000, message: `no CLOSE-WAIT socket on the ${target} port` });
       if (target === 'ingress') {
         await waitFor(() => stack.ingress.state().activeRequests === 0, { timeoutMs: 3000, message: 'ingress idle' });
         assert.ok(stack.ingress.state().connections <= 1, `only the egress connection left: ${JSON.stringify(stack.ingress.state())}`);

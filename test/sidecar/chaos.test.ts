@@ -6,20 +6,14 @@
  * succeeds.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { request as httpRequest } from 'node:http';
 import { connect as h2connect } from 'node:http2';
 import { connect as netConnect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { deadline, waitFor, withTimeout } from '../helpers/wait.js';
+import { closeWaitSockets, portOf } from '../helpers/sockets.js';
 import { startStack, type Stack } from './helpers/stack.js';
 
-function closeWait(port: number): number {
-  const out = execFileSync('ss', ['-Htan', 'state', 'close-wait', `( sport = :${port} )`], { encoding: 'utf8' });
-  return out.split('\n').filter((l) => l.trim() !== '').length;
-}
-
-const portOf = (endpoint: unknown) => (endpoint as { port: number }).port;
 
 /** Scrape one unlabelled gauge from a Prometheus text page. */
 async function gauge(url: string, name: string): Promise<number> {
@@ -111,9 +105,9 @@ describe('a mix of agents and upstreams that end badly', () => {
     assert.equal(outcomes.filter((s) => s === 'cut').length, 10, `outcomes ${JSON.stringify(outcomes)}`);
 
     const ports = { egress: port(), ingress: portOf(stack.ingress.endpoint) };
-    await waitFor(() => closeWait(ports.egress) + closeWait(ports.ingress) === 0, {
+    await waitFor(() => closeWaitSockets(ports.egress) + closeWaitSockets(ports.ingress) === 0, {
       timeoutMs: 5000,
-      message: `no CLOSE-WAIT socket (egress ${closeWait(ports.egress)}, ingress ${closeWait(ports.ingress)})`,
+      message: `no CLOSE-WAIT socket (egress ${closeWaitSockets(ports.egress)}, ingress ${closeWaitSockets(ports.ingress)})`,
     });
     await waitFor(() => stack.egress.state().activeRequests === 0 && stack.egress.state().agentConnections === 0 && stack.egress.state().agentSessions === 0, {
       timeoutMs: 5000,
