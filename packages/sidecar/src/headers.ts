@@ -39,24 +39,31 @@ export interface CopyOptions {
  * HTTP/2 pseudo-headers, `Host`, and whatever `options` lists.
  */
 export function endToEndHeaders(headers: IncomingHttpHeaders, options: CopyOptions = {}): OutgoingHttpHeaders {
-  const named = connectionTokens(headers);
+  const named = headers.connection === undefined ? undefined : connectionTokens(headers);
+  const { drop, dropPrefixes } = options;
   const out: OutgoingHttpHeaders = {};
-  for (const [name, value] of Object.entries(headers)) {
+  for (const name of Object.keys(headers)) {
+    const value = headers[name];
     if (value === undefined) continue;
     const n = name.toLowerCase();
-    if (n.startsWith(':') || n === 'host' || HOP_BY_HOP.has(n) || named.has(n) || n.startsWith('proxy-')) continue;
-    if (options.drop?.has(n)) continue;
-    if (options.dropPrefixes?.some((p) => n.startsWith(p))) continue;
+    if (n.startsWith(':') || n === 'host' || HOP_BY_HOP.has(n) || named?.has(n) === true || n.startsWith('proxy-')) continue;
+    if (drop?.has(n) === true || (dropPrefixes !== undefined && hasPrefix(n, dropPrefixes))) continue;
     out[n] = value;
   }
   return out;
+}
+
+function hasPrefix(name: string, prefixes: readonly string[]): boolean {
+  for (const p of prefixes) if (name.startsWith(p)) return true;
+  return false;
 }
 
 /** Every value of `name` as received (duplicates kept), from `rawHeaders`. */
 export function rawValues(rawHeaders: readonly string[], name: string): string[] {
   const out: string[] = [];
   for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
-    if ((rawHeaders[i] as string).toLowerCase() === name) out.push(rawHeaders[i + 1] as string);
+    const raw = rawHeaders[i] as string;
+    if (raw.length === name.length && raw.toLowerCase() === name) out.push(rawHeaders[i + 1] as string);
   }
   return out;
 }

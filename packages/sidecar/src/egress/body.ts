@@ -3,6 +3,9 @@ import { constants as h2 } from 'node:http2';
 import { AgentGoneError } from './retry.js';
 import type { AgentRequest, RequestBody } from './upstream/exchange.js';
 
+/** The body of bodiless requests (shared: a zero-length buffer holds nothing to change). */
+const EMPTY: RequestBody = Object.freeze({ kind: 'buffered', data: Buffer.alloc(0) });
+
 function hasNoBody(req: AgentRequest): boolean {
   const declared = req.headers['content-length'];
   if (declared === '0') return true;
@@ -11,7 +14,7 @@ function hasNoBody(req: AgentRequest): boolean {
 
 /** Buffer bodies with a Content-Length up to `retryBufferBytes`; stream everything else. Throws {@link AgentGoneError} on a cut-off body. */
 export async function readBody(req: AgentRequest, retryBufferBytes: number): Promise<RequestBody> {
-  if (hasNoBody(req)) return { kind: 'buffered', data: Buffer.alloc(0) };
+  if (hasNoBody(req)) return EMPTY;
   const declared = req.headers['content-length'];
   if (declared === undefined || !/^\d+$/.test(declared) || Number(declared) > retryBufferBytes) return { kind: 'stream', source: req };
   const chunks: Buffer[] = [];

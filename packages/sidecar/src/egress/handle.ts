@@ -4,7 +4,7 @@
  * `{"error", "error_description"}`; an agent that went away gets nothing and cancels upstream.
  */
 import { PROOF_HEADER } from '@tether/core';
-import { endToEndHeaders, rawValues } from '../headers.js';
+import { endToEndHeaders } from '../headers.js';
 import type { Logger } from '../log.js';
 import type { ConnectionTracker } from '../servers.js';
 import { errorMessage, SidecarError } from '../shared/errors.js';
@@ -18,10 +18,12 @@ import type { EgressOptions, RouteSpec } from './options.js';
 import { relay } from './relay.js';
 import { AgentGoneError, sendWithRetries, type RetryEvents } from './retry.js';
 import { bearerToken, checkAudience, resolveRoute, type Credentials, type RouteTable } from './routing.js';
-import { UpstreamTimeoutError, type AgentRequest, type Outbound, type UpstreamResponse } from './upstream/exchange.js';
+import { AgentLink, UpstreamTimeoutError, type AgentRequest, type Outbound, type UpstreamResponse } from './upstream/exchange.js';
 import type { UpstreamPool } from './upstream/pool.js';
 
 const PROOF_HEADER_LOWER = PROOF_HEADER.toLowerCase();
+/** Agent fields never forwarded as they are: its proof (it cannot inject one) and `Authorization` (set from its credentials). */
+const AGENT_DROP: ReadonlySet<string> = new Set([PROOF_HEADER_LOWER, 'authorization']);
 
 /** A configured route with its upstream connections. */
 export interface ActiveRoute extends RouteSpec {
@@ -46,25 +48,25 @@ interface AgentState {
   route: string;
   /** When the request reached the handler (performance.now()). */
   started: number;
-  /** Aborted when the agent went away before the response was relayed in full. */
-  gone: AbortController;
-  relayed: boolean;
+  /** Gone when the agent went away before the response was relayed in full. */
+  link: AgentLink;
 }
 
 /**
  * Count the request exactly once, when its response closes (however it ends: answered, refused,
- * cut off, or the agent gone), with the status sent (0 when none was) and its duration; and abort
- * `gone` when the agent left before the response was relayed in full.
+ * cut off, or the agent gone), with the status sent (0 when none was) and its duration; and tell
+ * the link, which cancels the upstream request if that was before the response was relayed in full.
  */
 function watchAgent(ctx: HandlerContext, res: AnyResponse): AgentState {
-  const state: AgentState = { route: '-', started: performance.now(), gone: new AbortController(), relayed: false };
+  const state: AgentState = { route: '-', started: performance.now(), link: new AgentLink() };
   res.once('close', () => {
     ctx.metrics.answered(state.route, res.headersSent ? res.statusCode : 0, (performance.now() - state.started) / 1000);
-    // Only a close before the response was relayed in full means the agent left. Aborting after a
-    // complete response would reset an upstream stream that has not quite closed yet: one RST_STREAM
-    // per request trips the upstream's HTTP/2 rapid-reset limit (nghttp2: 1000, then 33/s), which
-    // answers with GOAWAY INTERNAL_ERROR and stops reading the connection (the restart-test hang).
-    if (!state.relayed) state.gone.abort();
+    // Only a close before the response was relayed in full means the agent left (AgentLink.complete).
+    // Cancelling after a complete response would reset an upstream stream that has not quite closed
+    // yet: one RST_STREAM per request trips the upstream's HTTP/2 rapid-reset limit (nghttp2: 1000,
+    // then 33/s), which answers with GOAWAY INTERNAL_ERROR and stops reading the connection (the
+    // restart-test hang).
+    state.link.leave();
   });
   return state;
 }
@@ -90,7 +92,6 @@ async function forward(ctx: HandlerContext, req: AgentRequest, res: AnyResponse,
     sendDiscovery(res, ctx.discovery);
     return;
   }
-  const started = Date.now();
   const { route, path } = resolveRoute(ctx.routes, req.url, req.headers);
   agent.route = route.name;
   const method = (req.method ?? 'GET').toUpperCase();
@@ -102,19 +103,20 @@ async function forward(ctx: HandlerContext, req: AgentRequest, res: AnyResponse,
     headers: upstreamHeaders(ctx, req, route, credentials.authorization),
     body: await readBody(req, ctx.options.retryBufferBytes),
     token: credentials.token,
-    signal: agent.gone.signal,
+    agent: agent.link,
   };
   const upstream = await send(ctx, route, outbound);
   if (credentials.own && upstream.status === 401 && credentials.token !== undefined) {
     ctx.tokenSource?.invalidate(route.audiences[0] as string, route.scope, credentials.token);
   }
-  if (agent.gone.signal.aborted) {
+  if (agent.link.gone) {
     // The agent hung up while we waited for the upstream: cancel, do not relay.
     upstream.abort();
     return;
   }
-  relay(upstream, res, { route: route.name, method, gone: agent.gone.signal, onComplete: () => (agent.relayed = true), metrics: ctx.metrics, log: ctx.log });
-  ctx.log.debug({ route: route.name, method, path, status: upstream.status, ms: Date.now() - started }, 'request');
+  const link = agent.link;
+  relay(upstream, res, { route: route.name, method, agent: link, onComplete: () => link.complete(), metrics: ctx.metrics, log: ctx.log });
+  if (ctx.log.isLevelEnabled('debug')) ctx.log.debug({ route: route.name, method, path, status: upstream.status, ms: Math.round(performance.now() - agent.started) }, 'request');
 }
 
 /** The agent's credentials, or (routes with `egressToken`, agent without `Authorization`) a token the egress obtains. */
@@ -145,13 +147,24 @@ function enforcePolicy(ctx: HandlerContext, route: ActiveRoute, token: string | 
 
 /** End-to-end fields of the agent's request; its `Session-Binding-Proof` is dropped (the agent cannot inject proofs). */
 function upstreamHeaders(ctx: HandlerContext, req: AgentRequest, route: ActiveRoute, authorization: string | undefined): Outbound['headers'] {
-  if (rawValues(req.rawHeaders, PROOF_HEADER_LOWER).length > 0) ctx.log.info({ route: route.name }, 'dropped a Session-Binding-Proof sent by the agent');
-  const headers = endToEndHeaders(req.headers, { drop: new Set([PROOF_HEADER_LOWER, 'authorization']) });
+  if (req.headers[PROOF_HEADER_LOWER] !== undefined) ctx.log.info({ route: route.name }, 'dropped a Session-Binding-Proof sent by the agent');
+  const headers = endToEndHeaders(req.headers, { drop: AGENT_DROP });
   if (authorization !== undefined) headers.authorization = authorization;
   return headers;
 }
 
+/** The retry events of each route, made once per handler context. */
+const retryEventsByContext = new WeakMap<HandlerContext, Map<string, RetryEvents>>();
+
 function retryEvents(ctx: HandlerContext, route: string): RetryEvents {
+  let byRoute = retryEventsByContext.get(ctx);
+  if (byRoute === undefined) retryEventsByContext.set(ctx, (byRoute = new Map()));
+  let events = byRoute.get(route);
+  if (events === undefined) byRoute.set(route, (events = routeRetryEvents(ctx, route)));
+  return events;
+}
+
+function routeRetryEvents(ctx: HandlerContext, route: string): RetryEvents {
   return {
     connectRetry: (error, delay) => {
       ctx.metrics.connectRetry();
@@ -185,7 +198,7 @@ async function send(ctx: HandlerContext, route: ActiveRoute, outbound: Outbound)
 }
 
 function answerFailure(ctx: HandlerContext, res: AnyResponse, agent: AgentState, error: unknown): void {
-  if (error instanceof AgentGoneError || agent.gone.signal.aborted) {
+  if (error instanceof AgentGoneError || agent.link.gone) {
     // Nobody to answer: the upstream request (if any) was cancelled.
     ctx.metrics.failure('agent_gone');
     ctx.log.debug({ route: agent.route, err: errorMessage(error) }, 'the agent went away before the response');

@@ -70,7 +70,7 @@ export async function sendResilient(send: Send, outbound: Outbound, connectRetry
   const deadline = Date.now() + connectRetryMs;
   let delay = BACKOFF_FIRST_MS;
   let resent = false;
-  const aborted = () => outbound.signal?.aborted === true;
+  const aborted = () => outbound.agent?.gone === true;
   for (;;) {
     if (aborted()) throw new AgentGoneError('the agent went away');
     try {

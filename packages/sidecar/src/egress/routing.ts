@@ -26,11 +26,13 @@ export function routeTable<R extends Routable>(routes: Iterable<R>): Map<string,
 /** The host name the agent addressed (`:authority` or `Host`), lower case, without port or IPv6 brackets. */
 export function requestHostname(headers: IncomingHttpHeaders): string {
   const authority = ((headers[':authority'] as string | undefined) ?? headers.host ?? '').toLowerCase();
+  if (!authority.includes(':') && !authority.includes('[') && !authority.includes(']')) return authority; // nothing to strip
   return authority.replace(/:\d+$/, '').replace(/^\[|\]$/g, '');
 }
 
 /** `.` / `..` segments (also percent-encoded) could climb out of a route's base path at the upstream. */
 export function hasDotSegment(url: string): boolean {
+  if (!url.includes('.') && !url.includes('%')) return false;
   const path = url.split('?')[0] as string;
   return /(^|\/)(\.|%2e){1,2}(\/|$)/i.test(path);
 }
@@ -55,7 +57,9 @@ export function resolveRoute<R extends Routable>(routes: RouteTable<R>, rawUrl: 
 
 /** A request for the egress's own document `path`: the path matches and no route claims the host name. */
 export function isLocalPath(routes: RouteTable<Routable>, rawUrl: string | undefined, headers: IncomingHttpHeaders, path: string): boolean {
-  return !routes.has(requestHostname(headers)) && (rawUrl ?? '').split('?')[0] === path;
+  const url = rawUrl ?? '';
+  if (!url.startsWith(path)) return false;
+  return url.split('?')[0] === path && !routes.has(requestHostname(headers));
 }
 
 export interface Credentials {
@@ -93,13 +97,32 @@ export function unverifiedAudience(token: string): string[] | undefined {
   }
 }
 
+/** How many tokens' audiences {@link cachedAudience} remembers. */
+const AUDIENCE_CACHE_ENTRIES = 256;
+/** Token -> its unverified `aud` (null: not a JWT), oldest first. */
+const audienceCache = new Map<string, readonly string[] | null>();
+
+/**
+ * {@link unverifiedAudience}, remembered for the last {@link AUDIENCE_CACHE_ENTRIES} tokens (an
+ * agent sends the same token many times). The key is the whole token, so a token that differs in
+ * any character is decoded anew.
+ */
+function cachedAudience(token: string): readonly string[] | undefined {
+  const hit = audienceCache.get(token);
+  if (hit !== undefined) return hit ?? undefined;
+  const aud = unverifiedAudience(token);
+  if (audienceCache.size >= AUDIENCE_CACHE_ENTRIES) audienceCache.delete(audienceCache.keys().next().value as string);
+  audienceCache.set(token, aud === undefined ? null : Object.freeze(aud));
+  return aud;
+}
+
 /**
  * The audience policy: under `audience` a token goes only to a route one of whose audiences its
  * `aud` names. Throws ERR_EGRESS_OPAQUE_TOKEN or ERR_EGRESS_TOKEN_NOT_ALLOWED.
  */
 export function checkAudience(policy: 'audience' | 'none', audiences: readonly string[], token: string | undefined): void {
   if (token === undefined || policy === 'none') return;
-  const aud = unverifiedAudience(token);
+  const aud = cachedAudience(token);
   if (aud === undefined) throw egressError('ERR_EGRESS_OPAQUE_TOKEN');
   if (!aud.some((a) => audiences.includes(a))) throw egressError('ERR_EGRESS_TOKEN_NOT_ALLOWED');
 }

@@ -16,9 +16,58 @@ export interface Outbound {
   body: RequestBody;
   token: string | undefined;
   rejected?: string | undefined;
-  /** Aborted when the agent goes away: an upstream request still waiting for its response is cancelled. */
-  signal?: AbortSignal | undefined;
+  /** The agent's side: when it goes away, an upstream request still waiting for its response is cancelled. */
+  agent?: AgentLink | undefined;
 }
+
+/**
+ * Whether the agent of one request went away, and the cancel of the upstream request in progress,
+ * run when it does. One per agent request: lighter than an AbortController and its listeners.
+ * At most one upstream request is in progress at a time (retries are sequential), so there is one
+ * cancel slot: the transport holds it while waiting for the response, the relay while streaming.
+ */
+export class AgentLink {
+  #gone = false;
+  #complete = false;
+  #cancel: (() => void) | undefined;
+
+  /** The agent went away before its response was relayed in full. */
+  get gone(): boolean {
+    return this.#gone;
+  }
+
+  /**
+   * `cancel` cancels the upstream request in progress when the agent goes away (at once if it
+   * already has). Returns the function that releases the slot (only if it still holds `cancel`).
+   */
+  onGone(cancel: () => void): () => void {
+    if (this.#gone) {
+      cancel();
+      return noop;
+    }
+    this.#cancel = cancel;
+    return () => {
+      if (this.#cancel === cancel) this.#cancel = undefined;
+    };
+  }
+
+  /** The response was relayed in full: from now on the agent's leaving is no going away and cancels nothing. */
+  complete(): void {
+    this.#complete = true;
+    this.#cancel = undefined;
+  }
+
+  /** The agent's response closed: if that was before the response was relayed in full, the agent went away; cancel what is in progress (once). */
+  leave(): void {
+    if (this.#gone || this.#complete) return;
+    this.#gone = true;
+    const cancel = this.#cancel;
+    this.#cancel = undefined;
+    cancel?.();
+  }
+}
+
+const noop = (): void => undefined;
 
 export interface UpstreamResponse {
   status: number;

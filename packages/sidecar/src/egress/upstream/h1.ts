@@ -26,25 +26,28 @@ function failure(req: ClientRequest, error: NodeJS.ErrnoException, secured: bool
 
 /** Send `outbound`; resolves with the response headers (the body streams). */
 export function sendH1(target: H1Target, outbound: Outbound, signer: ConnectionProofSigner, context: SendContext): Promise<UpstreamResponse> {
-  const { method, path, headers, body, token, rejected, signal } = outbound;
+  const { method, path, headers, body, token, rejected, agent } = outbound;
   return new Promise((resolve, reject) => {
     let sentProof: string | undefined;
     let secured = false;
     let settled = false;
     let disarm = () => undefined as void;
+    let release = () => undefined as void;
     const settle = (error: Error | undefined, value?: UpstreamResponse) => {
       if (settled) return;
       settled = true;
       disarm();
-      signal?.removeEventListener('abort', cancel);
+      release();
       if (error === undefined) resolve(value as UpstreamResponse);
       else reject(error);
     };
     const req = httpsRequest({ protocol: 'https:', host: target.host, port: Number(target.origin.port || 443), method, path, headers: { ...headers, host: target.origin.host }, agent: target.agent() });
     const cancel = () => req.destroy(new AgentGoneError('the agent went away'));
-    if (signal?.aborted === true) cancel();
-    else signal?.addEventListener('abort', cancel, { once: true });
-    req.once('close', () => signal?.removeEventListener('abort', cancel));
+    // The agent leaving before the response cancels the request (the relay takes over afterwards).
+    if (agent !== undefined) {
+      release = agent.onGone(cancel);
+      req.once('close', release);
+    }
     req.on('error', (error: NodeJS.ErrnoException) => settle(failure(req, error, secured, method)));
     req.once('socket', (raw) => {
       const socket = raw as TLSSocket;

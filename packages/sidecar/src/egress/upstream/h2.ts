@@ -1,6 +1,7 @@
 /** Sending one request as a stream of an upstream HTTP/2 session. */
-import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+import type { OutgoingHttpHeaders } from 'node:http';
 import { constants as h2, type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders as H2Headers } from 'node:http2';
+import { addAbortSignal } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import { PROOF_HEADER, type ConnectionProofSigner } from '@tether/core';
 import { pipeBody } from '../../servers.js';
@@ -36,16 +37,23 @@ function openStream(conn: H2Connection, authority: string, outbound: Outbound, p
     [h2.HTTP2_HEADER_AUTHORITY]: authority,
   };
   if (proof !== undefined) all[PROOF_HEADER_LOWER] = proof;
-  const signal = outbound.signal;
   try {
-    // The agent leaving aborts `signal`: the stream is then reset with CANCEL (the ingress cancels
-    // the application's request). Unlike stream.close(CANCEL), this sends no END_STREAM first, which
-    // would deliver a cut-off request body upstream as a complete one.
-    return conn.session.request(all, signal === undefined ? { endStream } : { endStream, signal });
+    return conn.session.request(all, { endStream });
   } catch (error) {
     // The session was closing (GOAWAY) or gone: nothing was sent.
     throw unprocessed(error);
   }
+}
+
+/**
+ * Reset `stream` with CANCEL (the ingress then cancels the application's request) without sending
+ * END_STREAM first, as an aborted `signal` of `session.request()` would: Node resets a stream it
+ * destroys with its AbortError with CANCEL (any other error: INTERNAL_ERROR). Unlike
+ * stream.close(CANCEL), which ends the writable side first and would deliver a cut-off request
+ * body upstream as a complete one.
+ */
+function cancelStream(stream: ClientHttp2Stream): void {
+  if (!stream.destroyed) addAbortSignal(AbortSignal.abort(), stream);
 }
 
 /** A stream that ended before its response: REFUSED_STREAM (RFC 9113 section 8.7) proves it unprocessed. */
@@ -53,18 +61,9 @@ function lost(stream: ClientHttp2Stream, error: Error): Error {
   return stream.rstCode === h2.NGHTTP2_REFUSED_STREAM ? unprocessed(error) : new LostError(error.message, { cause: error });
 }
 
+/** The response; its headers as received (`:status` included: relaying copies end-to-end fields only). */
 function response(stream: ClientHttp2Stream, h: H2Headers, sentProof: string | undefined): UpstreamResponse {
-  const headers: IncomingHttpHeaders = {};
-  for (const [k, v] of Object.entries(h)) if (!k.startsWith(':')) headers[k] = v as string | string[];
-  return {
-    status: Number(h[h2.HTTP2_HEADER_STATUS]),
-    headers,
-    body: stream,
-    sentProof,
-    abort: () => {
-      if (!stream.destroyed) stream.close(h2.NGHTTP2_CANCEL);
-    },
-  };
+  return { status: Number(h[h2.HTTP2_HEADER_STATUS]), headers: h, body: stream, sentProof, abort: () => cancelStream(stream) };
 }
 
 /** Send `outbound` on `conn`; resolves with the response headers (the body streams). */
@@ -73,6 +72,9 @@ export async function sendH2(conn: H2Connection, authority: string, outbound: Ou
   const body = outbound.body;
   const empty = body.kind === 'buffered' && body.data.length === 0;
   const stream = openStream(conn, authority, outbound, sentProof, empty);
+  // The agent leaving cancels the stream, until it closes (the relay takes over the cancel once it streams the response).
+  const agent = outbound.agent;
+  if (agent !== undefined) stream.once('close', agent.onGone(() => cancelStream(stream)));
   return new Promise((resolve, reject) => {
     let settled = false;
     const settle = (error: Error | undefined, value?: UpstreamResponse) => {
@@ -89,8 +91,12 @@ export async function sendH2(conn: H2Connection, authority: string, outbound: Ou
     });
     // The 'error' comes before 'close': REFUSED_STREAM (also how a GOAWAY's unprocessed streams
     // end) must be told from other resets here too.
-    stream.on('error', (error) => settle(lost(stream, error)));
-    stream.once('close', () => settle(lost(stream, new Error(`upstream stream closed before a response (code ${stream.rstCode})`))));
+    stream.on('error', (error) => {
+      if (!settled) settle(lost(stream, error));
+    });
+    stream.once('close', () => {
+      if (!settled) settle(lost(stream, new Error(`upstream stream closed before a response (code ${stream.rstCode})`)));
+    });
     stream.once('response', (h) => settle(undefined, response(stream, h, sentProof)));
     if (!empty) {
       // The agent's body failed: reset the stream without END_STREAM (INTERNAL_ERROR).
