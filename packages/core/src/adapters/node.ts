@@ -13,6 +13,8 @@ export type NodeRequest = IncomingMessage | Http2ServerRequest;
 export type NodeResponse = ServerResponse | Http2ServerResponse;
 
 const PROOF_HEADER_LOWER = PROOF_HEADER.toLowerCase();
+const AUTHORIZATION_LENGTH = 'authorization'.length;
+const DPOP_LENGTH = 'dpop'.length;
 
 /** The connection a node request arrived on: the TLS socket (HTTP/1.1) or the HTTP/2 session. */
 export function connectionOf(req: NodeRequest, verifier: SessionBoundVerifier): ConnectionContext {
@@ -30,7 +32,10 @@ export function requestInputOf(req: NodeRequest, verifier: SessionBoundVerifier)
   const dpop: string[] = [];
   const raw = req.rawHeaders;
   for (let i = 0; i + 1 < raw.length; i += 2) {
-    const name = (raw[i] as string).toLowerCase();
+    const field = raw[i] as string;
+    // Only names of these lengths can match: most fields are not lower-cased at all.
+    if (field.length !== AUTHORIZATION_LENGTH && field.length !== PROOF_HEADER_LOWER.length && field.length !== DPOP_LENGTH) continue;
+    const name = field.toLowerCase();
     if (name === 'authorization') authorization.push(raw[i + 1] as string);
     else if (name === PROOF_HEADER_LOWER) sessionBindingProof.push(raw[i + 1] as string);
     else if (name === 'dpop') dpop.push(raw[i + 1] as string);

@@ -110,7 +110,11 @@ export function createSessionBoundVerifier(options: SessionBoundVerifierOptions)
         perRequest: undefined,
       } as VerificationContext;
       try {
-        for (const step of VERIFICATION_STEPS) await step.run(ctx);
+        // Steps that finish synchronously (most of them, on a cached binding) cost no await.
+        for (const step of VERIFICATION_STEPS) {
+          const pending = step.run(ctx);
+          if (pending !== undefined) await pending;
+        }
       } catch (error) {
         let refusal: TetherError = isTetherError(error)
           ? error

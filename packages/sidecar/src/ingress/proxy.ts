@@ -4,7 +4,7 @@
  * as it streams, the wait for its response headers bounded by `appTimeoutMs`, and the request to
  * the application cancelled when the client goes away before the response is complete.
  */
-import { Agent as HttpAgent, request as httpRequest, type ClientRequest, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
+import { Agent as HttpAgent, request as httpRequest, type ClientRequest, type IncomingMessage, type OutgoingHttpHeaders, type RequestOptions, type ServerResponse } from 'node:http';
 import { constants as h2, type Http2ServerRequest } from 'node:http2';
 import type { VerifiedPrincipal } from '@tether/core';
 import type { Endpoint } from '../config.js';
@@ -113,14 +113,13 @@ export function createProxy(ctx: ProxyContext): (req: Req, res: AnyResponse, pri
   const drop = new Set(IDENTITY_HEADERS);
   if (!ctx.options.passAuthorization) drop.add('authorization');
   const { app, basePath } = ctx.options;
+  const agent = ctx.agent;
+  const requestOptions =
+    app.kind === 'unix'
+      ? (method: string | undefined, path: string, headers: OutgoingHttpHeaders): RequestOptions => ({ socketPath: app.path, method, path, headers, agent })
+      : (method: string | undefined, path: string, headers: OutgoingHttpHeaders): RequestOptions => ({ host: app.host, port: app.port, method, path, headers, agent });
   return (req, res, principal, gone) => {
-    const upstream = httpRequest({
-      ...(app.kind === 'unix' ? { socketPath: app.path } : { host: app.host, port: app.port }),
-      method: req.method,
-      path: basePath + (req.url ?? '/'),
-      headers: upstreamHeaders(req, principal, drop),
-      agent: ctx.agent,
-    });
+    const upstream = httpRequest(requestOptions(req.method, basePath + (req.url ?? '/'), upstreamHeaders(req, principal, drop)));
     const f: Forward = { req, res, upstream, gone, timedOut: false, complete: false };
     const stopTimer = startAppTimeout(ctx, f);
     upstream.on('error', (cause) => {

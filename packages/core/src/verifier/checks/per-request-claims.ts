@@ -1,5 +1,5 @@
 import { InvalidProofError } from '../../errors.js';
-import type { VerificationContext } from '../context.js';
+import type { PerRequestClaims, VerificationContext } from '../context.js';
 
 function fail(reason: string, description: string, cause?: unknown): never {
   throw new InvalidProofError({ reason, description: `Session-Binding Proof verification failed: ${description}`, ...(cause === undefined ? {} : { cause }) });
@@ -39,26 +39,29 @@ export function htuMatches(htu: string, scheme: string, authority: string, path:
 }
 
 /** Step i: `htm` and `htu` match the request; `jti` was not seen before (fails closed if the store fails). */
-export async function checkPerRequestClaims(ctx: VerificationContext): Promise<void> {
+export function checkPerRequestClaims(ctx: VerificationContext): void | Promise<void> {
   const claims = ctx.perRequest;
   if (claims === undefined) return;
   const { input } = ctx;
   if (claims.htm !== undefined && claims.htm !== input.method) fail('htm_mismatch', 'htm mismatch');
   if (claims.htu !== undefined && !htuMatches(claims.htu, input.scheme, input.authority, input.path)) fail('htu_mismatch', 'htu mismatch');
-  if (claims.jti !== undefined) {
-    // Remember the id for as long as the request could otherwise be accepted: through the end of
-    // the proof's iat window (iat + maxAge + skew) or of the token (exp + skew, enforced in
-    // token.ts whatever the validator's own tolerance), whichever comes first, inclusive.
-    const { clockSkew, proofMaxAge } = ctx.options;
-    const proofEnd = (claims.iat ?? ctx.now) + proofMaxAge + clockSkew;
-    const tokenEnd = typeof ctx.claims.exp === 'number' ? ctx.claims.exp + clockSkew : Infinity;
-    const until = Math.min(proofEnd, tokenEnd) + 1;
-    let fresh: boolean;
-    try {
-      fresh = await ctx.options.replayStore.use(`sbp:${claims.jti}`, until);
-    } catch (cause) {
-      fail('replay_store_unavailable', 'replay check unavailable', cause);
-    }
-    if (!fresh) fail('jti_replay', 'jti reuse');
+  if (claims.jti !== undefined) return checkReplay(ctx, claims);
+}
+
+/** The `jti` of a single-use proof was not seen before (the replay store; fails closed if it fails). */
+async function checkReplay(ctx: VerificationContext, claims: PerRequestClaims): Promise<void> {
+  // Remember the id for as long as the request could otherwise be accepted: through the end of
+  // the proof's iat window (iat + maxAge + skew) or of the token (exp + skew, enforced in
+  // token.ts whatever the validator's own tolerance), whichever comes first, inclusive.
+  const { clockSkew, proofMaxAge } = ctx.options;
+  const proofEnd = (claims.iat ?? ctx.now) + proofMaxAge + clockSkew;
+  const tokenEnd = typeof ctx.claims.exp === 'number' ? ctx.claims.exp + clockSkew : Infinity;
+  const until = Math.min(proofEnd, tokenEnd) + 1;
+  let fresh: boolean;
+  try {
+    fresh = await ctx.options.replayStore.use(`sbp:${claims.jti}`, until);
+  } catch (cause) {
+    fail('replay_store_unavailable', 'replay check unavailable', cause);
   }
+  if (!fresh) fail('jti_replay', 'jti reuse');
 }

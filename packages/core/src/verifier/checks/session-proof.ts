@@ -20,16 +20,22 @@ function perRequestClaims(source: { jti?: string; htm?: string; htu?: string; ia
  * same connection share one verification (then step i still sees each request, so a `jti` proof
  * shared this way is used once).
  */
-export async function checkSessionBindingProof(ctx: VerificationContext): Promise<void> {
+export function checkSessionBindingProof(ctx: VerificationContext): void | Promise<void> {
   const proof = ctx.proof;
   if (proof === undefined) return;
-  const { connection } = ctx.input;
-  const hit = ctx.cache.get(connection.id, ctx.ath, proof, ctx.now);
+  const hit = ctx.cache.get(ctx.input.connection.id, ctx.ath, proof, ctx.now);
   if (hit !== undefined) {
+    // A cache hit finishes synchronously (no await in the verifier's step loop).
     ctx.stats.cacheHits++;
     ctx.perRequest = perRequestClaims(hit);
     return;
   }
+  return verifyProof(ctx, proof);
+}
+
+/** The proof is not cached for this connection: verify it (or join a verification of it already running). */
+async function verifyProof(ctx: VerificationContext, proof: string): Promise<void> {
+  const { connection } = ctx.input;
   const certificate = connection.certificate;
   if (certificate === undefined) {
     throw new InvalidProofError({ reason: 'no_client_certificate', description: 'Session-Binding Proof verification failed: no client certificate' });

@@ -3,6 +3,25 @@ import { InvalidTokenError } from '../../errors.js';
 import { accessTokenHash } from '../../thumbprint.js';
 import type { VerificationContext } from '../context.js';
 
+/** How many tokens' `ath` {@link athOf} remembers. */
+const ATH_CACHE_ENTRIES = 1024;
+/** Token -> `ath`, oldest first. */
+const athCache = new Map<string, string>();
+
+/**
+ * `ath` of `token` (base64url SHA-256), remembered for the most recent tokens: a token is presented
+ * on many requests. Keyed on the whole token string, so any other token is hashed anew.
+ */
+function athOf(token: string): string {
+  let ath = athCache.get(token);
+  if (ath === undefined) {
+    ath = accessTokenHash(token);
+    if (athCache.size >= ATH_CACHE_ENTRIES) athCache.delete(athCache.keys().next().value as string);
+    athCache.set(token, ath);
+  }
+  return ath;
+}
+
 /** Step b: validate the access token (signature, `exp`, `nbf`, `iss`, `aud`) and classify its `cnf`. */
 export async function validateAccessToken(ctx: VerificationContext): Promise<void> {
   ctx.claims = await ctx.options.tokens.validate(ctx.token);
@@ -17,5 +36,5 @@ export async function validateAccessToken(ctx: VerificationContext): Promise<voi
   if (ctx.binding.kind === 'invalid') {
     throw new InvalidTokenError({ reason: 'cnf', description: 'The access token confirmation claim is not supported', detail: ctx.binding.reason });
   }
-  ctx.ath = accessTokenHash(ctx.token);
+  ctx.ath = athOf(ctx.token);
 }
