@@ -7,6 +7,9 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { jwksFromFile, jwtAccessTokenValidator, remoteJwks, type AccessTokenValidator } from '@tether/core';
 import { isConfigError, LOG_LEVELS, readConfigFile, SidecarConfigError, type LogLevel } from './config.js';
+import { checkCredentialFiles, followCredentialFiles, reloadOnSighup, type CredentialFiles } from './credentials-args.js';
+import type { ReloadableCredentials } from './credentials/index.js';
+import { reloadableSource } from './credentials/source.js';
 import { resolveEgressOptions, startEgress, type EgressConfig, type EgressRoute } from './egress/index.js';
 import { ingressHelp } from './ingress/help.js';
 import { INGRESS_DEFAULTS, resolveIngressOptions, startResolvedIngress, type IngressConfig, type IngressOptions } from './ingress/index.js';
@@ -36,10 +39,16 @@ forwards over mTLS (HTTP/2 preferred), adding a Session-Binding-Proof signed onc
 Routing: a request goes to route NAME when its Host name is NAME, or when its path starts with
 /NAME/ (the prefix is removed). Anything else is refused with 403.
 
+Once it listens it prints exactly one JSON line on standard output:
+  {"listening":"http://HOST:PORT","metrics":"http://HOST:PORT","pid":N}
+(metrics only with --metrics-listen). Logs are JSON lines on standard error.
+
 Options:
   --listen ADDR            loopback HOST:PORT or unix:/path (required)
   --cert FILE, --key FILE  client certificate and private key (PEM) used upstream (required)
   --ca FILE                CA certificates that verify upstream servers (default: system roots)
+                           --cert, --key and --ca are reloaded when the files are replaced and
+                           on SIGHUP: new upstream connections (and tokens) use the new pair
   --route NAME=URL         an allowed destination (repeatable, at least one)
   --audience NAME=AUD      audience a token must name to be sent to route NAME (repeatable;
                            default: the route's upstream origin)
@@ -59,7 +68,7 @@ Options:
                            resource = the route's audience) when the agent sends no Authorization
   --client-id ID           client_id for --token-endpoint
   --egress-token NAME[=SCOPE]  route whose tokens the egress obtains (repeatable)
-  --metrics-listen ADDR    Prometheus /metrics and /healthz on HOST:PORT
+  --metrics-listen ADDR    Prometheus /metrics, /healthz and /readyz on HOST:PORT
   --log-level LEVEL        ${LOG_LEVELS.join(', ')} (default info); JSON lines on stderr
   --drain-timeout SECONDS  how long shutdown waits for in-flight requests (default 10)
   -h, --help               this text
@@ -149,22 +158,35 @@ function stopSignal(io: CommandIO): { stopped: Promise<string>; dispose(): void 
   };
 }
 
-async function run(name: string, io: CommandIO, start: () => Promise<{ url: string; metrics: { url: string } | undefined; close(): Promise<void> }>): Promise<number> {
+type Started = { url: string; metrics: { url: string } | undefined; close(): Promise<void> };
+
+/**
+ * Follow the certificate files (reloaded on change and on SIGHUP until the end), start, print the
+ * ready line, wait for the stop signal, close.
+ */
+async function run(name: string, io: CommandIO, files: CredentialFiles, level: LogLevel, start: (credentials: ReloadableCredentials) => Promise<Started>): Promise<number> {
   const stop = stopSignal(io);
+  let credentials: ReloadableCredentials | undefined;
+  let stopSighup = () => undefined as void;
   try {
     let sidecar;
     try {
-      sidecar = await start();
+      credentials = followCredentialFiles(files, createLogger(name, logOptions(level, io)));
+      stopSighup = reloadOnSighup(credentials);
+      sidecar = await start(credentials);
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error);
       io.stderr.write(`tether ${name}: error: ${message.split('\n')[0] as string}\n`);
       return isConfigError(error) ? 2 : 1;
     }
+    io.stdout.write(readyLine(sidecar));
     io.onReady?.({ url: sidecar.url, metricsUrl: sidecar.metrics?.url });
     await stop.stopped;
     await sidecar.close();
     return 0;
   } finally {
+    stopSighup();
+    credentials?.close();
     stop.dispose();
   }
 }
@@ -231,7 +253,7 @@ function egressRoutes(values: EgressArgs): EgressRoute[] {
 }
 
 /** The `startEgress` configuration the arguments describe; values are checked by resolveEgressOptions. */
-function egressConfig(values: EgressArgs, io: CommandIO): EgressConfig {
+function egressConfig(values: EgressArgs, io: CommandIO, pem: CredentialFiles['pem']): EgressConfig {
   const tokenEndpoint = values['token-endpoint'];
   if (tokenEndpoint === undefined && values['client-id'] !== undefined) throw new SidecarConfigError('--client-id needs --token-endpoint');
   const numbers = {
@@ -243,9 +265,7 @@ function egressConfig(values: EgressArgs, io: CommandIO): EgressConfig {
   };
   return {
     listen: required(values.listen, '--listen'),
-    cert: readConfigFile(required(values.cert, '--cert'), '--cert'),
-    key: readConfigFile(required(values.key, '--key'), '--key'),
-    ...(values.ca === undefined ? {} : { ca: readConfigFile(values.ca, '--ca') }),
+    ...pem,
     routes: egressRoutes(values),
     ...(tokenEndpoint === undefined ? {} : { tokenEndpoint: { endpoint: tokenEndpoint, clientId: values['client-id'] ?? '' } }),
     tokenPolicy: (values['token-policy'] ?? 'audience') as EgressConfig['tokenPolicy'],
@@ -260,18 +280,23 @@ function egressConfig(values: EgressArgs, io: CommandIO): EgressConfig {
 export async function runEgressCommand(argv: readonly string[], partialIO: Partial<CommandIO> = {}): Promise<number> {
   const io = resolveIO(partialIO);
   let config: EgressConfig;
+  let files: CredentialFiles;
+  let level: LogLevel;
   try {
     const values = parse(argv, egressArgs);
     if (values.help === true) {
       io.stdout.write(egressHelp);
       return 0;
     }
-    config = egressConfig(values, io);
+    level = logLevel(values['log-level']);
+    files = checkCredentialFiles(values, { caRequired: false });
+    config = egressConfig(values, io, files.pem);
     resolveEgressOptions(config); // every option checked before anything starts
   } catch (error) {
     return usage('egress', io, error);
   }
-  return run('egress', io, () => startEgress(config));
+  // The files are followed from the start on; the PEM read for the checks is not used.
+  return run('egress', io, files, level, (credentials) => startEgress({ ...config, cert: undefined, key: undefined, ca: undefined, credentials }));
 }
 
 const ingressArgs = {
@@ -323,17 +348,14 @@ function ingressTokens(values: IngressArgs, io: CommandIO, credentials: { cert: 
 }
 
 /** The `startIngress` configuration the arguments describe; values are checked by resolveIngressOptions. */
-function ingressConfig(values: IngressArgs, io: CommandIO): IngressConfig {
-  const cert = readConfigFile(required(values.cert, '--cert'), '--cert');
-  const key = readConfigFile(required(values.key, '--key'), '--key');
+function ingressConfig(values: IngressArgs, io: CommandIO, pem: CredentialFiles['pem']): IngressConfig {
   const maxRaw = values['max-requests-per-connection'];
   return {
     listen: required(values.listen, '--listen'),
-    cert,
-    key,
-    ca: readConfigFile(required(values.ca, '--ca'), '--ca'),
+    ...pem,
     upstream: required(values.upstream, '--upstream'),
-    tokens: ingressTokens(values, io, { cert, key }),
+    // The introspection client's default certificate is --cert / --key as read at start (not reloaded).
+    tokens: ingressTokens(values, io, pem),
     minimumBinding: (values['minimum-binding'] ?? 'session') as IngressConfig['minimumBinding'] & string,
     ...(values['required-scope'] === undefined ? {} : { requiredScopes: values['required-scope'] }),
     ...(values.resource === undefined ? {} : { resource: values.resource }),
@@ -349,28 +371,29 @@ function ingressConfig(values: IngressArgs, io: CommandIO): IngressConfig {
   };
 }
 
-/** The one line `tether ingress` prints on standard output once it listens. */
-export function ingressReadyLine(ingress: { url: string; metrics: { url: string } | undefined }): string {
-  return `${JSON.stringify({ listening: ingress.url, ...(ingress.metrics === undefined ? {} : { metrics: ingress.metrics.url }), pid: process.pid })}\n`;
+/** The one line `tether egress` and `tether ingress` print on standard output once they listen. */
+export function readyLine(sidecar: { url: string; metrics: { url: string } | undefined }): string {
+  return `${JSON.stringify({ listening: sidecar.url, ...(sidecar.metrics === undefined ? {} : { metrics: sidecar.metrics.url }), pid: process.pid })}\n`;
 }
 
 /** `tether ingress ARGS`: resolves the exit status. */
 export async function runIngressCommand(argv: readonly string[], partialIO: Partial<CommandIO> = {}): Promise<number> {
   const io = resolveIO(partialIO);
   let options: IngressOptions;
+  let files: CredentialFiles;
+  let level: LogLevel;
   try {
     const values = parse(argv, ingressArgs);
     if (values.help === true) {
       io.stdout.write(ingressHelp);
       return 0;
     }
-    options = resolveIngressOptions(ingressConfig(values, io));
+    level = logLevel(values['log-level']);
+    files = checkCredentialFiles(values, { caRequired: true });
+    options = resolveIngressOptions(ingressConfig(values, io, files.pem));
   } catch (error) {
     return usage('ingress', io, error);
   }
-  return run('ingress', io, async () => {
-    const ingress = await startResolvedIngress(options);
-    io.stdout.write(ingressReadyLine(ingress));
-    return ingress;
-  });
+  // The files are followed from the start on; the PEM read for the checks is not used.
+  return run('ingress', io, files, level, (credentials) => startResolvedIngress({ ...options, credentials: reloadableSource(credentials) }));
 }

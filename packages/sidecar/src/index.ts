@@ -40,4 +40,16 @@ export type { LogOptions } from './log.js';
 export type { MetricsServer } from './servers.js';
 export { DISCOVERY_PATH } from './egress/index.js';
 export { SidecarError, type ErrorDefinition, type ErrorTable } from './shared/errors.js';
-export { TokenSource, TokenFetchError, type TokenEndpointConfig } from './token-source.js';
+export { TokenSource, TokenFetchError, type TokenCredentials, type TokenEndpointConfig } from './token-source.js';
+export {
+  ReloadableCredentials,
+  CredentialsError,
+  onSighup,
+  tlsContextFor,
+  type CredentialsSnapshot,
+  type CredentialsLog,
+  type FileCredentialsOptions,
+  type PemCredentials,
+  type ReloadResult,
+} from './credentials/index.js';
+export type { CertificateInUse } from './credentials/source.js';

@@ -8,21 +8,21 @@
  * handle.ts (one request: routing.ts, body.ts, retry.ts, upstream/*, relay.ts) ; metrics.ts,
  * discovery.ts, errors.ts (the error table).
  */
-import { X509Certificate } from 'node:crypto';
-import type { ConnectionOptions } from 'node:tls';
-import { ConnectionProofSigner, sessionBoundConfirmation } from '@tether/core';
-import { describeEndpoint, SidecarConfigError, type Endpoint } from '../config.js';
+import { sessionBoundConfirmation, type ConnectionProofSigner } from '@tether/core';
+import { describeEndpoint, type Endpoint } from '../config.js';
+import { certificateInUse, certificateUnusable, fixedSource, reloadableSource, type CredentialsSource } from '../credentials/source.js';
 import { createLogger } from '../log.js';
-import { ConnectionTracker, startMetricsServer, type MetricsServer } from '../servers.js';
+import { ConnectionTracker, startMetricsServer, type MetricsServer, type Readiness } from '../servers.js';
 import { TokenSource } from '../token-source.js';
 import { listenForAgents, type AgentListener } from './agent-listener.js';
 import { discoveryDocument } from './discovery.js';
+import { Generations, type Generation, type GenerationSettings, type RotationTargets } from './generations.js';
 import { createHandler, type ActiveRoute, type HandlerContext } from './handle.js';
 import { EgressMetrics } from './metrics.js';
-import { resolveEgressOptions, type EgressOptions } from './options.js';
+import { optionName, resolveEgressOptions, type EgressOptions } from './options.js';
 import { routeTable } from './routing.js';
 import type { EgressConfig, EgressSidecar, EgressState } from './types.js';
-import { UpstreamPool } from './upstream/pool.js';
+import { UpstreamPool, type PoolOptions } from './upstream/pool.js';
 
 export { DISCOVERY_PATH } from './discovery.js';
 export { EGRESS_ERRORS, type EgressErrorCode } from './errors.js';
@@ -32,29 +32,19 @@ export type { EgressConfig, EgressRoute, EgressSidecar, EgressState, EgressStats
 /** How long shutdown lets upstream sessions close gracefully before destroying them. */
 const UPSTREAM_CLOSE_WAIT_MS = 1000;
 
-function proofSigner(options: EgressOptions, metrics: EgressMetrics): ConnectionProofSigner {
-  try {
-    return new ConnectionProofSigner({
-      cert: options.cert,
-      key: options.key,
-      preferRs256: options.preferRs256,
-      tlsVersions: options.allowTls12 ? ['TLSv1.3', 'TLSv1.2'] : ['TLSv1.3'],
-      refreshAfter: options.proofRefreshAfter,
-      onSign: () => metrics.proofSigned(),
-      onHit: () => metrics.proofCacheHit(),
-    });
-  } catch (error) {
-    throw new SidecarConfigError(error instanceof Error ? error.message : String(error), { cause: error });
-  }
+/** Reloadable `credentials`, or the fixed `cert` / `key` / `ca`. */
+function credentialsSource(options: EgressOptions): CredentialsSource {
+  if (options.credentials !== undefined) return reloadableSource(options.credentials);
+  return fixedSource({ cert: options.cert, key: options.key ?? '', ca: options.ca }, optionName('cert'));
 }
 
-function upstreamTls(options: EgressOptions): ConnectionOptions {
+function generationSettings(options: EgressOptions, metrics: EgressMetrics): GenerationSettings {
   return {
-    cert: options.cert,
-    key: options.key,
-    ...(options.ca === undefined ? {} : { ca: options.ca }),
-    minVersion: options.allowTls12 ? 'TLSv1.2' : 'TLSv1.3',
-    maxVersion: 'TLSv1.3',
+    allowTls12: options.allowTls12,
+    preferRs256: options.preferRs256,
+    proofRefreshAfter: options.proofRefreshAfter,
+    onSign: () => metrics.proofSigned(),
+    onHit: () => metrics.proofCacheHit(),
   };
 }
 
@@ -64,22 +54,62 @@ function cachedProofs(signer: ConnectionProofSigner): number {
   return n;
 }
 
-async function metricsListener(ctx: HandlerContext, at: Endpoint | undefined, agents: AgentListener): Promise<MetricsServer | undefined> {
+/** Proofs cached over the upstream connections of every generation. */
+function allCachedProofs(generations: Generations | undefined): number {
+  let n = 0;
+  for (const g of generations?.live() ?? []) n += cachedProofs(g.signer);
+  return n;
+}
+
+/** `/readyz`: not draining, and the certificate in use within its validity. */
+function readiness(draining: boolean, generations: Generations): Readiness {
+  if (draining) return { ready: false, reason: 'draining' };
+  const unusable = certificateUnusable(generations.current().credentials);
+  return unusable === undefined ? { ready: true } : { ready: false, reason: unusable };
+}
+
+/** The deferred key binding document for `generation`'s certificate. */
+function discoveryFor(generation: Generation, routes: HandlerContext['routes']): unknown {
+  return discoveryDocument(sessionBoundConfirmation(generation.signer.certificate), routes.values());
+}
+
+/**
+ * On a certificate switch: tokens are fetched with the new certificate first (so the first
+ * requests after the switch do not wait for them), then the pools, the token cache and the
+ * discovery document move to the new generation.
+ */
+function rotationTargets(ctx: HandlerContext): RotationTargets {
+  return {
+    async prepare(next) {
+      const result = await ctx.tokenSource?.prefetch(next);
+      if (result !== undefined && result.failed > 0) ctx.log.warn({ generation: next.number, failed: result.failed }, 'could not fetch tokens with the new certificate; they are fetched on first use');
+    },
+    switched(next) {
+      ctx.tokenSource?.switched(next);
+      ctx.discovery = discoveryFor(next, ctx.routes);
+      for (const route of ctx.routes.values()) route.pool.rotate();
+    },
+  };
+}
+
+async function metricsListener(ctx: HandlerContext, at: Endpoint | undefined, agents: AgentListener, ready: () => Readiness): Promise<MetricsServer | undefined> {
   if (at === undefined) return undefined;
   try {
-    return await startMetricsServer(ctx.metrics.registry, at, () => !ctx.draining());
+    return await startMetricsServer(ctx.metrics.registry, at, () => !ctx.draining(), ready);
   } catch (error) {
     await agents.stop();
     throw new Error(`cannot listen on ${describeEndpoint(at)}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`, { cause: error });
   }
 }
 
-function egressState(signer: ConnectionProofSigner, routes: Iterable<ActiveRoute>, tracker: ConnectionTracker): EgressState {
+function egressState(generations: Generations, routes: Iterable<ActiveRoute>, tracker: ConnectionTracker): EgressState {
   let upstreamSessions = 0;
   for (const r of routes) upstreamSessions += r.pool.sessions.size;
+  let connectionStates = 0;
+  for (const g of generations.live()) connectionStates += g.signer.live.size;
   return {
-    connectionStates: signer.live.size,
-    cachedProofs: cachedProofs(signer),
+    connectionStates,
+    cachedProofs: allCachedProofs(generations),
     upstreamSessions,
     agentConnections: tracker.sockets.size,
     agentSessions: tracker.sessions.size,
@@ -95,40 +125,52 @@ async function closePools(pools: readonly UpstreamPool[]): Promise<void> {
   for (const p of pools) p.destroy();
 }
 
-/** Start the egress sidecar. Throws {@link SidecarConfigError} on bad configuration. */
-export async function startEgress(config: EgressConfig): Promise<EgressSidecar> {
-  const options = resolveEgressOptions(config);
-  const log = createLogger('egress', options.log);
-  // The proofs-cached gauge reads the signer, whose callbacks count into the metrics.
-  const signerRef: { current?: ConnectionProofSigner } = {};
-  const metrics = new EgressMetrics(() => (signerRef.current === undefined ? 0 : cachedProofs(signerRef.current)));
-  const signer = (signerRef.current = proofSigner(options, metrics));
-  const tls = upstreamTls(options);
-  const poolOptions = { tls, signer, log, connectTimeoutMs: options.connectTimeoutMs, upstreamTimeoutMs: options.upstreamTimeoutMs, onConnection: (open: boolean) => metrics.upstreamConnection(open) };
-  const routes = routeTable<ActiveRoute>(options.routes.map((spec) => ({ ...spec, pool: new UpstreamPool(spec.origin, poolOptions) })));
-  let draining = false;
-  const tracker = new ConnectionTracker();
-  const ctx: HandlerContext = {
-    routes,
-    options,
-    metrics,
-    log,
-    tracker,
-    tokenSource: options.tokenEndpoint === undefined ? undefined : new TokenSource(options.tokenEndpoint, tls),
-    discovery: discoveryDocument(sessionBoundConfirmation(new X509Certificate(options.cert)), routes.values()),
-    draining: () => draining,
-  };
+/** The agent listener (with the request handler) and the operations listener. */
+async function listenEgress(ctx: HandlerContext, ready: () => Readiness): Promise<{ agents: AgentListener; metricsServer: MetricsServer | undefined }> {
   const handler = createHandler(ctx);
+  const { options, metrics } = ctx;
   const agents = await listenForAgents({
     at: options.listen,
     socketMode: options.socketMode,
     idleTimeoutMs: options.agentIdleTimeoutMs,
-    tracker,
+    tracker: ctx.tracker,
     onRequest: (req, res) => void handler(req, res),
     onRefused: (status, reason) => metrics.refused(status, reason),
     onConnections: (open) => metrics.agentConnections(open),
   });
-  const metricsServer = await metricsListener(ctx, options.metricsListen, agents);
+  return { agents, metricsServer: await metricsListener(ctx, options.metricsListen, agents, ready) };
+}
+
+/** Start the egress sidecar. Throws {@link SidecarConfigError} on bad configuration. */
+export async function startEgress(config: EgressConfig): Promise<EgressSidecar> {
+  const options = resolveEgressOptions(config);
+  const log = createLogger('egress', options.log);
+  // The proofs-cached gauge reads the signers, whose callbacks count into the metrics.
+  const ref: { generations?: Generations } = {};
+  const metrics = new EgressMetrics(() => allCachedProofs(ref.generations));
+  const generations = (ref.generations = new Generations(credentialsSource(options), generationSettings(options, metrics), log));
+  const tokenSource = options.tokenEndpoint === undefined ? undefined : new TokenSource(options.tokenEndpoint, () => generations.current(), { onBackgroundFetch: () => metrics.tokensFetched(1) });
+  const poolOptions: PoolOptions = {
+    generation: () => generations.current(),
+    tokens: tokenSource,
+    log,
+    connectTimeoutMs: options.connectTimeoutMs,
+    upstreamTimeoutMs: options.upstreamTimeoutMs,
+    onConnection: (open: boolean) => metrics.upstreamConnection(open),
+  };
+  const routes = routeTable<ActiveRoute>(options.routes.map((spec) => ({ ...spec, pool: new UpstreamPool(spec.origin, poolOptions) })));
+  let draining = false;
+  const tracker = new ConnectionTracker();
+  const ctx: HandlerContext = { routes, options, metrics, log, tracker, tokenSource, discovery: discoveryFor(generations.current(), routes), draining: () => draining };
+  generations.follow(rotationTargets(ctx));
+  let listening: Awaited<ReturnType<typeof listenEgress>>;
+  try {
+    listening = await listenEgress(ctx, () => readiness(draining, generations));
+  } catch (error) {
+    void generations.close();
+    throw error;
+  }
+  const { agents, metricsServer } = listening;
   const endpoint = agents.endpoint;
   const url = endpoint.kind === 'tcp' ? `http://${describeEndpoint(endpoint)}` : describeEndpoint(endpoint);
   log.info({ listen: url, routes: options.routes.map((r) => ({ name: r.name, upstream: r.origin.origin + r.basePath, audience: r.audiences })), metrics: metricsServer?.url }, 'egress ready');
@@ -136,6 +178,7 @@ export async function startEgress(config: EgressConfig): Promise<EgressSidecar> 
   let closing: Promise<void> | undefined;
   const close = async () => {
     draining = true;
+    void generations.close();
     log.info('egress draining');
     const stopped = agents.stop();
     await tracker.drain(options.drainTimeoutMs, () => agents.closeIdle());
@@ -151,7 +194,9 @@ export async function startEgress(config: EgressConfig): Promise<EgressSidecar> 
     stats: metrics.stats,
     registry: metrics.registry,
     logger: log,
-    state: () => egressState(signer, routes.values(), tracker),
+    state: () => egressState(generations, routes.values(), tracker),
+    readiness: () => readiness(draining, generations),
+    certificate: () => certificateInUse(generations.current().credentials),
     close: () => (closing ??= close()),
   };
 }

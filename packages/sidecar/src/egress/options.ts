@@ -4,6 +4,7 @@
  * option as the CLI flag and the configuration key (`--retry-buffer (retryBufferBytes) ...`).
  */
 import { isLoopback, parseEndpoint, SidecarConfigError, type Endpoint } from '../config.js';
+import type { ReloadableCredentials } from '../credentials/reloadable.js';
 import type { LogOptions } from '../log.js';
 import type { TokenEndpointConfig } from '../token-source.js';
 import type { EgressConfig, EgressRoute } from './types.js';
@@ -36,9 +37,12 @@ export interface RouteSpec {
 export interface EgressOptions {
   listen: Endpoint;
   metricsListen: Endpoint | undefined;
-  cert: string | Buffer;
-  key: string | Buffer;
+  /** Fixed client certificate, key and upstream CA (when `credentials` is undefined). */
+  cert: string | Buffer | undefined;
+  key: string | Buffer | undefined;
   ca: EgressConfig['ca'];
+  /** Reloadable instead (then `cert`, `key` and `ca` are undefined). */
+  credentials: ReloadableCredentials | undefined;
   routes: readonly RouteSpec[];
   tokenEndpoint: TokenEndpointConfig | undefined;
   tokenPolicy: 'audience' | 'none';
@@ -62,6 +66,10 @@ type Key = keyof EgressConfig;
 /** The CLI flag of each option that has one. */
 const FLAGS: Partial<Record<Key, string>> = {
   listen: '--listen',
+  cert: '--cert',
+  key: '--key',
+  ca: '--ca',
+  credentials: '--cert, --key and --ca',
   routes: '--route',
   tokenEndpoint: '--token-endpoint',
   tokenPolicy: '--token-policy',
@@ -131,6 +139,17 @@ function routeSpec(r: EgressRoute, seen: ReadonlySet<string>, hasTokenEndpoint: 
   return { name: r.name, origin: new URL(url.origin), basePath: url.pathname.replace(/\/$/, ''), audiences, egressToken: r.egressToken === true, scope: r.scope };
 }
 
+/** Fixed `cert` and `key` (and optional `ca`), or reloadable `credentials`: one or the other. */
+function credentialsOptions(config: EgressConfig): Pick<EgressOptions, 'cert' | 'key' | 'ca' | 'credentials'> {
+  if (config.credentials !== undefined) {
+    if (config.cert !== undefined || config.key !== undefined || config.ca !== undefined) throw invalid('credentials', 'replace cert, key and ca: give one or the other');
+    return { cert: undefined, key: undefined, ca: undefined, credentials: config.credentials };
+  }
+  if (config.cert === undefined) throw invalid('cert', 'is required (PEM), or credentials');
+  if (config.key === undefined) throw invalid('key', 'is required (PEM)');
+  return { cert: config.cert, key: config.key, ca: config.ca, credentials: undefined };
+}
+
 function routeSpecs(config: EgressConfig): RouteSpec[] {
   if (!Array.isArray(config.routes) || config.routes.length === 0) throw new SidecarConfigError('at least one --route NAME=https://upstream (routes) is required');
   const seen = new Set<string>();
@@ -174,9 +193,7 @@ export function resolveEgressOptions(config: EgressConfig): EgressOptions {
   return {
     listen,
     metricsListen,
-    cert: config.cert,
-    key: config.key,
-    ca: config.ca,
+    ...credentialsOptions(config),
     routes,
     tokenEndpoint: tokenEndpoint(config, routes),
     tokenPolicy,

@@ -1,8 +1,10 @@
 /** Public configuration, statistics and handle types of the egress sidecar. */
 import type { Registry } from 'prom-client';
 import type { Endpoint } from '../config.js';
+import type { CertificateInUse } from '../credentials/source.js';
+import type { ReloadableCredentials } from '../credentials/reloadable.js';
 import type { Logger, LogOptions } from '../log.js';
-import type { MetricsServer } from '../servers.js';
+import type { MetricsServer, Readiness } from '../servers.js';
 import type { TokenEndpointConfig } from '../token-source.js';
 
 /** One allowed destination. */
@@ -29,12 +31,20 @@ export interface EgressRoute {
 export interface EgressConfig {
   /** Agent-facing listener (`--listen`): a loopback `HOST:PORT` or `unix:/path` (never a routable address). */
   listen: string | Endpoint;
-  /** Client certificate (PEM, `--cert`) presented upstream; its key signs the proofs. */
-  cert: string | Buffer;
+  /** Client certificate (PEM, `--cert`) presented upstream; its key signs the proofs. Fixed; required unless `credentials` is given. */
+  cert?: string | Buffer;
   /** Private key of `cert` (PEM, `--key`). Lives only in this process. */
-  key: string | Buffer;
+  key?: string | Buffer;
   /** CA certificates (PEM, `--ca`) that verify upstream servers (default: Node's roots). */
   ca?: string | Buffer | Array<string | Buffer>;
+  /**
+   * Reloadable client certificate, key and upstream CA, instead of `cert`, `key` and `ca`
+   * (`tether egress` makes one from `--cert`, `--key` and `--ca`). Each accepted reload is a new
+   * generation: new upstream connections present it and are proven with its key, tokens the egress
+   * obtains are fetched again with it, connections of the previous generation finish what they
+   * carry and close. The caller owns it (`close()` it after the egress).
+   */
+  credentials?: ReloadableCredentials;
   /** Allowed destinations (`--route`, `--audience`, `--egress-token`); at least one. */
   routes: readonly EgressRoute[];
   /** Authorization server token endpoint for routes with `egressToken` (`--token-endpoint`, `--client-id`; client_credentials, tls_client_auth). */
@@ -113,6 +123,10 @@ export interface EgressSidecar {
   logger: Logger;
   /** Live internal state sizes (for tests and monitoring): all of them fall back when connections close. */
   state(): EgressState;
+  /** What `/readyz` answers: not draining, and the client certificate in use within its validity. */
+  readiness(): Readiness;
+  /** The client certificate new upstream connections present (its generation changes with each reload applied). */
+  certificate(): CertificateInUse;
   /** Stop accepting, drain in-flight requests (up to `drainTimeoutMs`), close upstream connections. */
   close(): Promise<void>;
 }

@@ -19,6 +19,8 @@ Options:
   --listen HOST:PORT           public mTLS listener (required)
   --cert FILE, --key FILE      server certificate and key (PEM) (required)
   --ca FILE                    CA that client certificates must chain to (required)
+                               --cert, --key and --ca are reloaded when the files are replaced
+                               and on SIGHUP: new connections use the new certificate
   --upstream URL               the local application (required)
   --jwks-url URL               JWT access tokens, keys from this JWK Set URL
   --jwks-file FILE             JWT access tokens, keys from this JWK Set file

@@ -13,6 +13,7 @@ import { createSecureServer, type Http2SecureServer } from 'node:http2';
 import type { TLSSocket } from 'node:tls';
 import { guardHttp2Session, sessionBoundTlsOptions } from '@tether/core/node';
 import { describeEndpoint, type Endpoint } from '../config.js';
+import { certificateInUse, certificateUnusable, type ActiveCredentials } from '../credentials/source.js';
 import { createLogger, type Logger } from '../log.js';
 import { closeServer, ConnectionTracker, listen, startMetricsServer, type MetricsServer, type Readiness } from '../servers.js';
 import { ClientConnections } from './connections.js';
@@ -27,6 +28,7 @@ export { METADATA_PATH } from './metadata.js';
 export { INGRESS_ERRORS, type IngressErrorCode } from './errors.js';
 export { resolveIngressOptions, INGRESS_DEFAULTS, type IngressConfig, type IngressOptions } from './options.js';
 export type { IngressSidecar, IngressState, IngressStats } from './types.js';
+export type { CertificateInUse } from '../credentials/source.js';
 
 /** Start the ingress sidecar. Throws {@link SidecarConfigError} on bad configuration. */
 export async function startIngress(config: IngressConfig): Promise<IngressSidecar> {
@@ -43,11 +45,37 @@ interface Running {
   agent: HttpAgent;
   server: Http2SecureServer;
   draining: boolean;
+  /** The certificate, key and client CA of new connections (what the server's secure context holds). */
+  active: ActiveCredentials;
+  /** Stops following credential reloads. */
+  unfollow: () => void;
+}
+
+/** The server's TLS options for `credentials` (the same ones at start and after every reload). */
+function serverTlsOptions(credentials: ActiveCredentials, allowTls12: boolean): ReturnType<typeof sessionBoundTlsOptions> {
+  return sessionBoundTlsOptions({ cert: credentials.cert, key: credentials.key, ca: credentials.ca, allowTls12 });
+}
+
+/**
+ * Each accepted reload becomes the secure context of new connections (same TLS options, new
+ * certificate, key and client CA); connections already established keep theirs until they close.
+ */
+function followCredentials(r: Running): () => void {
+  return r.options.credentials.subscribe((next, trigger) => {
+    try {
+      r.server.setSecureContext(serverTlsOptions(next, r.options.allowTls12));
+    } catch (error) {
+      r.log.error({ generation: next.generation, trigger, err: error instanceof Error ? error.message : String(error) }, 'ingress certificate not applied; the current one stays in use');
+      return;
+    }
+    r.active = next;
+    r.log.info({ generation: next.generation, fingerprint: next.fingerprint, notAfter: next.notAfter.toISOString(), trigger }, 'ingress certificate switched: new connections use it');
+  });
 }
 
 function createServer(r: Omit<Running, 'server'>): Http2SecureServer {
   const { options } = r;
-  const tlsOptions = sessionBoundTlsOptions({ cert: options.cert, key: options.key, ca: options.ca, allowTls12: options.allowTls12 });
+  const tlsOptions = serverTlsOptions(r.active, options.allowTls12);
   const connections = new ClientConnections({
     idleTimeoutMs: options.idleTimeoutMs,
     maxRequestsPerConnection: options.maxRequestsPerConnection,
@@ -70,6 +98,12 @@ function createServer(r: Omit<Running, 'server'>): Http2SecureServer {
   // allowHalfOpen false (the default, stated): a client's FIN ends our side too, no CLOSE-WAIT.
   const server = createSecureServer({ ...tlsOptions, allowHTTP1: true, allowHalfOpen: false }, handler);
   server.on('secureConnection', (socket: TLSSocket) => {
+    // A handshake that completed after the drain began: the drain has already closed what it
+    // knew, and the server's close would wait for this one until its idle timeout.
+    if (r.draining) {
+      socket.destroy();
+      return;
+    }
     socket.setNoDelay(true);
     r.tracker.track(socket, r.metrics.connections);
     connections.addSocket(socket);
@@ -98,10 +132,8 @@ function createServer(r: Omit<Running, 'server'>): Http2SecureServer {
 function readiness(r: Running): Readiness {
   if (r.draining) return { ready: false, reason: 'draining' };
   if (!r.server.listening) return { ready: false, reason: 'not_listening' };
-  const now = Date.now();
-  if (now < r.options.certificate.notBefore) return { ready: false, reason: 'certificate_not_yet_valid' };
-  if (now >= r.options.certificate.notAfter) return { ready: false, reason: 'certificate_expired' };
-  return { ready: true };
+  const unusable = certificateUnusable(r.active);
+  return unusable === undefined ? { ready: true } : { ready: false, reason: unusable };
 }
 
 async function startListening(r: Running): Promise<{ endpoint: Endpoint; metrics: MetricsServer | undefined }> {
@@ -122,6 +154,7 @@ async function startListening(r: Running): Promise<{ endpoint: Endpoint; metrics
 /** Graceful close: stop accepting, GOAWAY / close idle HTTP/1.1, wait for in-flight requests up to the drain timeout. */
 async function drain(r: Running, metrics: MetricsServer | undefined): Promise<void> {
   r.draining = true;
+  r.unfollow();
   r.log.info('ingress draining');
   const stopped = closeServer(r.server);
   // HTTP/1.1 sockets with nothing in flight are closed at once; busy ones answer with `Connection: close`.
@@ -149,10 +182,16 @@ export async function startResolvedIngress(options: IngressOptions): Promise<Ing
     tracker: new ConnectionTracker(),
     agent: new HttpAgent({ keepAlive: true }),
     draining: false,
+    active: options.credentials.current(),
+    unfollow: () => undefined,
   };
-  // The same object: closures given `parts` see `draining` change.
+  // The same object: closures given `parts` see `draining` and `active` change.
   const r: Running = Object.assign(parts, { server: createServer(parts) });
-  const { endpoint, metrics } = await startListening(r);
+  r.unfollow = followCredentials(r);
+  const { endpoint, metrics } = await startListening(r).catch((error: unknown) => {
+    r.unfollow();
+    throw error;
+  });
   const url = `https://${describeEndpoint(endpoint)}`;
   log.info({ listen: url, upstream: options.upstream, metrics: metrics?.url, idleTimeoutMs: options.idleTimeoutMs }, 'ingress ready');
   let closing: Promise<void> | undefined;
@@ -168,6 +207,7 @@ export async function startResolvedIngress(options: IngressOptions): Promise<Ing
       return { connections: r.tracker.sockets.size, sessions: r.tracker.sessions.size, bindingsCached: options.verifier.cache.size, activeRequests: r.tracker.active };
     },
     readiness: () => readiness(r),
+    certificate: () => certificateInUse(r.active),
     close() {
       closing ??= drain(r, metrics);
       return closing;

@@ -3,19 +3,27 @@
  * `tether ingress` (commands.ts) both go through {@link resolveIngressOptions}; every error names
  * the option as the configuration key and the CLI flag (`appTimeoutMs (--app-timeout) ...`).
  */
-import { X509Certificate } from 'node:crypto';
 import { createSessionBoundVerifier, type AccessTokenValidator, type SessionBoundVerifier } from '@tether/core';
 import { parseEndpoint, parseLocalUpstream, SidecarConfigError, type Endpoint } from '../config.js';
+import type { ReloadableCredentials } from '../credentials/reloadable.js';
+import { fixedSource, reloadableSource, type CredentialsSource } from '../credentials/source.js';
 import type { LogOptions } from '../log.js';
 
 export interface IngressConfig {
   /** Public mTLS listener `HOST:PORT`. */
   listen: string | Endpoint;
-  /** Server certificate and key (PEM). */
-  cert: string | Buffer;
-  key: string | Buffer;
-  /** CA certificates (PEM) that client certificates must chain to. */
-  ca: string | Buffer | Array<string | Buffer>;
+  /** Server certificate and key (PEM), fixed. Required unless `credentials` is given. */
+  cert?: string | Buffer;
+  key?: string | Buffer;
+  /** CA certificates (PEM) that client certificates must chain to. Required unless `credentials` is given. */
+  ca?: string | Buffer | Array<string | Buffer>;
+  /**
+   * Reloadable server certificate, key and client CA (instead of `cert`, `key` and `ca`; it must
+   * have a CA). Each accepted reload becomes the certificate of new connections
+   * (`server.setSecureContext`); existing connections keep theirs. The caller owns it (`close()`
+   * it after the ingress). `tether ingress` makes one from `--cert`, `--key` and `--ca`.
+   */
+  credentials?: ReloadableCredentials;
   /** The local application: `http://127.0.0.1:PORT[/base]` or `unix:/path`. */
   upstream: string;
   /** Token validation: a ready verifier, or a token validator from which one is built. */
@@ -77,11 +85,8 @@ export interface IngressOptions {
   app: Endpoint;
   /** Prepended to forwarded paths ('' for none). */
   basePath: string;
-  cert: string | Buffer;
-  key: string | Buffer;
-  ca: IngressConfig['ca'];
-  /** Validity of the server certificate (ms since the epoch), for readiness. */
-  certificate: { notBefore: number; notAfter: number };
+  /** Server certificate, key and client CA: fixed, or reloadable (`credentials`). */
+  credentials: CredentialsSource;
   verifier: SessionBoundVerifier;
   allowTls12: boolean;
   resource: string | undefined;
@@ -105,6 +110,7 @@ const FLAGS: Partial<Record<Key, string>> = {
   cert: '--cert',
   key: '--key',
   ca: '--ca',
+  credentials: '--cert, --key and --ca',
   upstream: '--upstream',
   tokens: '--jwks-url, --jwks-file or --introspection-url',
   minimumBinding: '--minimum-binding',
@@ -147,15 +153,17 @@ function listenEndpoint(config: IngressConfig): Extract<Endpoint, { kind: 'tcp' 
   return listen;
 }
 
-function certificateValidity(cert: unknown): { notBefore: number; notAfter: number } {
-  if (typeof cert !== 'string' && !Buffer.isBuffer(cert)) throw invalid('cert', 'is required (PEM)');
-  let x509: X509Certificate;
-  try {
-    x509 = new X509Certificate(cert);
-  } catch (cause) {
-    throw new SidecarConfigError(`${optionName('cert')} is not a PEM certificate`, { cause });
+/** The server certificate: reloadable `credentials`, or fixed `cert` / `key` / `ca`. */
+function credentialsSource(config: IngressConfig): CredentialsSource {
+  if (config.credentials !== undefined) {
+    if (config.cert !== undefined || config.key !== undefined || config.ca !== undefined) throw invalid('credentials', 'replace cert, key and ca: give one or the other');
+    const source = reloadableSource(config.credentials);
+    if (source.current().ca === undefined) throw invalid('ca', 'is required: client certificates must chain to it (the credentials have none)');
+    return source;
   }
-  return { notBefore: Date.parse(x509.validFrom), notAfter: Date.parse(x509.validTo) };
+  if (config.ca === undefined) throw invalid('ca', 'is required: client certificates must chain to it');
+  if (config.key === undefined) throw invalid('key', 'is required (PEM)');
+  return fixedSource({ cert: config.cert, key: config.key, ca: config.ca }, optionName('cert'));
 }
 
 function buildVerifier(config: IngressConfig, requiredScopes: readonly string[]): SessionBoundVerifier {
@@ -188,8 +196,7 @@ export function resolveIngressOptions(config: IngressConfig): IngressOptions {
   const metricsListen = config.metricsListen === undefined ? undefined : typeof config.metricsListen === 'string' ? parseEndpoint(config.metricsListen, optionName('metricsListen')) : config.metricsListen;
   if (typeof config.upstream !== 'string' || config.upstream === '') throw invalid('upstream', 'is required: http://127.0.0.1:PORT[/base] or unix:/path');
   const { endpoint: app, basePath } = parseLocalUpstream(config.upstream, optionName('upstream'));
-  if (config.ca === undefined) throw invalid('ca', 'is required: client certificates must chain to it');
-  if (config.key === undefined) throw invalid('key', 'is required (PEM)');
+  const credentials = credentialsSource(config);
   const minimumBinding = config.minimumBinding ?? INGRESS_DEFAULTS.minimumBinding;
   if (minimumBinding !== 'session' && minimumBinding !== 'certificate') throw invalid('minimumBinding', 'must be session or certificate');
   const requiredScopes = stringList(config, 'requiredScopes');
@@ -200,10 +207,7 @@ export function resolveIngressOptions(config: IngressConfig): IngressOptions {
     upstream: config.upstream,
     app,
     basePath,
-    cert: config.cert,
-    key: config.key,
-    ca: config.ca,
-    certificate: certificateValidity(config.cert),
+    credentials,
     verifier: buildVerifier(config, requiredScopes),
     allowTls12: config.allowTls12 === true,
     resource: config.resource,

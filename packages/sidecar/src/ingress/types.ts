@@ -2,6 +2,7 @@
 import type { SessionBoundVerifier } from '@tether/core';
 import type { Registry } from 'prom-client';
 import type { Endpoint } from '../config.js';
+import type { CertificateInUse } from '../credentials/source.js';
 import type { Logger } from '../log.js';
 import type { MetricsServer, Readiness } from '../servers.js';
 
@@ -44,5 +45,7 @@ export interface IngressSidecar {
   state(): IngressState;
   /** What `/readyz` answers: listening, not draining, and the server certificate within its validity. */
   readiness(): Readiness;
+  /** The server certificate new connections get (its generation changes with each accepted reload). */
+  certificate(): CertificateInUse;
   close(): Promise<void>;
 }

@@ -1,17 +1,23 @@
 /**
  * One mTLS destination: an HTTP/2 session when the server speaks h2 (ALPN), otherwise a keep-alive
- * HTTP/1.1 pool. Every upstream TLS connection is registered with the proof signer (exporter and
- * proof cache per connection, dropped when it closes).
+ * HTTP/1.1 pool. Every upstream TLS connection is opened with one certificate generation
+ * (generations.ts) and registered with that generation's proof signer (exporter and proof cache per
+ * connection, dropped when it closes). After a rotation new requests get connections of the new
+ * generation; those of older ones finish what they carry and close (h2: `session.close()` once no
+ * request is between acquiring the session and opening its stream; h1: the old agent keeps no idle
+ * socket).
  */
 import { connect as http2Connect, constants as h2, type ClientHttp2Session } from 'node:http2';
 import { Agent as HttpsAgent } from 'node:https';
 import { isIP } from 'node:net';
-import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from 'node:tls';
-import type { ConnectionProofSigner } from '@tether/core';
+import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import type { Logger } from '../../log.js';
+import { errorMessage } from '../../shared/errors.js';
+import { egressError } from '../errors.js';
+import type { Generation } from '../generations.js';
 import { connectFailure } from '../retry.js';
 import type { Outbound, SendContext, UpstreamResponse } from './exchange.js';
-import { sendH1 } from './h1.js';
+import { sendH1, type H1Target } from './h1.js';
 import { sendH2, type H2Connection } from './h2.js';
 
 /**
@@ -21,11 +27,27 @@ import { sendH2, type H2Connection } from './h2.js';
  */
 const UPSTREAM_CLOSE_GRACE_MS = 1000;
 
-type Connection = H2Connection | { kind: 'h1' };
+/** A connection to send on, with the generation it was opened with (its signer signs its proofs). */
+type Connection = (H2Connection & { generation: Generation }) | { kind: 'h1'; generation: Generation; target: H1Target };
+
+/** Tokens bound to a certificate generation (the egress's own, token-source.ts). */
+export interface TokenBinder {
+  /** `token` when it may travel on a connection of `generation`, otherwise one that may (fetched with its certificate). */
+  bind(token: string, generation: Generation): Promise<string>;
+}
+
+/** Per HTTP/2 session: its generation, requests between acquiring it and their response, whether it is being retired. */
+interface SessionState {
+  generation: Generation;
+  pending: number;
+  retired: boolean;
+}
 
 export interface PoolOptions {
-  tls: ConnectionOptions;
-  signer: ConnectionProofSigner;
+  /** The generation new connections are opened with. */
+  generation(): Generation;
+  /** Rebinds the egress's own tokens to the generation of the connection they go on. */
+  tokens?: TokenBinder | undefined;
   log: Logger;
   connectTimeoutMs: number;
   upstreamTimeoutMs: number;
@@ -33,11 +55,20 @@ export interface PoolOptions {
   onConnection(open: boolean): void;
 }
 
+/** An HTTP/1.1 agent of an older generation: sockets that become idle are closed, idle ones now. */
+function retireAgent(agent: HttpsAgent): void {
+  agent.maxFreeSockets = 0;
+  for (const sockets of Object.values(agent.freeSockets)) for (const socket of sockets ?? []) socket.destroy();
+}
+
 export class UpstreamPool {
   #mode: 'probe' | 'h2' | 'h1' = 'probe';
-  #current: Promise<Connection> | undefined;
+  #current: { generation: Generation; connection: Promise<Connection> } | undefined;
   #live: ClientHttp2Session | undefined;
-  #agent: HttpsAgent | undefined;
+  /** The HTTP/1.1 agent (and transport target) of each generation in use; retired ones are kept until close. */
+  readonly #h1 = new Map<Generation, Connection & { kind: 'h1' }>();
+  readonly #retiredAgents = new Set<HttpsAgent>();
+  readonly #states = new WeakMap<ClientHttp2Session, SessionState>();
   readonly sessions = new Set<ClientHttp2Session>();
   #closed = false;
   readonly #send: SendContext;
@@ -53,10 +84,46 @@ export class UpstreamPool {
     return this.#mode;
   }
 
-  /** Send one request on this destination's current connection (opened on demand). */
+  /**
+   * Send one request on this destination's current connection (opened on demand), signed by the
+   * connection's generation, with a token bound to it.
+   */
   async send(outbound: Outbound): Promise<UpstreamResponse> {
     const conn = await this.acquire();
-    return conn.kind === 'h2' ? sendH2(conn, this.origin.host, outbound, this.options.signer, this.#send) : sendH1(this, outbound, this.options.signer, this.#send);
+    const release = this.#hold(conn);
+    try {
+      const bound = await this.#bind(outbound, conn.generation);
+      return conn.kind === 'h2'
+        ? await sendH2(conn, this.origin.host, bound, conn.generation.signer, this.#send)
+        : await sendH1(conn.target, bound, conn.generation.signer, this.#send);
+    } finally {
+      release();
+    }
+  }
+
+  /** The egress's own token fetched with another certificate is swapped for one fetched with this connection's. */
+  async #bind(outbound: Outbound, generation: Generation): Promise<Outbound> {
+    const tokens = this.options.tokens;
+    if (outbound.token === undefined || tokens === undefined) return outbound;
+    let token: string;
+    try {
+      token = await tokens.bind(outbound.token, generation);
+    } catch (error) {
+      this.options.log.warn({ upstream: this.origin.origin, generation: generation.number, err: errorMessage(error) }, 'could not obtain a token for the certificate of the connection');
+      throw egressError('ERR_EGRESS_TOKEN_UNAVAILABLE', { cause: error });
+    }
+    return token === outbound.token ? outbound : { ...outbound, token, headers: { ...outbound.headers, authorization: `Bearer ${token}` } };
+  }
+
+  /** Keep an h2 session of an older generation open until this request has its stream. */
+  #hold(conn: Connection): () => void {
+    const state = conn.kind === 'h2' ? this.#states.get(conn.session) : undefined;
+    if (conn.kind !== 'h2' || state === undefined) return () => undefined;
+    state.pending++;
+    return () => {
+      state.pending--;
+      if (state.retired) this.#closeIfIdle(conn.session, state);
+    };
   }
 
   get host(): string {
@@ -67,44 +134,84 @@ export class UpstreamPool {
     return isIP(this.host) === 0 ? { servername: this.host } : {};
   }
 
-  #opened(socket: TLSSocket): void {
+  #opened(socket: TLSSocket, generation: Generation): void {
     this.options.onConnection(true);
-    this.options.signer.attach(socket, () => this.options.onConnection(false));
-    this.options.log.debug({ upstream: this.origin.origin, alpn: socket.alpnProtocol, tls: socket.getProtocol() }, 'upstream connection opened');
+    generation.signer.attach(socket, () => this.options.onConnection(false));
+    this.options.log.debug({ upstream: this.origin.origin, alpn: socket.alpnProtocol, tls: socket.getProtocol(), generation: generation.number }, 'upstream connection opened');
   }
 
   acquire(): Promise<Connection> {
     if (this.#closed) return Promise.reject(new Error('egress is shutting down'));
-    if (this.#mode === 'h1') return Promise.resolve({ kind: 'h1' });
-    if (this.#current !== undefined && this.#live !== undefined && (this.#live.closed || this.#live.destroyed)) this.#current = undefined;
-    if (this.#current !== undefined) return this.#current;
+    const generation = this.options.generation();
+    if (this.#mode === 'h1') return Promise.resolve(this.#h1For(generation));
+    const current = this.#current;
+    if (current !== undefined && (current.generation !== generation || (this.#live !== undefined && (this.#live.closed || this.#live.destroyed)))) this.#current = undefined;
+    if (this.#current !== undefined) return this.#current.connection;
     this.#live = undefined;
-    const pending: Promise<Connection> = this.#connect().then((socket) => {
+    const forget = () => {
+      if (this.#current?.connection === pending) this.#current = undefined;
+    };
+    const pending: Promise<Connection> = this.#connect(generation).then((socket) => {
       if (socket.alpnProtocol !== 'h2') {
         // The server speaks HTTP/1.1 only: remember that and use a keep-alive pool from now on.
         this.#mode = 'h1';
-        if (this.#current === pending) this.#current = undefined;
+        forget();
         socket.destroy();
-        return { kind: 'h1' };
+        // No connection yet: the request gets one of the current generation.
+        return this.#h1For(this.options.generation());
       }
       this.#mode = 'h2';
-      this.#opened(socket);
-      return this.#session(socket, () => {
-        if (this.#current === pending) this.#current = undefined;
-      });
+      this.#opened(socket, generation);
+      const conn = this.#session(socket, generation, forget);
+      // Rotated while connecting: the requests waiting for this connection use it, nobody after them.
+      if (generation !== this.options.generation()) this.#retire(conn.session);
+      return conn;
     });
-    pending.catch(() => {
-      if (this.#current === pending) this.#current = undefined;
-    });
-    this.#current = pending;
+    pending.catch(forget);
+    this.#current = { generation, connection: pending };
     return pending;
   }
 
-  /** A secured TLS connection (ALPN h2 preferred), or a {@link connectFailure}. */
-  #connect(): Promise<TLSSocket> {
+  /**
+   * The current generation changed: new requests get connections of it. HTTP/2 sessions of older
+   * generations are closed gracefully once no request is about to open a stream on them (their
+   * streams finish); the older HTTP/1.1 agent closes its sockets as they become idle.
+   */
+  rotate(): void {
+    const generation = this.options.generation();
+    if (this.#current !== undefined && this.#current.generation !== generation) this.#current = undefined;
+    if (this.#live !== undefined && this.#states.get(this.#live)?.generation !== generation) this.#live = undefined;
+    for (const session of this.sessions) if (this.#states.get(session)?.generation !== generation) this.#retire(session);
+    for (const [g, conn] of this.#h1) {
+      if (g === generation) continue;
+      this.#h1.delete(g);
+      const agent = conn.target.agent();
+      retireAgent(agent);
+      this.#retiredAgents.add(agent);
+    }
+    for (const agent of this.#retiredAgents) if (Object.keys(agent.sockets).length === 0 && Object.keys(agent.freeSockets).length === 0) this.#retiredAgents.delete(agent);
+  }
+
+  #retire(session: ClientHttp2Session): void {
+    const state = this.#states.get(session);
+    if (state === undefined || state.retired) return;
+    state.retired = true;
+    if (this.#live === session) this.#live = undefined;
+    // After the requests already waiting for this session (promise continuations) have taken it.
+    setImmediate(() => this.#closeIfIdle(session, state));
+  }
+
+  #closeIfIdle(session: ClientHttp2Session, state: SessionState): void {
+    if (state.pending > 0 || session.closed || session.destroyed) return;
+    this.options.log.debug({ upstream: this.origin.origin, generation: state.generation.number }, 'closing an upstream session of an earlier certificate');
+    session.close();
+  }
+
+  /** A secured TLS connection (ALPN h2 preferred) made with `generation`, or a {@link connectFailure}. */
+  #connect(generation: Generation): Promise<TLSSocket> {
     return new Promise((resolve, reject) => {
       const socket = tlsConnect({
-        ...this.options.tls,
+        ...generation.tls,
         ...this.#servername(),
         host: this.host,
         port: Number(this.origin.port || 443),
@@ -123,11 +230,12 @@ export class UpstreamPool {
   }
 
   /** The HTTP/2 session on `socket`; `forget` takes it out of the pool (no new requests on it). */
-  #session(socket: TLSSocket, forget: () => void): H2Connection {
+  #session(socket: TLSSocket, generation: Generation, forget: () => void): H2Connection & { generation: Generation } {
     const log = this.options.log;
     const session = http2Connect(this.origin.origin, { createConnection: () => socket });
     this.sessions.add(session);
-    this.#live = session;
+    this.#states.set(session, { generation, pending: 0, retired: false });
+    if (generation === this.options.generation()) this.#live = session;
     session.on('error', (error) => log.warn({ upstream: this.origin.origin, err: error.message }, 'upstream session error'));
     session.on('goaway', (code: number, lastStreamID: number) => {
       // No new requests on it. Close it ourselves once the streams the GOAWAY covers (ids up to
@@ -149,22 +257,28 @@ export class UpstreamPool {
       const timer = setTimeout(() => socket.destroy(), UPSTREAM_CLOSE_GRACE_MS).unref();
       socket.once('close', () => clearTimeout(timer));
     });
-    return { kind: 'h2', session, socket };
+    return { kind: 'h2', session, socket, generation };
   }
 
-  /** The keep-alive HTTP/1.1 agent of a server that does not speak h2. */
-  agent(): HttpsAgent {
-    this.#agent ??= new HttpsAgent({ ...this.options.tls, ...this.#servername(), keepAlive: true, ALPNProtocols: ['http/1.1'] });
-    return this.#agent;
+  /** The keep-alive HTTP/1.1 agent (as a transport target) of `generation`, for a server that does not speak h2. */
+  #h1For(generation: Generation): Connection & { kind: 'h1' } {
+    let conn = this.#h1.get(generation);
+    if (conn === undefined) {
+      const agent = new HttpsAgent({ ...generation.tls, ...this.#servername(), keepAlive: true, ALPNProtocols: ['http/1.1'] });
+      const target: H1Target = { origin: this.origin, host: this.host, agent: () => agent, ready: (socket) => this.#ready(socket, generation) };
+      conn = { kind: 'h1', generation, target };
+      this.#h1.set(generation, conn);
+    }
+    return conn;
   }
 
   /** Make sure an HTTP/1.1 pool socket is secured and registered before a proof is made for it. */
-  ready(socket: TLSSocket): Promise<void> {
-    if (this.options.signer.known(socket)) return Promise.resolve();
+  #ready(socket: TLSSocket, generation: Generation): Promise<void> {
+    if (generation.signer.known(socket)) return Promise.resolve();
     return new Promise((resolve, reject) => {
       const onSecure = () => {
         socket.off('error', reject);
-        this.#opened(socket);
+        this.#opened(socket, generation);
         resolve();
       };
       if ((socket as { _secureEstablished?: boolean })._secureEstablished === true) onSecure();
@@ -178,7 +292,8 @@ export class UpstreamPool {
   /** No new requests; close the sessions gracefully (their streams finish). */
   async close(): Promise<void> {
     this.#closed = true;
-    this.#agent?.destroy();
+    for (const conn of this.#h1.values()) conn.target.agent().destroy();
+    for (const agent of this.#retiredAgents) agent.destroy();
     await Promise.all([...this.sessions].map((s) => new Promise<void>((resolve) => (s.closed ? resolve() : s.close(() => resolve())))));
   }
 
