@@ -11,8 +11,7 @@
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { Agent as HttpAgent } from 'node:http';
-import { connect as h2connect, type ClientHttp2Session } from 'node:http2';
+import { Agent as HttpAgent, request as httpRequest, type ClientRequest } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -23,13 +22,26 @@ import { pino } from 'pino';
 import { certificateThumbprint, jwtAccessTokenValidator, localJwks } from '@tether/core';
 import { devConfig, resolveConfig, startAuthorizationServer, type AuthorizationServer } from '@tether/as';
 import { issueClientCertificate, writeDevPki, type IssuedCertificate } from '@tether/pki';
-import { decodePrincipal, ReloadableCredentials, startEgress, startIngress, type EgressRoute, type EgressSidecar, type IngressSidecar } from '@tether/sidecar';
+import { ReloadableCredentials, startEgress, startIngress, type EgressRoute, type EgressSidecar, type IngressSidecar } from '@tether/sidecar';
 import { openRawConnection } from '../adapters/raw.js';
 import { waitFor, withTimeout } from '../helpers/wait.js';
-import { CredentialDir, h1Call, h2cCall, issueServerCertificate, memoryLog, type Answer, type LogLine } from './helpers/rotation.js';
+import {
+  agentToken,
+  agentTokenAgent,
+  bearer,
+  boundTo,
+  CredentialDir,
+  h1Call,
+  issueServerCertificate,
+  memoryLog,
+  newOutcome,
+  REQUEST_MS,
+  startEgressTokenAgents,
+  type Answer,
+  type LogLine,
+} from './helpers/rotation.js';
 import { startEchoApp, type EchoApp } from './helpers/stack.js';
 
-const REQUEST_MS = 15_000;
 /** Deadline for a rotation to be applied (generous: CI runs on 2 cores). */
 const SWITCH_MS = 10_000;
 const REFUSED = 'certificate reload refused; the current certificate stays in use';
@@ -64,13 +76,6 @@ after(async () => {
 
 const fingerprint = (pem: string) => new X509Certificate(pem).fingerprint256;
 const x5t = (pem: string) => certificateThumbprint(new X509Certificate(pem));
-const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
-
-/** `cnf.x5t#S256` the ingress verified for this echoed request. */
-function boundTo(answer: Answer): string | undefined {
-  const echo = JSON.parse(answer.body) as { headers: Record<string, string> };
-  return decodePrincipal(echo.headers['x-tether-principal'] as string).cnf?.['x5t#S256'];
-}
 
 const claimsOf = (token: string) => JSON.parse(Buffer.from(token.split('.')[1] as string, 'base64url').toString('utf8')) as { cnf?: Record<string, string> };
 
@@ -135,86 +140,29 @@ async function startRotatingStack(t: TestContext, name: string, extraRoutes: Egr
   return { egressDir, ingressDir, egress, ingress, egressLog: egressMem.lines, ingressLog: ingressMem.lines, port, first: { client, server } };
 }
 
-/** A token for route `agent`, as an agent gets one: client_credentials through the egress (route `as`), so it is bound to the egress's certificate. */
-async function agentToken(port: number, agent: HttpAgent): Promise<string> {
-  const body = new URLSearchParams({ grant_type: 'client_credentials', client_id: 'egress', resource: 'api', scope: 'read' }).toString();
-  const answer = await h1Call(port, agent, '/as/token', { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body, timeoutMs: REQUEST_MS });
-  assert.equal(answer.status, 200, `token through the egress: ${answer.body}`);
-  return (JSON.parse(answer.body) as { access_token: string }).access_token;
-}
-
 async function readyz(url: string): Promise<{ status: number; body: string }> {
   const res = await fetch(`${url}/readyz`, { signal: AbortSignal.timeout(REQUEST_MS) });
   return { status: res.status, body: await res.text() };
 }
 
-interface LoadOutcome {
-  ok: number;
-  failures: string[];
-  /** `cnf.x5t#S256` of the egress-token requests the ingress verified, with counts. */
-  boundTo: Map<string, number>;
-  /** Agent-token requests refused 401 invalid_token (token bound to an earlier egress certificate), each followed by a new token. */
-  stale: number;
-  agentOk: number;
-}
-
-/** An agent without credentials on route `api` (the egress obtains the token), until `until`. */
-async function egressTokenAgent(call: (path: string) => Promise<Answer>, name: string, until: number, outcome: LoadOutcome): Promise<void> {
-  for (let i = 0; Date.now() < until; i++) {
-    const tag = `${name}-${i}`;
-    try {
-      const answer = await call(`/api/load?tag=${tag}`);
-      if (answer.status !== 200) throw new Error(`status ${answer.status}: ${answer.body.slice(0, 200)}`);
-      if (!(JSON.parse(answer.body) as { url: string }).url.endsWith(`tag=${tag}`)) throw new Error('answered with another request');
-      const bound = boundTo(answer) ?? 'none';
-      outcome.boundTo.set(bound, (outcome.boundTo.get(bound) ?? 0) + 1);
-      outcome.ok++;
-    } catch (error) {
-      outcome.failures.push(`${tag}: ${(error as Error).message}`);
-    }
-  }
-}
-
-/** An agent with its own tokens (fetched through the egress) on route `agent`: a 401 invalid_token means "get a new token", up to 3 attempts per request. */
-async function agentTokenAgent(port: number, agent: HttpAgent, name: string, until: number, outcome: LoadOutcome): Promise<void> {
-  let token: string | undefined;
-  for (let i = 0; Date.now() < until; i++) {
-    const tag = `${name}-${i}`;
-    try {
-      let answered = false;
-      for (let attempt = 0; attempt < 3 && !answered; attempt++) {
-        token ??= await agentToken(port, agent);
-        const answer = await h1Call(port, agent, `/agent/load?tag=${tag}`, { headers: bearer(token), timeoutMs: REQUEST_MS });
-        if (answer.status === 200) answered = true;
-        else if (answer.status === 401 && /error="invalid_token"/.test(String(answer.headers['www-authenticate']))) {
-          outcome.stale++;
-          token = undefined;
-        } else throw new Error(`status ${answer.status}: ${answer.body.slice(0, 200)}`);
-      }
-      if (!answered) throw new Error('refused three times in a row');
-      outcome.agentOk++;
-    } catch (error) {
-      outcome.failures.push(`${tag}: ${(error as Error).message}`);
-    }
-  }
-}
-
-/** Egress-token agents: half over HTTP/1.1 keep-alive, half over h2c. */
-function startEgressTokenAgents(t: TestContext, port: number, count: number, until: number, outcome: LoadOutcome): Promise<void>[] {
-  return Array.from({ length: count }, (_, a) => {
-    if (a % 2 === 0) {
-      const agent = new HttpAgent({ keepAlive: true, maxSockets: 1 });
-      t.after(() => agent.destroy());
-      return egressTokenAgent((path) => h1Call(port, agent, path, { timeoutMs: REQUEST_MS }), `h1-${a}`, until, outcome);
-    }
-    const session: ClientHttp2Session = h2connect(`http://127.0.0.1:${port}`);
-    session.on('error', (error) => outcome.failures.push(`h2c session ${a}: ${error.message}`));
-    t.after(() => void session.destroy());
-    return egressTokenAgent((path) => h2cCall(session, path, REQUEST_MS), `h2c-${a}`, until, outcome);
+/** POST /api/upload with a 10-byte body of which only 5 bytes are sent until `finish()`. */
+function slowUpload(port: number): { answer: Promise<Answer>; finish(): void } {
+  let request: ClientRequest | undefined;
+  const answer = new Promise<Answer>((resolve, reject) => {
+    request = httpRequest(
+      { host: '127.0.0.1', port, path: '/api/upload', method: 'POST', agent: false, headers: { 'content-type': 'text/plain', 'content-length': '10' }, timeout: REQUEST_MS },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
+      },
+    );
+    request.on('timeout', () => request?.destroy(new Error('upload timed out')));
+    request.on('error', reject);
+    request.write('01234');
   });
+  return { answer, finish: () => request?.end('56789') };
 }
-
-const newOutcome = (): LoadOutcome => ({ ok: 0, failures: [], boundTo: new Map(), stale: 0, agentOk: 0 });
 
 describe('certificate rotation without restart', () => {
   it('egress: new connections, proofs and tokens use the new certificate; in-flight requests finish on the old connection, which closes; stale agent tokens get a recoverable 401; /readyz follows the certificate', { timeout: 60_000 }, async (t) => {
@@ -247,10 +195,15 @@ describe('certificate rotation without restart', () => {
     assert.equal((await get('/agent/one', bearer(staleToken))).status, 200);
     const opened = s.egress.stats.upstreamConnectionsOpened;
 
-    // In flight across the switch: an h2 stream through the ingress and an HTTP/1.1 request.
+    // In flight across the switch: an h2 stream through the ingress and an HTTP/1.1 request; and an
+    // upload that got its (egress) token before the switch and its connection after it.
     const slow = get('/api/slow?ms=1500');
     const slowH1 = get('/h1/slow');
-    await waitFor(() => app.seen.some((r) => r.url === '/slow?ms=1500'), { timeoutMs: REQUEST_MS, message: 'the slow request reached the application' });
+    const upload = slowUpload(s.port);
+    await waitFor(() => app.seen.some((r) => r.url === '/slow?ms=1500') && s.egress.state().activeRequests === 3, {
+      timeoutMs: REQUEST_MS,
+      message: () => `the slow requests in flight and the upload started: ${JSON.stringify(s.egress.state())}`,
+    });
     const renewed = await issueClientCertificate(ca, 'egress');
     s.egressDir.write(renewed, ca.cert);
     await waitFor(() => s.egress.certificate().generation === 2, { timeoutMs: SWITCH_MS, message: () => `egress switched to generation 2 (${JSON.stringify(s.egress.certificate())})` });
@@ -260,6 +213,12 @@ describe('certificate rotation without restart', () => {
     assert.equal(next.status, 200, next.body);
     assert.equal(boundTo(next), x5t(renewed.cert), 'a token bound to the new certificate, on a connection made with it');
     assert.equal(s.egress.stats.tokensFetched, 2, 'one token fetched with the new certificate');
+    upload.finish();
+    const uploaded = await upload.answer;
+    assert.equal(uploaded.status, 200, `the upload whose token predates the switch: ${uploaded.body}`);
+    assert.equal(boundTo(uploaded), x5t(renewed.cert), 'it was sent with the token of the new certificate, on a new connection');
+    assert.equal((JSON.parse(uploaded.body) as { body: string }).body, '0123456789');
+    assert.equal(s.egress.stats.tokensFetched, 2, 'the token fetched for the switch');
     assert.equal((await get('/h1/fp')).body, fingerprint(renewed.cert), 'HTTP/1.1: a new socket with the new certificate');
     assert.ok(s.egress.stats.upstreamConnectionsOpened > opened);
     const discovery = JSON.parse((await get('/.well-known/tether-egress')).body) as { cnf: Record<string, string> };

@@ -2,19 +2,25 @@
  * Certificate rotation test helpers: server certificates from the development CA (the PKI package
  * issues client certificates only), certificate directories written the way real writers do
  * (rename-into-place, Kubernetes `..data` swap), in-memory sidecar logs, and agent requests to the
- * egress over HTTP/1.1 and h2c with a deadline.
+ * egress over HTTP/1.1 and h2c with a deadline; the load agents of the rotation test.
  */
+import assert from 'node:assert/strict';
 import { randomBytes, webcrypto } from 'node:crypto';
 import { mkdirSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { request as httpRequest, type Agent as HttpAgent, type IncomingHttpHeaders } from 'node:http';
-import type { ClientHttp2Session } from 'node:http2';
+import { Agent as HttpAgent, request as httpRequest, type IncomingHttpHeaders } from 'node:http';
+import { connect as h2connect, type ClientHttp2Session } from 'node:http2';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
+import type { TestContext } from 'node:test';
 import * as x509 from '@peculiar/x509';
 import type { IssuedCertificate } from '@tether/pki';
+import { decodePrincipal } from '@tether/sidecar';
 import { createLogger } from '../../../packages/sidecar/src/log.js';
 
 x509.cryptoProvider.set(webcrypto as never);
+
+/** Deadline of one agent request. */
+export const REQUEST_MS = 15_000;
 
 const EC = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
 
@@ -161,3 +167,87 @@ export function h2cCall(session: ClientHttp2Session, path: string, timeoutMs: nu
     stream.end();
   });
 }
+
+export const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
+
+/** `cnf.x5t#S256` the ingress verified for this echoed request. */
+export function boundTo(answer: Answer): string | undefined {
+  const echo = JSON.parse(answer.body) as { headers: Record<string, string> };
+  return decodePrincipal(echo.headers['x-tether-principal'] as string).cnf?.['x5t#S256'];
+}
+
+/** A token for route `agent`, as an agent gets one: client_credentials through the egress (route `as`), so it is bound to the egress's certificate. */
+export async function agentToken(port: number, agent: HttpAgent): Promise<string> {
+  const body = new URLSearchParams({ grant_type: 'client_credentials', client_id: 'egress', resource: 'api', scope: 'read' }).toString();
+  const answer = await h1Call(port, agent, '/as/token', { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body, timeoutMs: REQUEST_MS });
+  assert.equal(answer.status, 200, `token through the egress: ${answer.body}`);
+  return (JSON.parse(answer.body) as { access_token: string }).access_token;
+}
+
+export interface LoadOutcome {
+  ok: number;
+  failures: string[];
+  /** `cnf.x5t#S256` of the egress-token requests the ingress verified, with counts. */
+  boundTo: Map<string, number>;
+  /** Agent-token requests refused 401 invalid_token (token bound to an earlier egress certificate), each followed by a new token. */
+  stale: number;
+  agentOk: number;
+}
+
+/** An agent without credentials on route `api` (the egress obtains the token), until `until`. */
+async function egressTokenAgent(call: (path: string) => Promise<Answer>, name: string, until: number, outcome: LoadOutcome): Promise<void> {
+  for (let i = 0; Date.now() < until; i++) {
+    const tag = `${name}-${i}`;
+    try {
+      const answer = await call(`/api/load?tag=${tag}`);
+      if (answer.status !== 200) throw new Error(`status ${answer.status}: ${answer.body.slice(0, 200)}`);
+      if (!(JSON.parse(answer.body) as { url: string }).url.endsWith(`tag=${tag}`)) throw new Error('answered with another request');
+      const bound = boundTo(answer) ?? 'none';
+      outcome.boundTo.set(bound, (outcome.boundTo.get(bound) ?? 0) + 1);
+      outcome.ok++;
+    } catch (error) {
+      outcome.failures.push(`${tag}: ${(error as Error).message}`);
+    }
+  }
+}
+
+/** An agent with its own tokens (fetched through the egress) on route `agent`: a 401 invalid_token means "get a new token", up to 3 attempts per request. */
+export async function agentTokenAgent(port: number, agent: HttpAgent, name: string, until: number, outcome: LoadOutcome): Promise<void> {
+  let token: string | undefined;
+  for (let i = 0; Date.now() < until; i++) {
+    const tag = `${name}-${i}`;
+    try {
+      let answered = false;
+      for (let attempt = 0; attempt < 3 && !answered; attempt++) {
+        token ??= await agentToken(port, agent);
+        const answer = await h1Call(port, agent, `/agent/load?tag=${tag}`, { headers: bearer(token), timeoutMs: REQUEST_MS });
+        if (answer.status === 200) answered = true;
+        else if (answer.status === 401 && /error="invalid_token"/.test(String(answer.headers['www-authenticate']))) {
+          outcome.stale++;
+          token = undefined;
+        } else throw new Error(`status ${answer.status}: ${answer.body.slice(0, 200)}`);
+      }
+      if (!answered) throw new Error('refused three times in a row');
+      outcome.agentOk++;
+    } catch (error) {
+      outcome.failures.push(`${tag}: ${(error as Error).message}`);
+    }
+  }
+}
+
+/** Egress-token agents: half over HTTP/1.1 keep-alive, half over h2c. */
+export function startEgressTokenAgents(t: TestContext, port: number, count: number, until: number, outcome: LoadOutcome): Promise<void>[] {
+  return Array.from({ length: count }, (_, a) => {
+    if (a % 2 === 0) {
+      const agent = new HttpAgent({ keepAlive: true, maxSockets: 1 });
+      t.after(() => agent.destroy());
+      return egressTokenAgent((path) => h1Call(port, agent, path, { timeoutMs: REQUEST_MS }), `h1-${a}`, until, outcome);
+    }
+    const session: ClientHttp2Session = h2connect(`http://127.0.0.1:${port}`);
+    session.on('error', (error) => outcome.failures.push(`h2c session ${a}: ${error.message}`));
+    t.after(() => void session.destroy());
+    return egressTokenAgent((path) => h2cCall(session, path, REQUEST_MS), `h2c-${a}`, until, outcome);
+  });
+}
+
+export const newOutcome = (): LoadOutcome => ({ ok: 0, failures: [], boundTo: new Map(), stale: 0, agentOk: 0 });
