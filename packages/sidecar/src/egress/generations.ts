@@ -104,7 +104,10 @@ export class Generations {
   /** Follow reloads from now on, one at a time, in order. */
   follow(targets: RotationTargets): void {
     this.#unsubscribe ??= this.source.subscribe((credentials, trigger) => {
-      this.#queue = this.#queue.then(() => this.#apply(credentials, trigger, targets));
+      // A failure is logged and does not stop the reloads after it (nor reach the process as an unhandled rejection).
+      this.#queue = this.#queue
+        .then(() => this.#apply(credentials, trigger, targets))
+        .catch((error: unknown) => this.log.error({ generation: credentials.generation, trigger, err: errorMessage(error) }, 'egress certificate switch failed'));
     });
   }
 
