@@ -5,6 +5,7 @@
  */
 interface Entry {
   active: number;
+  /** One timer per connection, re-armed with refresh() (no new timer per request). */
   timer: NodeJS.Timeout | undefined;
   onIdle: () => void;
 }
@@ -19,8 +20,9 @@ export class IdleConnections {
   watch(connection: object, onIdle: () => void): void {
     if (this.ms === 0) return;
     const entry: Entry = { active: 0, timer: undefined, onIdle };
+    entry.timer = setTimeout(() => this.#expired(connection, entry), this.ms);
+    entry.timer.unref();
     this.#entries.set(connection, entry);
-    this.#arm(connection, entry);
   }
 
   /** Stop watching (the connection closed or was handed over). */
@@ -31,20 +33,17 @@ export class IdleConnections {
     this.#entries.delete(connection);
   }
 
-  /** A request started on `connection`. */
+  /** A request started on `connection`: the timer, if it fires meanwhile, finds it busy. */
   begin(connection: object): void {
     const entry = this.#entries.get(connection);
-    if (entry === undefined) return;
-    entry.active++;
-    clearTimeout(entry.timer);
-    entry.timer = undefined;
+    if (entry !== undefined) entry.active++;
   }
 
-  /** A request on `connection` is over (answered or abandoned). */
+  /** A request on `connection` is over (answered or abandoned): idle from now on when it was the last. */
   end(connection: object): void {
     const entry = this.#entries.get(connection);
     if (entry === undefined || entry.active === 0) return;
-    if (--entry.active === 0) this.#arm(connection, entry);
+    if (--entry.active === 0) entry.timer?.refresh();
   }
 
   /** Connections watched now (for state reports). */
@@ -52,12 +51,9 @@ export class IdleConnections {
     return this.#entries.size;
   }
 
-  #arm(connection: object, entry: Entry): void {
-    clearTimeout(entry.timer);
-    entry.timer = setTimeout(() => {
-      this.#entries.delete(connection);
-      entry.onIdle();
-    }, this.ms);
-    entry.timer.unref();
+  #expired(connection: object, entry: Entry): void {
+    if (entry.active > 0) return; // busy: re-armed when its last request ends
+    this.#entries.delete(connection);
+    entry.onIdle();
   }
 }

@@ -12,11 +12,19 @@ function hasNoBody(req: AgentRequest): boolean {
   return 'stream' in req ? req.stream.endAfterHeaders : declared === undefined && req.headers['transfer-encoding'] === undefined;
 }
 
-/** Buffer bodies with a Content-Length up to `retryBufferBytes`; stream everything else. Throws {@link AgentGoneError} on a cut-off body. */
-export async function readBody(req: AgentRequest, retryBufferBytes: number): Promise<RequestBody> {
+/**
+ * Buffer bodies with a Content-Length up to `retryBufferBytes`; stream everything else. A body known
+ * at once (none, or streamed) is returned as it is, not as a promise. Throws {@link AgentGoneError}
+ * on a cut-off body.
+ */
+export function readBody(req: AgentRequest, retryBufferBytes: number): RequestBody | Promise<RequestBody> {
   if (hasNoBody(req)) return EMPTY;
   const declared = req.headers['content-length'];
   if (declared === undefined || !/^\d+$/.test(declared) || Number(declared) > retryBufferBytes) return { kind: 'stream', source: req };
+  return buffer(req, declared);
+}
+
+async function buffer(req: AgentRequest, declared: string): Promise<RequestBody> {
   const chunks: Buffer[] = [];
   try {
     for await (const chunk of req as AsyncIterable<Buffer>) chunks.push(chunk);

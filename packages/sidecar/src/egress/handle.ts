@@ -95,16 +95,13 @@ async function forward(ctx: HandlerContext, req: AgentRequest, res: AnyResponse,
   const { route, path } = resolveRoute(ctx.routes, req.url, req.headers);
   agent.route = route.name;
   const method = (req.method ?? 'GET').toUpperCase();
-  const credentials = await credentialsFor(ctx, req, route);
+  // Both usually known at once (the agent's token, no body): awaited only when they are not.
+  const found = credentialsFor(ctx, req, route);
+  const credentials = found instanceof Promise ? await found : found;
   if (!credentials.own) enforcePolicy(ctx, route, credentials.token, method, path);
-  const outbound: Outbound = {
-    method,
-    path,
-    headers: upstreamHeaders(ctx, req, route, credentials.authorization),
-    body: await readBody(req, ctx.options.retryBufferBytes),
-    token: credentials.token,
-    agent: agent.link,
-  };
+  const headers = upstreamHeaders(ctx, req, route, credentials.authorization);
+  const read = readBody(req, ctx.options.retryBufferBytes);
+  const outbound: Outbound = { method, path, headers, body: read instanceof Promise ? await read : read, token: credentials.token, agent: agent.link };
   const upstream = await send(ctx, route, outbound);
   if (credentials.own && upstream.status === 401 && credentials.token !== undefined) {
     ctx.tokenSource?.invalidate(route.audiences[0] as string, route.scope, credentials.token);
@@ -119,11 +116,18 @@ async function forward(ctx: HandlerContext, req: AgentRequest, res: AnyResponse,
   if (ctx.log.isLevelEnabled('debug')) ctx.log.debug({ route: route.name, method, path, status: upstream.status, ms: Math.round(performance.now() - agent.started) }, 'request');
 }
 
+type RequestCredentials = Credentials & { own: boolean };
+
 /** The agent's credentials, or (routes with `egressToken`, agent without `Authorization`) a token the egress obtains. */
-async function credentialsFor(ctx: HandlerContext, req: AgentRequest, route: ActiveRoute): Promise<Credentials & { own: boolean }> {
+function credentialsFor(ctx: HandlerContext, req: AgentRequest, route: ActiveRoute): RequestCredentials | Promise<RequestCredentials> {
   const fromAgent = bearerToken(req.rawHeaders);
   const source = ctx.tokenSource;
-  if (fromAgent.authorization !== undefined || !route.egressToken || source === undefined) return { ...fromAgent, own: false };
+  if (fromAgent.authorization !== undefined || !route.egressToken || source === undefined) return { token: fromAgent.token, authorization: fromAgent.authorization, own: false };
+  return egressCredentials(ctx, route, source);
+}
+
+/** A token the egress obtains for `route` from the token endpoint. */
+async function egressCredentials(ctx: HandlerContext, route: ActiveRoute, source: TokenSource): Promise<RequestCredentials> {
   const before = source.fetches;
   try {
     const token = await source.get(route.audiences[0] as string, route.scope);
