@@ -6,6 +6,12 @@
  * generation; those of older ones finish what they carry and close (h2: `session.close()` once no
  * request is between acquiring the session and opening its stream; h1: the old agent keeps no idle
  * socket).
+ *
+ * Not shared with the client's `Http2SessionPool` (@tether/core): that pool speaks HTTP/2 only and
+ * one TLS configuration for its life, while this one probes ALPN and falls back to HTTP/1.1,
+ * retries refused connects, keeps sessions that received GOAWAY until their streams finish, and
+ * opens connections per certificate generation. Folding those into core would put sidecar policy
+ * into the package every verifier installs.
  */
 import { connect as http2Connect, constants as h2, type ClientHttp2Session } from 'node:http2';
 import { Agent as HttpsAgent } from 'node:https';
