@@ -2,7 +2,8 @@
  * The per-token caches of the sidecars' hot paths never answer for anything but exactly what was
  * cached: the ingress's `X-Tether-Principal` encoding (by claims object, every forwarded field
  * compared), the egress's audience check (by the whole token string) and the egress's agent link
- * (one cancel slot; nothing cancelled after a complete relay).
+ * (one cancel slot; nothing cancelled after a complete relay), and the parsed `Connection` values
+ * of the header copy.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -11,6 +12,7 @@ import { decodePrincipal, encodePrincipal } from '../../packages/sidecar/src/ing
 import { checkAudience } from '../../packages/sidecar/src/egress/routing.js';
 import { AgentLink } from '../../packages/sidecar/src/egress/upstream/exchange.js';
 import { SidecarError } from '../../packages/sidecar/src/shared/errors.js';
+import { endToEndHeaders } from '../../packages/sidecar/src/headers.js';
 
 function jwt(payload: object): string {
   const part = (o: object) => Buffer.from(JSON.stringify(o)).toString('base64url');
@@ -82,5 +84,17 @@ describe('egress agent link', () => {
     link.leave();
     assert.equal(cancelled, 0);
     assert.equal(link.gone, false);
+  });
+});
+
+describe('end-to-end header copy', () => {
+  it('drops the fields each Connection value names, the same value parsed once or many times, and arrays too', () => {
+    for (let i = 0; i < 3; i++) {
+      assert.deepEqual(endToEndHeaders({ connection: 'keep-alive, X-Hop', 'x-hop': 's', 'x-end': 'e', 'keep-alive': 'timeout=5' }), { 'x-end': 'e' });
+      assert.deepEqual(endToEndHeaders({ connection: 'close', close: 'c', 'x-end': 'e' }), { 'x-end': 'e' });
+    }
+    assert.deepEqual(endToEndHeaders({ connection: 'keep-alive', 'x-hop': 's' }), { 'x-hop': 's' }, 'a name listed elsewhere is not dropped here');
+    assert.deepEqual(endToEndHeaders({ connection: ['a', 'b'] as unknown as string, a: '1', b: '2', c: '3' }), { c: '3' });
+    assert.deepEqual(endToEndHeaders({ 'x-forwarded-for': 'x', 'x-other': 'o', forwarded: 'f' }, { drop: new Set(['forwarded']), dropPrefixes: ['x-forwarded-'] }), { 'x-other': 'o' });
   });
 });

@@ -15,16 +15,29 @@ const HOP_BY_HOP = new Set([
 ]);
 
 /** Field names listed in `Connection` (they are hop-by-hop too). */
-function connectionTokens(headers: IncomingHttpHeaders): Set<string> {
-  const out = new Set<string>();
+function connectionTokens(headers: IncomingHttpHeaders): ReadonlySet<string> {
   const value = headers.connection;
-  for (const v of Array.isArray(value) ? value : value === undefined ? [] : [value]) {
-    for (const token of v.split(',')) {
-      const t = token.trim().toLowerCase();
-      if (t !== '') out.add(t);
-    }
-  }
+  if (typeof value === 'string') return tokensOf(value);
+  const out = new Set<string>();
+  for (const v of value ?? []) for (const t of tokensOf(v)) out.add(t);
   return out;
+}
+
+/** `Connection` values seen (`keep-alive`, `close`, ...) -> the names they list; bounded. */
+const parsedConnection = new Map<string, ReadonlySet<string>>();
+
+function tokensOf(value: string): ReadonlySet<string> {
+  let tokens = parsedConnection.get(value);
+  if (tokens !== undefined) return tokens;
+  const out = new Set<string>();
+  for (const token of value.split(',')) {
+    const t = token.trim().toLowerCase();
+    if (t !== '') out.add(t);
+  }
+  tokens = out;
+  if (parsedConnection.size >= 64) parsedConnection.delete(parsedConnection.keys().next().value as string);
+  parsedConnection.set(value, tokens);
+  return tokens;
 }
 
 export interface CopyOptions {
