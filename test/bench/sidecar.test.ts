@@ -7,7 +7,8 @@
  *   naming the outstanding requests (worker, URL, how long waiting) and kills every child.
  * - SIGTERM in the middle of a run: the bench exits and kills every child, nginx included.
  *
- * Timing is not asserted beyond the deadlines (machines vary); the full run is `npm run bench:sidecar`.
+ * Timing is asserted only where a defect would show as tens of milliseconds (a Nagle stall) and by
+ * the deadlines (machines vary); the full run is `npm run bench:sidecar`.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -130,6 +131,11 @@ test('bench/sidecar.ts --quick: every path runs within its deadline, results wri
         assert.ok(p?.proofVerificationsPerRun.every((n) => n >= json.setup.tokensPerRun), `${m} proofs verified ${p?.proofVerificationsPerRun.join(',')}`);
       }
     }
+    // The one timing bound, generous for a shared 2-core machine: one sequential HTTP/1.1 agent
+    // request through both sidecars adds milliseconds, not the ~40 ms of a Nagle + delayed-ACK stall
+    // (egress agent sockets without setNoDelay; moved here from the functional resilience test).
+    const c1 = json.results[0]?.paths['sidecar-h1'];
+    assert.ok(c1 !== undefined && c1.addedP50Ms.median < 20, `c=1 sidecar-h1 added p50 ${c1?.addedP50Ms.median} ms`);
     if (nginx !== undefined) {
       // nginx's CPU comes from /proc (10 ms ticks): over the c=32 runs it is certainly above zero.
       assert.ok((json.results[1]?.paths['nginx-h1']?.cpuMicrosPerRequestByProcess.nginx ?? 0) > 0, 'nginx CPU measured');
