@@ -15,6 +15,7 @@ export interface H2Connection {
 }
 
 const PROOF_HEADER_LOWER = PROOF_HEADER.toLowerCase();
+const COLON = 0x3a;
 
 /** The proof for `token` on this connection; a connection that closed first means nothing was sent. */
 async function proofFor(conn: H2Connection, signer: ConnectionProofSigner, token: string | undefined, rejected: string | undefined): Promise<string | undefined> {
@@ -29,13 +30,9 @@ async function proofFor(conn: H2Connection, signer: ConnectionProofSigner, token
 }
 
 function openStream(conn: H2Connection, authority: string, outbound: Outbound, proof: string | undefined, endStream: boolean): ClientHttp2Stream {
-  const all: OutgoingHttpHeaders = {
-    ...outbound.headers,
-    [h2.HTTP2_HEADER_METHOD]: outbound.method,
-    [h2.HTTP2_HEADER_PATH]: outbound.path,
-    [h2.HTTP2_HEADER_SCHEME]: 'https',
-    [h2.HTTP2_HEADER_AUTHORITY]: authority,
-  };
+  const all: OutgoingHttpHeaders = { ':method': outbound.method, ':path': outbound.path, ':scheme': 'https', ':authority': authority };
+  const headers = outbound.headers;
+  for (const name of Object.keys(headers)) if (name.charCodeAt(0) !== COLON) all[name] = headers[name];
   if (proof !== undefined) all[PROOF_HEADER_LOWER] = proof;
   try {
     return conn.session.request(all, { endStream });
