@@ -230,7 +230,7 @@ describe('ingress application response timeout', () => {
       started.then((unexpected) => unexpected.close(), () => undefined);
       await assert.rejects(started, (error: unknown) => {
         assert.ok(error instanceof SidecarConfigError, String(error));
-        assert.match(error.message, /^appTimeoutMs \(--app-timeout\) must be a number of milliseconds/);
+        assert.match(error.message, /^--app-timeout \(appTimeoutMs\) must be a number from 0 \(no limit\)/);
         return true;
       }, String(bad));
     }
@@ -252,6 +252,6 @@ describe('ingress application response timeout', () => {
     let err = '';
     const sink = { write: (chunk: string) => (err += chunk) };
     assert.equal(await runIngressCommand([...args, '--app-timeout', '9999999'], { stderr: sink, stdout: sink }), 2);
-    assert.match(err, /^tether ingress: error: appTimeoutMs \(--app-timeout\) must be a number of milliseconds from 0 \(no limit\) to 2147483647\n$/);
+    assert.match(err, /^tether ingress: error: --app-timeout \(appTimeoutMs\) must be a number from 0 \(no limit\) of seconds on the command line, milliseconds in the configuration, at most 2147483647 ms\n$/);
   });
 });

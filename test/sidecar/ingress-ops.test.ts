@@ -204,17 +204,17 @@ describe('ingress options', () => {
     assert.equal(options.appTimeoutMs, 30_000);
     assert.equal(options.maxRequestsPerConnection, Infinity);
     const bad: Array<[Partial<IngressConfig>, RegExp]> = [
-      [{ idleTimeoutMs: -1 }, /^idleTimeoutMs \(--idle-timeout\) must be a number of milliseconds from 0 \(never\) to 2147483647$/],
-      [{ idleTimeoutMs: Number.NaN }, /^idleTimeoutMs \(--idle-timeout\)/],
-      [{ idleTimeoutMs: 2 ** 31 }, /^idleTimeoutMs \(--idle-timeout\)/],
-      [{ drainTimeoutMs: -5 }, /^drainTimeoutMs \(--drain-timeout\)/],
-      [{ maxRequestsPerConnection: 0 }, /^maxRequestsPerConnection \(--max-requests-per-connection\) must be a whole number, at least 1$/],
-      [{ maxRequestsPerConnection: 1.5 }, /^maxRequestsPerConnection \(--max-requests-per-connection\)/],
-      [{ listen: 'unix:/tmp/x.sock' }, /^listen \(--listen\) must be HOST:PORT/],
-      [{ upstream: 'ftp://x' }, /upstream \(--upstream\)/],
-      [{ minimumBinding: 'none' as 'session' }, /^minimumBinding \(--minimum-binding\) must be session or certificate$/],
-      [{ cert: 'not a certificate' }, /^cert \(--cert\) is not a PEM certificate$/],
-      [{ tokens: undefined }, /^tokens \(--jwks-url, --jwks-file or --introspection-url\) is required/],
+      [{ idleTimeoutMs: -1 }, /^--idle-timeout \(idleTimeoutMs\) must be a number from 0 \(never\) of seconds on the command line, milliseconds in the configuration, at most 2147483647 ms$/],
+      [{ idleTimeoutMs: Number.NaN }, /^--idle-timeout \(idleTimeoutMs\)/],
+      [{ idleTimeoutMs: 2 ** 31 }, /^--idle-timeout \(idleTimeoutMs\)/],
+      [{ drainTimeoutMs: -5 }, /^--drain-timeout \(drainTimeoutMs\)/],
+      [{ maxRequestsPerConnection: 0 }, /^--max-requests-per-connection \(maxRequestsPerConnection\) must be a whole number, at least 1$/],
+      [{ maxRequestsPerConnection: 1.5 }, /^--max-requests-per-connection \(maxRequestsPerConnection\)/],
+      [{ listen: 'unix:/tmp/x.sock' }, /^--listen \(listen\) must be HOST:PORT/],
+      [{ upstream: 'ftp://x' }, /--upstream \(upstream\)/],
+      [{ minimumBinding: 'none' as 'session' }, /^--minimum-binding \(minimumBinding\) must be session or certificate$/],
+      [{ cert: 'not a certificate' }, /^--cert \(cert\) is not a PEM certificate$/],
+      [{ tokens: undefined }, /^--jwks-url, --jwks-file or --introspection-url \(tokens\) is required/],
     ];
     for (const [change, message] of bad) {
       assert.throws(() => resolveIngressOptions({ ...config, ...change }), (error: unknown) => {
@@ -237,9 +237,9 @@ describe('ingress options', () => {
     const cases: Array<[string[], string | RegExp]> = [
       [['--idle-timeout=-1'], 'tether ingress: error: --idle-timeout must be a number of seconds\n'],
       [['--idle-timeout', 'soon'], 'tether ingress: error: --idle-timeout must be a number of seconds\n'],
-      [['--idle-timeout', '9999999'], /^tether ingress: error: idleTimeoutMs \(--idle-timeout\) must be a number of milliseconds from 0 \(never\) to 2147483647\n$/],
-      [['--max-requests-per-connection', 'many'], /^tether ingress: error: maxRequestsPerConnection \(--max-requests-per-connection\) must be a whole number, at least 1\n$/],
-      [['--minimum-binding', 'none'], /^tether ingress: error: minimumBinding \(--minimum-binding\) must be session or certificate\n$/],
+      [['--idle-timeout', '9999999'], /^tether ingress: error: --idle-timeout \(idleTimeoutMs\) must be a number from 0 \(never\) of seconds on the command line, milliseconds in the configuration, at most 2147483647 ms\n$/],
+      [['--max-requests-per-connection', 'many'], /^tether ingress: error: --max-requests-per-connection \(maxRequestsPerConnection\) must be a whole number, at least 1\n$/],
+      [['--minimum-binding', 'none'], /^tether ingress: error: --minimum-binding \(minimumBinding\) must be session or certificate\n$/],
     ];
     for (const [extra, expected] of cases) {
       let out = '';

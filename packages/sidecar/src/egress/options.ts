@@ -6,6 +6,7 @@
 import { isLoopback, parseEndpoint, SidecarConfigError, type Endpoint } from '../config.js';
 import type { ReloadableCredentials } from '../credentials/reloadable.js';
 import type { LogOptions } from '../log.js';
+import { OptionNames } from '../shared/options.js';
 import type { TokenEndpointConfig } from '../token-source.js';
 import type { EgressConfig, EgressRoute } from './types.js';
 
@@ -82,27 +83,14 @@ const FLAGS: Partial<Record<Key, string>> = {
 };
 
 /** `--flag (configKey)`, or just the key when there is no flag. */
+const names = new OptionNames<Key>(FLAGS);
+
 export function optionName(key: Key): string {
-  const flag = FLAGS[key];
-  return flag === undefined ? key : `${flag} (${key})`;
+  return names.name(key);
 }
 
 function invalid(key: Key, problem: string): SidecarConfigError {
-  return new SidecarConfigError(`${optionName(key)} ${problem}`);
-}
-
-/** Longest delay a Node timer takes (larger values fire after 1 ms). */
-const MAX_TIMER_MS = 2 ** 31 - 1;
-
-/** A duration in ms; `flagSeconds` options are given in seconds on the command line. */
-function duration(config: EgressConfig, key: Key & `${string}Ms`, fallback: number, options: { positive?: boolean } = {}): number {
-  const value = config[key] ?? fallback;
-  const ok = typeof value === 'number' && Number.isFinite(value) && (options.positive === true ? value > 0 : value >= 0) && value <= MAX_TIMER_MS;
-  if (!ok) {
-    const unit = FLAGS[key] === undefined ? 'milliseconds' : 'seconds (milliseconds in the configuration)';
-    throw invalid(key, `must be a ${options.positive === true ? 'positive' : 'non-negative'} number of ${unit}, at most ${MAX_TIMER_MS / 1000} s`);
-  }
-  return value;
+  return names.invalid(key, problem);
 }
 
 function endpoint(value: string | Endpoint, key: 'listen' | 'metricsListen'): Endpoint {
@@ -202,11 +190,11 @@ export function resolveEgressOptions(config: EgressConfig): EgressOptions {
     allowTls12: config.allowTls12 === true,
     preferRs256: config.preferRs256 === true,
     socketMode,
-    drainTimeoutMs: duration(config, 'drainTimeoutMs', EGRESS_DEFAULTS.drainTimeoutMs),
-    connectTimeoutMs: duration(config, 'connectTimeoutMs', EGRESS_DEFAULTS.connectTimeoutMs, { positive: true }),
-    connectRetryMs: duration(config, 'connectRetryMs', EGRESS_DEFAULTS.connectRetryMs),
-    upstreamTimeoutMs: duration(config, 'upstreamTimeoutMs', EGRESS_DEFAULTS.upstreamTimeoutMs),
-    agentIdleTimeoutMs: duration(config, 'agentIdleTimeoutMs', EGRESS_DEFAULTS.agentIdleTimeoutMs),
+    drainTimeoutMs: names.durationMs('drainTimeoutMs', config.drainTimeoutMs ?? EGRESS_DEFAULTS.drainTimeoutMs, { zero: 'close at once' }),
+    connectTimeoutMs: names.durationMs('connectTimeoutMs', config.connectTimeoutMs ?? EGRESS_DEFAULTS.connectTimeoutMs, { positive: true }),
+    connectRetryMs: names.durationMs('connectRetryMs', config.connectRetryMs ?? EGRESS_DEFAULTS.connectRetryMs, { zero: 'no connect retry' }),
+    upstreamTimeoutMs: names.durationMs('upstreamTimeoutMs', config.upstreamTimeoutMs ?? EGRESS_DEFAULTS.upstreamTimeoutMs, { zero: 'no limit' }),
+    agentIdleTimeoutMs: names.durationMs('agentIdleTimeoutMs', config.agentIdleTimeoutMs ?? EGRESS_DEFAULTS.agentIdleTimeoutMs, { zero: 'never' }),
     log: config.log,
   };
 }

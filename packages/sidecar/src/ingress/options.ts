@@ -8,6 +8,7 @@ import { parseEndpoint, parseLocalUpstream, SidecarConfigError, type Endpoint } 
 import type { ReloadableCredentials } from '../credentials/reloadable.js';
 import { fixedSource, reloadableSource, type CredentialsSource } from '../credentials/source.js';
 import type { LogOptions } from '../log.js';
+import { OptionNames } from '../shared/options.js';
 
 export interface IngressConfig {
   /** Public mTLS listener `HOST:PORT`. */
@@ -126,25 +127,19 @@ const FLAGS: Partial<Record<Key, string>> = {
 };
 
 /** `configKey (--flag)`, or just the key when there is no flag. */
+const names = new OptionNames<Key>(FLAGS);
+
 export function optionName(key: Key): string {
-  const flag = FLAGS[key];
-  return flag === undefined ? key : `${key} (${flag})`;
+  return names.name(key);
 }
 
 function invalid(key: Key, problem: string): SidecarConfigError {
-  return new SidecarConfigError(`${optionName(key)} ${problem}`);
+  return names.invalid(key, problem);
 }
 
-/** Largest delay `setTimeout` honours (about 24.8 days); longer ones would fire at once. */
-export const MAX_TIMER_MS = 2 ** 31 - 1;
-
-/** A duration in milliseconds from 0 (`zero` means what 0 means) to {@link MAX_TIMER_MS}. */
+/** A duration in milliseconds from 0 (`zero` says what 0 means). */
 function duration(config: IngressConfig, key: 'drainTimeoutMs' | 'appTimeoutMs' | 'idleTimeoutMs', zero: string): number {
-  const value = config[key] ?? INGRESS_DEFAULTS[key];
-  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0 || value > MAX_TIMER_MS) {
-    throw invalid(key, `must be a number of milliseconds from 0 (${zero}) to ${MAX_TIMER_MS}`);
-  }
-  return value;
+  return names.durationMs(key, config[key] ?? INGRESS_DEFAULTS[key], { zero });
 }
 
 function listenEndpoint(config: IngressConfig): Extract<Endpoint, { kind: 'tcp' }> {
