@@ -22,7 +22,7 @@ import { AUDIENCE, ISSUER, TestIssuer } from '../helpers/issuer.js';
 import { padding } from '../helpers/limits.js';
 import { testPki } from '../helpers/pki.js';
 import { deadline, waitFor, withTimeout } from '../helpers/wait.js';
-import { startStack, type Stack } from './helpers/stack.js';
+import { startEchoApp, startStack, type Stack } from './helpers/stack.js';
 
 const REQUEST_DEADLINE_MS = 10_000;
 const METADATA = '/.well-known/oauth-protected-resource';
@@ -152,8 +152,11 @@ describe('tether ingress in a child process', () => {
     await writeDevPki(dir, { clients: ['client'] });
     const issuer = await TestIssuer.create();
     writeFileSync(join(dir, 'jwks.json'), JSON.stringify(issuer.jwks));
+    // Readiness includes the application accepting connections.
+    const app = await startEchoApp();
+    t.after(() => app.close());
     const entry = fileURLToPath(new URL('./helpers/entry.ts', import.meta.url));
-    const args = ['--listen', '127.0.0.1:0', '--cert', join(dir, 'server.pem'), '--key', join(dir, 'server.key'), '--ca', join(dir, 'ca.pem'), '--upstream', 'http://127.0.0.1:1'];
+    const args = ['--listen', '127.0.0.1:0', '--cert', join(dir, 'server.pem'), '--key', join(dir, 'server.key'), '--ca', join(dir, 'ca.pem'), '--upstream', app.url];
     const child = spawn(process.execPath, ['--conditions=tether-source', '--import', 'tsx', entry, 'ingress', ...args, '--jwks-file', join(dir, 'jwks.json'), '--issuer', ISSUER, '--audience', AUDIENCE, '--metrics-listen', '127.0.0.1:0'], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });

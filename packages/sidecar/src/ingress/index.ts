@@ -15,6 +15,7 @@ import { guardHttp2Session, sessionBoundTlsOptions } from '@tether/core/node';
 import { describeEndpoint, type Endpoint } from '../config.js';
 import { certificateInUse, certificateUnusable, type ActiveCredentials } from '../credentials/source.js';
 import { createLogger, type Logger } from '../log.js';
+import { AppProbe } from './app-probe.js';
 import { closeServer, ConnectionTracker, listen, startMetricsServer, type MetricsServer, type Readiness } from '../servers.js';
 import { ClientConnections } from './connections.js';
 import { createClientErrorHandler, createRequestHandler } from './handle.js';
@@ -49,6 +50,8 @@ interface Running {
   active: ActiveCredentials;
   /** Stops following credential reloads. */
   unfollow: () => void;
+  /** Reachability of the application, probed while the metrics listener runs (for `/readyz`). */
+  probe: AppProbe;
 }
 
 /** The server's TLS options for `credentials` (the same ones at start and after every reload). */
@@ -133,7 +136,8 @@ function readiness(r: Running): Readiness {
   if (r.draining) return { ready: false, reason: 'draining' };
   if (!r.server.listening) return { ready: false, reason: 'not_listening' };
   const unusable = certificateUnusable(r.active);
-  return unusable === undefined ? { ready: true } : { ready: false, reason: unusable };
+  if (unusable !== undefined) return { ready: false, reason: unusable };
+  return r.probe.reachable === false ? { ready: false, reason: 'upstream_unreachable' } : { ready: true };
 }
 
 async function startListening(r: Running): Promise<{ endpoint: Endpoint; metrics: MetricsServer | undefined }> {
@@ -143,9 +147,11 @@ async function startListening(r: Running): Promise<{ endpoint: Endpoint; metrics
   });
   if (metricsListen === undefined) return { endpoint, metrics: undefined };
   try {
+    await r.probe.start();
     // /healthz is liveness: 200 as long as the process answers; readiness is /readyz.
     return { endpoint, metrics: await startMetricsServer(r.metrics.registry, metricsListen, () => true, () => readiness(r)) };
   } catch (error) {
+    r.probe.stop();
     await closeServer(r.server);
     throw new Error(`cannot listen on ${describeEndpoint(metricsListen)}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`, { cause: error });
   }
@@ -155,6 +161,7 @@ async function startListening(r: Running): Promise<{ endpoint: Endpoint; metrics
 async function drain(r: Running, metrics: MetricsServer | undefined): Promise<void> {
   r.draining = true;
   r.unfollow();
+  r.probe.stop();
   r.log.info('ingress draining');
   const stopped = closeServer(r.server);
   // HTTP/1.1 sockets with nothing in flight are closed at once; busy ones answer with `Connection: close`.
@@ -184,6 +191,7 @@ export async function startResolvedIngress(options: IngressOptions): Promise<Ing
     draining: false,
     active: options.credentials.current(),
     unfollow: () => undefined,
+    probe: new AppProbe(options.app),
   };
   // The same object: closures given `parts` see `draining` and `active` change.
   const r: Running = Object.assign(parts, { server: createServer(parts) });

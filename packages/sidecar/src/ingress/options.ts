@@ -1,7 +1,7 @@
 /**
  * The ingress options: defaults in one place, validation in one place. `startIngress` and
  * `tether ingress` (commands.ts) both go through {@link resolveIngressOptions}; every error names
- * the option as the configuration key and the CLI flag (`appTimeoutMs (--app-timeout) ...`).
+ * the option as the CLI flag and the configuration key (`--app-timeout (appTimeoutMs) ...`).
  */
 import { createSessionBoundVerifier, type AccessTokenValidator, type SessionBoundVerifier } from '@tether/core';
 import { parseEndpoint, parseLocalUpstream, SidecarConfigError, type Endpoint } from '../config.js';
