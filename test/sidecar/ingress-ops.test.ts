@@ -6,13 +6,11 @@
  * from a real child process; option validation naming the option; the ERR_INGRESS_* table.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { jwtAccessTokenValidator, localJwks } from '@tether/core';
 import { createDevPki, writeDevPki } from '@tether/pki';
 import { INGRESS_DEFAULTS, INGRESS_ERRORS, resolveIngressOptions, runIngressCommand, SidecarConfigError, startIngress, type IngressConfig } from '@tether/sidecar';
@@ -22,6 +20,7 @@ import { AUDIENCE, ISSUER, TestIssuer } from '../helpers/issuer.js';
 import { padding } from '../helpers/limits.js';
 import { testPki } from '../helpers/pki.js';
 import { deadline, waitFor, withTimeout } from '../helpers/wait.js';
+import { spawnSidecar } from './helpers/child.js';
 import { startEchoApp, startStack, type Stack } from './helpers/stack.js';
 
 const REQUEST_DEADLINE_MS = 10_000;
@@ -155,26 +154,8 @@ describe('tether ingress in a child process', () => {
     // Readiness includes the application accepting connections.
     const app = await startEchoApp();
     t.after(() => app.close());
-    const entry = fileURLToPath(new URL('./helpers/entry.ts', import.meta.url));
-    const args = ['--listen', '127.0.0.1:0', '--cert', join(dir, 'server.pem'), '--key', join(dir, 'server.key'), '--ca', join(dir, 'ca.pem'), '--upstream', app.url];
-    const child = spawn(process.execPath, ['--conditions=tether-source', '--import', 'tsx', entry, 'ingress', ...args, '--jwks-file', join(dir, 'jwks.json'), '--issuer', ISSUER, '--audience', AUDIENCE, '--metrics-listen', '127.0.0.1:0'], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    t.after(() => {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
-    const firstLine = new Promise<string>((resolve) =>
-      child.stdout.setEncoding('utf8').on('data', (c: string) => {
-        stdout += c;
-        if (stdout.includes('\n')) resolve(stdout.slice(0, stdout.indexOf('\n')));
-      }),
-    );
-    const exited = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
-    const line = await withTimeout(Promise.race([firstLine, exited.then((code) => assert.fail(`exited early (${code}): ${stderr}`))]), 20_000, `no ready line; stderr: ${stderr}`);
-    const ready = JSON.parse(line) as { listening: string; metrics: string; pid: number };
+    const args = ['--listen', '127.0.0.1:0', '--cert', join(dir, 'server.pem'), '--key', join(dir, 'server.key'), '--ca', join(dir, 'ca.pem'), '--upstream', app.url, '--jwks-file', join(dir, 'jwks.json'), '--issuer', ISSUER, '--audience', AUDIENCE, '--metrics-listen', '127.0.0.1:0'];
+    const { child, ready, exited, line, stdout, stderr } = await spawnSidecar(t, 'ingress', args);
     assert.deepEqual(Object.keys(ready), ['listening', 'metrics', 'pid']);
     assert.equal(ready.pid, child.pid);
     assert.match(ready.listening, /^https:\/\/127\.0\.0\.1:[1-9]\d*$/);
@@ -186,9 +167,9 @@ describe('tether ingress in a child process', () => {
     assert.equal((await withTimeout(c.request({ path: METADATA, headers: [] }), REQUEST_DEADLINE_MS, 'metadata')).status, 200);
     await c.close();
     child.kill('SIGTERM');
-    assert.equal(await withTimeout(exited, REQUEST_DEADLINE_MS, 'no exit after SIGTERM'), 0, stderr);
-    assert.equal(stdout, `${line}\n`, 'exactly one line on stdout');
-    assert.match(stderr, /"ingress ready"/, 'logs go to stderr');
+    assert.equal(await withTimeout(exited, REQUEST_DEADLINE_MS, 'no exit after SIGTERM'), 0, stderr());
+    assert.equal(stdout(), `${line}\n`, 'exactly one line on stdout');
+    assert.match(stderr(), /"ingress ready"/, 'logs go to stderr');
   });
 });
 

@@ -6,16 +6,15 @@
  * polling, after this test's deadlines) notices it. A mismatched pair on SIGHUP is refused.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { certificateThumbprint } from '@tether/core';
 import { issueClientCertificate, writeDevPki, type IssuedCertificate } from '@tether/pki';
 import { waitFor, withTimeout } from '../helpers/wait.js';
+import { spawnSidecar } from './helpers/child.js';
 
 const REQUEST_MS = 10_000;
 
@@ -44,25 +43,8 @@ it('tether egress: one JSON ready line, /readyz, SIGHUP reloads the certificate 
   const first: IssuedCertificate = { cert: read('client.pem'), key: read('client.key') };
   install(first);
   const file = (name: string) => join(dir, 'current', name);
-  const entry = fileURLToPath(new URL('./helpers/entry.ts', import.meta.url));
   const args = ['--listen', '127.0.0.1:0', '--cert', file('tls.crt'), '--key', file('tls.key'), '--ca', file('ca.crt'), '--route', 'api=https://127.0.0.1:1', '--metrics-listen', '127.0.0.1:0'];
-  const child = spawn(process.execPath, ['--conditions=tether-source', '--import', 'tsx', entry, 'egress', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  t.after(() => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
-  const firstLine = new Promise<string>((resolve) =>
-    child.stdout.setEncoding('utf8').on('data', (c: string) => {
-      stdout += c;
-      if (stdout.includes('\n')) resolve(stdout.slice(0, stdout.indexOf('\n')));
-    }),
-  );
-  const exited = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
-  const line = await withTimeout(Promise.race([firstLine, exited.then((code) => assert.fail(`exited early (${code}): ${stderr}`))]), 20_000, `no ready line; stderr: ${stderr}`);
-
-  const ready = JSON.parse(line) as { listening: string; metrics: string; pid: number };
+  const { child, ready, exited, line, stdout, stderr } = await spawnSidecar(t, 'egress', args);
   assert.deepEqual(Object.keys(ready), ['listening', 'metrics', 'pid']);
   assert.equal(ready.pid, child.pid);
   assert.match(ready.listening, /^http:\/\/127\.0\.0\.1:[1-9]\d*$/);
@@ -76,25 +58,25 @@ it('tether egress: one JSON ready line, /readyz, SIGHUP reloads the certificate 
   install(renewed);
   const signalled = Date.now();
   child.kill('SIGHUP');
-  await waitFor(async () => (await bound()) === certificateThumbprint(new X509Certificate(renewed.cert)), { timeoutMs: 5000, message: () => `the new certificate in use after SIGHUP; stderr: ${stderr}` });
+  await waitFor(async () => (await bound()) === certificateThumbprint(new X509Certificate(renewed.cert)), { timeoutMs: 5000, message: () => `the new certificate in use after SIGHUP; stderr(): ${stderr()}` });
   assert.ok(Date.now() - signalled < 5000);
-  assert.match(stderr, /"trigger":"SIGHUP"[^\n]*"certificate reloaded; new connections use it"|"certificate reloaded; new connections use it"[^\n]*"trigger":"SIGHUP"/);
-  assert.match(stderr, /"egress certificate switched: new upstream connections and tokens use it"/);
+  assert.match(stderr(), /"trigger":"SIGHUP"[^\n]*"certificate reloaded; new connections use it"|"certificate reloaded; new connections use it"[^\n]*"trigger":"SIGHUP"/);
+  assert.match(stderr(), /"egress certificate switched: new upstream connections and tokens use it"/);
   assert.equal(child.exitCode, null, 'SIGHUP does not terminate the egress');
 
   // A mismatched pair on SIGHUP: refused at warn, the current certificate stays.
   install(await issueClientCertificate(ca, 'client'), first.key);
   child.kill('SIGHUP');
-  await waitFor(() => stderr.includes('certificate reload refused; the current certificate stays in use'), { timeoutMs: 5000, message: () => `a refusal logged; stderr: ${stderr}` });
-  const refusal = stderr.split('\n').find((l) => l.includes('certificate reload refused')) as string;
+  await waitFor(() => stderr().includes('certificate reload refused; the current certificate stays in use'), { timeoutMs: 5000, message: () => `a refusal logged; stderr(): ${stderr()}` });
+  const refusal = stderr().split('\n').find((l) => l.includes('certificate reload refused')) as string;
   assert.equal((JSON.parse(refusal) as { level: number; reason: string }).level, 40);
   assert.equal((JSON.parse(refusal) as { reason: string }).reason, 'key_mismatch');
   assert.equal(await bound(), certificateThumbprint(new X509Certificate(renewed.cert)));
   assert.deepEqual(await get(`${ready.metrics}/readyz`), { status: 200, text: '{"status":"ready"}' });
 
   child.kill('SIGTERM');
-  assert.equal(await withTimeout(exited, REQUEST_MS, 'no exit after SIGTERM'), 0, stderr);
-  assert.equal(stdout, `${line}\n`, 'exactly one line on stdout');
-  assert.match(stderr, /"egress ready"/, 'logs go to stderr');
-  assert.ok(!stderr.includes('PRIVATE KEY'), 'no key material in the logs');
+  assert.equal(await withTimeout(exited, REQUEST_MS, 'no exit after SIGTERM'), 0, stderr());
+  assert.equal(stdout(), `${line}\n`, 'exactly one line on stdout');
+  assert.match(stderr(), /"egress ready"/, 'logs go to stderr');
+  assert.ok(!stderr().includes('PRIVATE KEY'), 'no key material in the logs');
 });
