@@ -58,7 +58,7 @@ it('tether egress: one JSON ready line, /readyz, SIGHUP reloads the certificate 
   install(renewed);
   const signalled = Date.now();
   child.kill('SIGHUP');
-  await waitFor(async () => (await bound()) === certificateThumbprint(new X509Certificate(renewed.cert)), { timeoutMs: 5000, message: () => `the new certificate in use after SIGHUP; stderr(): ${stderr()}` });
+  await waitFor(async () => (await bound()) === certificateThumbprint(new X509Certificate(renewed.cert)), { timeoutMs: 5000, message: () => `the new certificate in use after SIGHUP; stderr: ${stderr()}` });
   assert.ok(Date.now() - signalled < 5000);
   assert.match(stderr(), /"trigger":"SIGHUP"[^\n]*"certificate reloaded; new connections use it"|"certificate reloaded; new connections use it"[^\n]*"trigger":"SIGHUP"/);
   assert.match(stderr(), /"egress certificate switched: new upstream connections and tokens use it"/);
@@ -67,7 +67,7 @@ it('tether egress: one JSON ready line, /readyz, SIGHUP reloads the certificate 
   // A mismatched pair on SIGHUP: refused at warn, the current certificate stays.
   install(await issueClientCertificate(ca, 'client'), first.key);
   child.kill('SIGHUP');
-  await waitFor(() => stderr().includes('certificate reload refused; the current certificate stays in use'), { timeoutMs: 5000, message: () => `a refusal logged; stderr(): ${stderr()}` });
+  await waitFor(() => stderr().includes('certificate reload refused; the current certificate stays in use'), { timeoutMs: 5000, message: () => `a refusal logged; stderr: ${stderr()}` });
   const refusal = stderr().split('\n').find((l) => l.includes('certificate reload refused')) as string;
   assert.equal((JSON.parse(refusal) as { level: number; reason: string }).level, 40);
   assert.equal((JSON.parse(refusal) as { reason: string }).reason, 'key_mismatch');
