@@ -3,7 +3,7 @@
  * path, medians over the repeats, and per repeat the ratio / difference to the direct run of the
  * same repeat (median and min..max).
  */
-import type { Mode } from './sidecar-load.js';
+import type { Mode, RunResult } from './sidecar-load.js';
 
 /** What each path is and which server-side processes it spends CPU in. */
 export const PATHS: Record<Mode, { label: string; processes: string[]; description: string }> = {
@@ -44,21 +44,12 @@ export const PATHS: Record<Mode, { label: string; processes: string[]; descripti
   },
 };
 
-/** One path in one repeat. */
-export interface ModeRun {
-  requests: number;
-  failures: number;
-  timeouts: number;
-  failureSamples: string[];
-  seconds: number;
-  throughput: number;
-  p50Ms: number;
-  p99Ms: number;
-  elapsedMs: number;
-  deadlineMs: number;
+/** One path in one repeat: the load generator's result with the servers' CPU and proofs added. */
+export interface ModeRun extends Omit<RunResult, 'kind' | 'loadCpuMicros'> {
   cpuMicrosPerRequest: number;
   cpuMicrosPerRequestByProcess: Record<string, number>;
   loadCpuMicrosPerRequest: number;
+  /** Proofs signed by the load generator and the egress together. */
   proofsSigned: number;
   proofVerifications: number;
 }

@@ -8,14 +8,16 @@ import type { Readiness } from '@tether/core/node';
 
 export const PROMETHEUS_TEXT = 'text/plain; version=0.0.4; charset=utf-8';
 
-/** What the metrics are made of (a subset of `ResourceStats`). */
-export interface ResourceCounters {
+/** The resource's counters: what `stats()` returns and what the metrics are made of. */
+export interface ResourceStats {
   requests: number;
   accepted: number;
   proofVerifications: number;
   cacheHits: number;
   failures: Record<string, number>;
+  /** Verified bindings currently cached. */
   bindings: number;
+  /** Open TLS connections. */
   connections: number;
   jwks?: RemoteJwksStats;
 }
@@ -25,7 +27,7 @@ function labelValue(value: string): string {
 }
 
 /** Prometheus exposition text (format 0.0.4) of the resource's counters. */
-export function resourceMetricsText(s: ResourceCounters): string {
+export function resourceMetricsText(s: ResourceStats): string {
   const out: string[] = [];
   const metric = (name: string, type: 'counter' | 'gauge', help: string, samples: Array<[string, number]>) => {
     out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);

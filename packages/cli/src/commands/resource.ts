@@ -20,7 +20,7 @@ import { resolveContext, shutdownSignal, type CommandContext } from '../util/con
 import { describeError, runtimeError, usageError } from '../util/errors.js';
 import { startOpsServer, type OpsServer, type Readiness } from '@tether/core/node';
 import { loadCaBundle, loadKeyPair } from '../util/pem.js';
-import { PROMETHEUS_TEXT, resourceMetricsText, resourceReadiness, retryUntilLoaded } from './resource-ops.js';
+import { PROMETHEUS_TEXT, resourceMetricsText, resourceReadiness, retryUntilLoaded, type ResourceStats } from './resource-ops.js';
 import { DEV_AUDIENCE, DEV_ISSUER } from './dev-token.js';
 
 export const resourceHelp = `Usage: tether resource --cert FILE --key FILE --ca FILE (--jwks-file FILE | --jwks-url URL) [options]
@@ -83,18 +83,7 @@ export interface ResourceOptions {
   allowTls12?: boolean;
 }
 
-export interface ResourceStats {
-  requests: number;
-  accepted: number;
-  proofVerifications: number;
-  cacheHits: number;
-  failures: Record<string, number>;
-  /** Verified bindings currently cached. */
-  bindings: number;
-  /** Open TLS connections. */
-  connections: number;
-  jwks?: RemoteJwksStats;
-}
+export type { ResourceStats } from './resource-ops.js';
 
 export interface RunningResource {
   /** `https://host:port`. */

@@ -126,7 +126,7 @@ const FLAGS: Partial<Record<Key, string>> = {
   idleTimeoutMs: '--idle-timeout',
 };
 
-/** `configKey (--flag)`, or just the key when there is no flag. */
+/** `--flag (configKey)`, or just the key when there is no flag. */
 const names = new OptionNames<Key>(FLAGS);
 
 export function optionName(key: Key): string {
