@@ -14,7 +14,7 @@ import { describeError, isCliError, runtimeError, usageError } from '../util/err
 import { writeDevIssuer } from './dev-issuer.js';
 import { mintDevToken } from './dev-token.js';
 import type { ResourceStats } from './resource.js';
-import { RawConnection, withTimeout, type RawAnswer } from '@tether/demo';
+import type { RawAnswer } from '@tether/demo';
 
 export const demoHelp = `Usage: tether demo [--json] [--calls N] [--keep-running]
        tether demo --basic [--json] [--requests N] [--key-type TYPE]
@@ -96,14 +96,34 @@ export interface DemoReport {
 }
 
 
+type DemoPackage = typeof import('@tether/demo');
+
+/**
+ * The demo's MCP stack lives in `@tether/demo`, an optional peer dependency of the CLI, so that installing the CLI for
+ * the sidecars or a verifier does not pull in the MCP SDK; `tether demo` loads it here and says how to add it if missing.
+ */
+async function loadDemoPackage(): Promise<DemoPackage> {
+  try {
+    return await import('@tether/demo');
+  } catch (error) {
+    const code = (error as { code?: unknown }).code;
+    if (code === 'ERR_MODULE_NOT_FOUND' && describeError(error).includes('@tether/demo')) {
+      throw runtimeError("'tether demo' needs the @tether/demo package: npm install @tether/demo", error);
+    }
+    throw error;
+  }
+}
+
 /** `tether resource` as a child process, with its JSON-lines stdout. */
 class ResourceChild {
+  readonly #withTimeout: DemoPackage['withTimeout'];
   readonly #child: ChildProcess;
   readonly #waiters: Array<{ key: string; resolve: (value: unknown) => void; reject: (error: Error) => void }> = [];
   #stderr = '';
   #exit: Promise<number | null>;
 
-  constructor(args: string[]) {
+  constructor(args: string[], withTimeout: DemoPackage['withTimeout']) {
+    this.#withTimeout = withTimeout;
     const here = fileURLToPath(import.meta.url);
     const bin = fileURLToPath(new URL(`../bin${extname(here)}`, import.meta.url));
     this.#child = spawn(process.execPath, [...process.execArgv, bin, 'resource', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -136,7 +156,7 @@ class ResourceChild {
   }
 
   #next<T>(key: string): Promise<T> {
-    return withTimeout(
+    return this.#withTimeout(
       new Promise<T>((resolve, reject) => {
         this.#waiters.push({ key, resolve: resolve as (value: unknown) => void, reject });
       }),
@@ -184,6 +204,7 @@ function attack(id: AttackResult['id'], threat: string, attempt: string, expecte
 
 /** Run the demo and return its report. Throws `CliError` when it cannot run at all. */
 export async function runDemo(options: { requestsPerUser?: number; keyType?: KeyType; signal?: AbortSignal } = {}): Promise<DemoReport> {
+  const { RawConnection, withTimeout } = await loadDemoPackage();
   const started = performance.now();
   const perUser = options.requestsPerUser ?? 100;
   const keyType = options.keyType ?? 'p256';
@@ -208,7 +229,7 @@ export async function runDemo(options: { requestsPerUser?: number; keyType?: Key
       '--key', join(pkiDir, 'server.key'),
       '--ca', join(pkiDir, 'ca.pem'),
       '--jwks-file', issuer.jwksPath,
-    ]);
+    ], withTimeout);
     const base = new URL(await child.listening());
     const tStarted = performance.now();
     if (options.signal?.aborted) throw runtimeError('interrupted');
@@ -403,7 +424,7 @@ export async function demoCommand(args: string[], context?: Partial<CommandConte
   const callsPerUser = integer(values.calls, '--calls', 1, 1000, 20);
   const keepRunning = values['keep-running'] === true;
   const json = values.json === true;
-  const { runAgentChainDemo, formatDemoReport: formatChain, formatStack } = await import('@tether/demo');
+  const { runAgentChainDemo, formatDemoReport: formatChain, formatStack } = await loadDemoPackage();
   const shutdown = shutdownSignal(ctx);
   try {
     const report = await runAgentChainDemo({
