@@ -6,6 +6,7 @@
 export { DPOP_TYP, DPOP_HEADER, DPOP_NONCE_HEADER, MAX_DPOP_PROOF_LENGTH } from './constants.js';
 export { DPOP_ALGORITHMS, dpopAlgorithmsForKey, type DpopAlgorithm } from './algorithms.js';
 export { importDpopJwk, publicJwkOf, jwkThumbprint, type DpopPublicJwk, type JwkImportResult } from './jwk.js';
+export { DpopKeyCache, DEFAULT_DPOP_KEY_CACHE_SIZE, type ImportedDpopKey } from './key-cache.js';
 export { normalizeHtu, requestHtu, dpopHtuMatches } from './htu.js';
 export { createDpopProof, type CreateDpopProofOptions } from './sign.js';
 export {

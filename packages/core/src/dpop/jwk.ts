@@ -27,6 +27,18 @@ function reject(reason: string, description: string): JwkImportResult {
 }
 
 /**
+ * The checks on a `jwk` object's members other than the key itself: no private or symmetric
+ * member, `use` absent or `sig`. The refusal, or `undefined` when they pass.
+ */
+export function refuseNonKeyMembers(jwk: Record<string, unknown>): (JwkImportResult & { ok: false }) | undefined {
+  for (const member of PRIVATE_MEMBERS) {
+    if (member in jwk) return { ok: false, reason: 'jwk_private', description: 'jwk header contains private key material' };
+  }
+  if ('use' in jwk && jwk.use !== 'sig') return { ok: false, reason: 'jwk', description: 'jwk use is not sig' };
+  return undefined;
+}
+
+/**
  * Validate and import the `jwk` header parameter of a DPoP proof. Refuses: anything but an object;
  * any private or symmetric member; `kty` other than EC (P-256, P-384), OKP (Ed25519) or RSA;
  * coordinates that are not canonical base64url of the curve's size; a point that is not on the
@@ -36,10 +48,8 @@ function reject(reason: string, description: string): JwkImportResult {
 export function importDpopJwk(value: unknown): JwkImportResult {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return reject('jwk', 'jwk header is not a JSON object');
   const jwk = value as Record<string, unknown>;
-  for (const member of PRIVATE_MEMBERS) {
-    if (member in jwk) return reject('jwk_private', 'jwk header contains private key material');
-  }
-  if ('use' in jwk && jwk.use !== 'sig') return reject('jwk', 'jwk use is not sig');
+  const refused = refuseNonKeyMembers(jwk);
+  if (refused !== undefined) return refused;
   let pub: DpopPublicJwk;
   switch (jwk.kty) {
     case 'EC': {

@@ -7,7 +7,8 @@ import type { ReplayStore } from '../verifier/replay-store.js';
 import { DPOP_ALGORITHMS, type DpopAlgorithm } from './algorithms.js';
 import { DPOP_TYP, MAX_DPOP_PROOF_LENGTH, MAX_JTI_LENGTH, MAX_NONCE_LENGTH } from './constants.js';
 import { dpopHtuMatches } from './htu.js';
-import { importDpopJwk, jwkThumbprint, type DpopPublicJwk } from './jwk.js';
+import type { DpopPublicJwk } from './jwk.js';
+import { DpopKeyCache } from './key-cache.js';
 
 const SEGMENT = /^[A-Za-z0-9_-]+$/;
 const HTTP_METHOD = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
@@ -43,6 +44,11 @@ export interface VerifyDpopProofOptions {
   clockSkew?: number;
   /** Algorithms accepted (default {@link DPOP_ALGORITHMS}); they must still match the `jwk`. */
   algorithms?: readonly DpopAlgorithm[];
+  /**
+   * Imported keys by exact JWK (default: one process-wide cache of
+   * 1024 keys). Pass `new DpopKeyCache(0)` to import every `jwk` afresh.
+   */
+  keyCache?: DpopKeyCache;
   /** Where `jti` values are recorded (key `dpop:` + base64url SHA-256 of the jti). Fails closed when it throws. */
   replayStore: ReplayStore;
 }
@@ -64,6 +70,9 @@ export interface VerifiedDpopProof {
   /** RFC 7638 thumbprint of `jwk`: compare with the token's `cnf.jkt`. */
   jkt: string;
 }
+
+/** The cache behind `verifyDpopProof` calls that bring none. */
+const sharedKeyCache = new DpopKeyCache();
 
 function parseJsonObject(bytes: Uint8Array | undefined, what: string, fail: Fail): Record<string, unknown> {
   return decodeJsonObject(bytes) ?? fail('malformed', `malformed ${what}`);
@@ -125,7 +134,7 @@ export async function verifyDpopProof(proof: string, options: VerifyDpopProofOpt
   if (!('jwk' in header)) fail('jwk_missing', 'jwk header parameter is required');
   if (typeof header.alg !== 'string' || !(accepted as readonly string[]).includes(header.alg)) fail('alg', 'alg not accepted');
   const alg = header.alg as DpopAlgorithm;
-  const imported = importDpopJwk(header.jwk);
+  const imported = await (options.keyCache ?? sharedKeyCache).import(header.jwk);
   if (!imported.ok) fail(imported.reason, imported.description);
   if (!imported.algorithms.includes(alg)) fail('alg', 'alg does not match the jwk');
   const jwkAlg = (header.jwk as Record<string, unknown>).alg;
@@ -197,6 +206,6 @@ export async function verifyDpopProof(proof: string, options: VerifyDpopProofOpt
     header: { ...header, typ: header.typ as string, alg, jwk: imported.jwk },
     claims: out,
     key: imported.key,
-    jkt: await jwkThumbprint(imported.jwk),
+    jkt: imported.jkt,
   };
 }

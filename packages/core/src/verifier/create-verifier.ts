@@ -1,5 +1,6 @@
 import { DPOP_ALGORITHMS } from '../dpop/algorithms.js';
 import { asDpopRefusal } from '../dpop/challenge.js';
+import { DEFAULT_DPOP_KEY_CACHE_SIZE, DpopKeyCache } from '../dpop/key-cache.js';
 import { ConfigurationError, InvalidTokenError, isTetherError, type TetherError } from '../errors.js';
 import { BindingCache } from './binding-cache.js';
 import type { VerificationContext } from './context.js';
@@ -46,6 +47,9 @@ function resolve(options: SessionBoundVerifierOptions): ResolvedVerifierOptions 
   if (dpop.nonce !== undefined && (typeof dpop.nonce.issue !== 'function' || typeof dpop.nonce.check !== 'function')) {
     throw new ConfigurationError('dpop.nonce must have issue() and check(nonce)');
   }
+  if (dpop.keyCacheSize !== undefined && (!Number.isInteger(dpop.keyCacheSize) || dpop.keyCacheSize < 0)) {
+    throw new ConfigurationError('dpop.keyCacheSize must be a non-negative integer');
+  }
   return {
     tokens: options.tokens,
     minimumBinding,
@@ -66,6 +70,7 @@ function resolve(options: SessionBoundVerifierOptions): ResolvedVerifierOptions 
       clockSkew: dpop.clockSkew === undefined ? clockSkew : positive('dpop.clockSkew', dpop.clockSkew),
       algorithms: dpopAlgorithms,
       meetsSessionMinimum: dpop.meetsSessionMinimum === true,
+      keyCache: new DpopKeyCache(dpop.keyCacheSize ?? DEFAULT_DPOP_KEY_CACHE_SIZE),
     },
   };
 }

@@ -1,5 +1,6 @@
 import type { TlsVersion } from '../exporter.js';
 import type { DpopAlgorithm } from '../dpop/algorithms.js';
+import type { DpopKeyCache } from '../dpop/key-cache.js';
 import type { DpopNonceSource } from '../dpop/verify.js';
 import type { ProofAlgorithm } from '../proof/algorithms.js';
 import type { AccessTokenValidator } from './access-token.js';
@@ -67,6 +68,11 @@ export interface DpopVerifierOptions {
   algorithms?: readonly DpopAlgorithm[];
   /** Accept DPoP-bound tokens even when `minimumBinding` is `session` (default false). */
   meetsSessionMinimum?: boolean;
+  /**
+   * Distinct DPoP keys kept imported (default 1024): a client's key is imported and thumbprinted
+   * once, not on every proof. Least recently used keys go first; 0 imports every proof's key afresh.
+   */
+  keyCacheSize?: number;
 }
 
 export interface ResolvedDpopOptions {
@@ -76,6 +82,7 @@ export interface ResolvedDpopOptions {
   clockSkew: number;
   algorithms: readonly DpopAlgorithm[];
   meetsSessionMinimum: boolean;
+  keyCache: DpopKeyCache;
 }
 
 export interface ResolvedVerifierOptions {

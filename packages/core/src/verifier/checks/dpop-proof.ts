@@ -31,6 +31,7 @@ export async function checkDpopProof(ctx: VerificationContext): Promise<void> {
     clockSkew: dpop.clockSkew,
     algorithms: dpop.algorithms,
     replayStore: ctx.options.replayStore,
+    keyCache: dpop.keyCache,
     ...(dpop.nonce === undefined ? {} : { nonce: dpop.nonce }),
   });
   if (verified.jkt !== ctx.binding.jkt) {
