@@ -84,10 +84,13 @@ interface LeafOptions {
   notAfter: Date;
   /** Certify this existing key pair instead of generating one (certificate renewal with the same key). */
   keys?: webcrypto.CryptoKeyPair;
+  /** Certify this public key only (its private half is held elsewhere); the result's `key` is ''. */
+  publicKey?: webcrypto.CryptoKey;
 }
 
 async function issueLeaf(ca: Issuer, subject: string, san: x509.JsonGeneralName[], usage: string, options: LeafOptions): Promise<IssuedCertificate> {
-  const keys = options.keys ?? (await generateKeys(options.keyType));
+  const keys = options.publicKey === undefined ? (options.keys ?? (await generateKeys(options.keyType))) : undefined;
+  const publicKey = options.publicKey ?? (keys as webcrypto.CryptoKeyPair).publicKey;
   const cert = await x509.X509CertificateGenerator.create({
     serialNumber: serial(),
     subject,
@@ -95,7 +98,7 @@ async function issueLeaf(ca: Issuer, subject: string, san: x509.JsonGeneralName[
     notBefore: options.notBefore,
     notAfter: options.notAfter,
     signingAlgorithm: algorithm(options.keyType),
-    publicKey: keys.publicKey,
+    publicKey,
     signingKey: ca.privateKey,
     extensions: [
       new x509.BasicConstraintsExtension(false, undefined, true),
@@ -103,10 +106,10 @@ async function issueLeaf(ca: Issuer, subject: string, san: x509.JsonGeneralName[
       new x509.ExtendedKeyUsageExtension([usage]),
       new x509.SubjectAlternativeNameExtension(san),
       await x509.AuthorityKeyIdentifierExtension.create(ca.cert),
-      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+      await x509.SubjectKeyIdentifierExtension.create(publicKey),
     ],
   });
-  return { cert: cert.toString('pem') + '\n', key: await privateKeyPem(keys.privateKey) };
+  return { cert: cert.toString('pem') + '\n', key: keys === undefined ? '' : await privateKeyPem(keys.privateKey) };
 }
 
 function validity(days: number): { notBefore: Date; notAfter: Date } {
@@ -169,6 +172,11 @@ export interface ClientCertificateOptions {
   days?: number;
   /** PEM PKCS#8 key to certify again (a renewal that keeps the key). Default: a new key. */
   key?: string;
+  /**
+   * PEM SPKI public key to certify, for a private key that never leaves a hardware token (PKCS#11).
+   * The issued `key` is then empty. Same key type as the CA.
+   */
+  publicKey?: string;
 }
 
 /**
@@ -183,6 +191,12 @@ export async function issueClientCertificate(ca: IssuedCertificate, name: string
   const importKey = (pem: string) =>
     webcrypto.subtle.importKey('pkcs8', Buffer.from(pem.replace(/-----[^-]+-----|\s+/g, ''), 'base64'), algorithm(keyType) as webcrypto.EcKeyImportParams, true, usages);
   const issuer: Issuer = { cert: new x509.X509Certificate(ca.cert), privateKey: await importKey(ca.key) };
+  if (options.publicKey !== undefined) {
+    const spki = createPublicKey(options.publicKey).export({ type: 'spki', format: 'der' });
+    const publicKey = await webcrypto.subtle.importKey('spki', spki, algorithm(keyType) as webcrypto.EcKeyImportParams, true, ['verify']);
+    const issued = await issueLeaf(issuer, ...subject, x509.ExtendedKeyUsage.clientAuth, { keyType, ...validity(options.days ?? 30), publicKey });
+    return issued;
+  }
   let keys: webcrypto.CryptoKeyPair | undefined;
   if (options.key !== undefined) {
     const privateKey = await importKey(options.key);

@@ -4,6 +4,7 @@ import { ConfigurationError } from '../errors.js';
 import { deriveSessionExporter, type TlsVersion } from '../exporter.js';
 import { signingAlgorithmForKey, type ProofAlgorithm } from '../proof/algorithms.js';
 import { assertKeyMatchesCertificate, createSessionBindingProof } from '../proof/sign.js';
+import { isExternalClientKey, type ExternalClientKey } from './client-key.js';
 
 /** A TLS connection as the signer tracks it. */
 export interface ProofConnectionState {
@@ -15,9 +16,9 @@ export interface ProofConnectionState {
 }
 
 export interface ConnectionProofSignerOptions {
-  /** The mTLS client certificate and its private key (PEM). */
+  /** The mTLS client certificate (PEM) and its private key: PEM, or a key held in a token. */
   cert: string | Buffer;
-  key: string | Buffer;
+  key: string | Buffer | ExternalClientKey;
   /** Use RS256 rather than PS256 for RSA keys. */
   preferRs256?: boolean;
   /** TLS versions whose exporter may be used (default TLS 1.3 only). */
@@ -44,7 +45,8 @@ export class ConnectionProofSigner {
   readonly #states = new WeakMap<TLSSocket, ProofConnectionState>();
   /** States of connections still open. */
   readonly live = new Set<ProofConnectionState>();
-  readonly privateKey: KeyObject;
+  /** The key that signs the proofs: in memory, or held in a token. */
+  readonly privateKey: KeyObject | ExternalClientKey;
   readonly certificate: X509Certificate;
   readonly alg: ProofAlgorithm;
   readonly #tlsVersions: readonly TlsVersion[];
@@ -55,14 +57,18 @@ export class ConnectionProofSigner {
 
   /** @throws {ConfigurationError} when the certificate or key cannot be loaded, do not match, or cannot sign proofs. */
   constructor(options: ConnectionProofSignerOptions) {
+    const { key } = options;
     try {
-      this.privateKey = createPrivateKey(options.key);
+      this.privateKey = isExternalClientKey(key) ? key : createPrivateKey(key);
       this.certificate = new X509Certificate(options.cert);
     } catch (cause) {
       throw new ConfigurationError('cannot load the client certificate or key', { cause });
     }
-    assertKeyMatchesCertificate(this.privateKey, this.certificate);
-    this.alg = signingAlgorithmForKey(this.privateKey, options.preferRs256 === true);
+    if (isExternalClientKey(this.privateKey)) {
+      // The token key was checked against a certificate when it was opened; this one must carry the same public key.
+      if (!this.privateKey.publicKey.equals(this.certificate.publicKey)) throw new ConfigurationError('the private key does not belong to the certificate');
+    } else assertKeyMatchesCertificate(this.privateKey, this.certificate);
+    this.alg = signingAlgorithmForKey(this.certificate.publicKey, options.preferRs256 === true);
     this.#tlsVersions = options.tlsVersions ?? ['TLSv1.3'];
     this.#refreshAfter = options.refreshAfter ?? 3000;
     this.#maxProofs = options.maxProofsPerConnection ?? 10_000;

@@ -6,3 +6,12 @@ export {
   type SessionBoundClientStats,
 } from './session-bound-client.js';
 export { ConnectionProofSigner, type ConnectionProofSignerOptions, type ProofConnectionState } from './connection-proofs.js';
+export {
+  openClientKey,
+  isPkcs11Uri,
+  isExternalClientKey,
+  tlsKeyOptions,
+  type ClientKeyInput,
+  type ExternalClientKey,
+  type Pkcs11KeyOptions,
+} from './client-key.js';

@@ -1,18 +1,25 @@
 import { randomUUID } from 'node:crypto';
 import { request as httpsRequest, Agent as HttpsAgent } from 'node:https';
-import type { ConnectionOptions, TLSSocket } from 'node:tls';
+import { createSecureContext, type ConnectionOptions, type TLSSocket } from 'node:tls';
 import { parseWwwAuthenticate } from '../challenge.js';
 import { ConfigurationError } from '../errors.js';
 import type { TlsVersion } from '../exporter.js';
 import { PROOF_HEADER } from '../proof/constants.js';
+import { isPkcs11Uri, openClientKey, tlsKeyOptions, type ClientKeyInput, type ExternalClientKey, type Pkcs11KeyOptions } from './client-key.js';
 import { ConnectionProofSigner } from './connection-proofs.js';
 import { exchangeHttp2, Http2SessionPool, readHttp1Response } from './transport.js';
 
 export interface SessionBoundClientOptions {
   /** Client certificate (PEM), presented in the mTLS handshake; its key signs the proofs. */
   cert: string | Buffer;
-  /** Private key of `cert` (PEM). */
-  key: string | Buffer;
+  /**
+   * Private key of `cert`: PEM, a key already opened (`ExternalClientKey`), or a PKCS#11 URI
+   * (`pkcs11:token=...;object=...`, RFC 7512), which needs {@link SessionBoundClient.create} and
+   * the `@tether/pkcs11` package.
+   */
+  key: ClientKeyInput;
+  /** Module, PIN file and signing deadline for a `pkcs11:` key. */
+  pkcs11?: Pkcs11KeyOptions;
   /** CA certificates (PEM) that verify the server. Default: Node's bundled roots. */
   ca?: string | Buffer | Array<string | Buffer>;
   /** `h2` (default): one multiplexed session per origin. `http/1.1`: a keep-alive pool. */
@@ -88,11 +95,33 @@ export class SessionBoundClient {
   readonly #options: SessionBoundClientOptions;
   readonly #pool: Http2SessionPool;
   readonly #agent: HttpsAgent | undefined;
+  /** A key this client opened from a URI, closed with the client. */
+  #ownedKey: ExternalClientKey | undefined;
   #closed = false;
 
+  /**
+   * A client whose key may be a `pkcs11:` URI: the key is opened (module loaded, PIN checked, key
+   * found and checked against `cert`) before this resolves, and closed by {@link close}.
+   */
+  static async create(options: SessionBoundClientOptions): Promise<SessionBoundClient> {
+    const opened = await openClientKey(options.key, options.cert, options.pkcs11);
+    try {
+      const client = new SessionBoundClient({ ...options, key: opened.key });
+      if (opened.owned) client.#ownedKey = opened.key as ExternalClientKey;
+      return client;
+    } catch (error) {
+      if (opened.owned) await (opened.key as ExternalClientKey).close();
+      throw error;
+    }
+  }
+
+  /** @throws {ConfigurationError} for a `pkcs11:` URI key: use {@link SessionBoundClient.create}. */
   constructor(options: SessionBoundClientOptions) {
     this.#options = options;
     const tlsVersions: readonly TlsVersion[] = options.allowTls12 === true ? ['TLSv1.3', 'TLSv1.2'] : ['TLSv1.3'];
+    if (isPkcs11Uri(options.key)) {
+      throw new ConfigurationError('a pkcs11: key needs SessionBoundClient.create(options)');
+    }
     this.#signer = new ConnectionProofSigner({
       cert: options.cert,
       key: options.key,
@@ -105,13 +134,16 @@ export class SessionBoundClient {
     if (!tlsVersions.includes(maxVersion)) {
       throw new ConfigurationError('maxTlsVersion must be TLSv1.3, or TLSv1.2 together with allowTls12');
     }
-    this.#tls = {
+    const tls = {
       cert: options.cert,
-      key: options.key,
+      ...tlsKeyOptions(options.key),
       ...(options.ca === undefined ? {} : { ca: options.ca }),
       minVersion: options.allowTls12 === true ? 'TLSv1.2' : 'TLSv1.3',
       maxVersion,
-    };
+    } as const;
+    // One secure context for every connection: Node would otherwise build one per connection,
+    // which for a token-held key means loading the engine key (and logging in) per handshake.
+    this.#tls = { ...tls, secureContext: createSecureContext(tls) };
     this.#pool = new Http2SessionPool(this.#tls, options.timeoutMs ?? 30_000, () => this.stats.connectionsOpened++);
     if ((options.protocol ?? 'h2') === 'http/1.1') {
       this.#agent = new HttpsAgent({ ...this.#tls, keepAlive: true, maxSockets: options.maxConnectionsPerOrigin ?? 6 });
@@ -138,11 +170,14 @@ export class SessionBoundClient {
     return { ...response, retried };
   }
 
-  /** Close every connection. */
+  /** Close every connection, and the key if this client opened it. */
   async close(): Promise<void> {
     this.#closed = true;
     this.#agent?.destroy();
     await this.#pool.close();
+    const key = this.#ownedKey;
+    this.#ownedKey = undefined;
+    await key?.close();
   }
 
   /** The proof for this request on `socket`: per (token, connection), or single-use with per-request claims. */

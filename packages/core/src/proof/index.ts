@@ -8,4 +8,5 @@ export {
   type VerifiedSessionBindingProof,
 } from './verify.js';
 export { verifyJwsSignature } from './jws-signature.js';
+export { signCompactJws, isJwsSigner, type JwsSigner } from './signer.js';
 export { isCanonicalCompactJws } from '../encoding.js';

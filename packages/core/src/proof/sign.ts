@@ -6,10 +6,14 @@ import { EXPORTER_LENGTH } from '../exporter.js';
 import { accessTokenHash, certificateThumbprint, type CertificateInput } from '../thumbprint.js';
 import { signingAlgorithmForKey, type ProofAlgorithm } from './algorithms.js';
 import { PROOF_TYP } from './constants.js';
+import { isJwsSigner, signCompactJws, type JwsSigner } from './signer.js';
 
 export interface CreateProofOptions {
-  /** The mTLS private key (the key of the client certificate used on this connection). */
-  privateKey: KeyObject;
+  /**
+   * The mTLS private key (the key of the client certificate used on this connection): in memory,
+   * or a {@link JwsSigner} for a key held in a token (then `alg` is required).
+   */
+  privateKey: KeyObject | JwsSigner;
   /** The client certificate presented on this connection (for `x5t#S256`). */
   certificate: CertificateInput;
   /** The access token the proof binds. */
@@ -37,7 +41,9 @@ export async function createSessionBindingProof(options: CreateProofOptions): Pr
   if (options.ekm.byteLength !== EXPORTER_LENGTH) {
     throw new TypeError(`ekm must be ${EXPORTER_LENGTH} bytes`);
   }
-  const alg = options.alg ?? signingAlgorithmForKey(options.privateKey);
+  const { privateKey } = options;
+  if (isJwsSigner(privateKey) && options.alg === undefined) throw new TypeError('alg is required with a JwsSigner');
+  const alg = options.alg ?? signingAlgorithmForKey(privateKey as KeyObject);
   const claims: Record<string, string | number> = {
     ath: accessTokenHash(options.accessToken),
     ekm: encodeBase64url(options.ekm),
@@ -46,9 +52,10 @@ export async function createSessionBindingProof(options: CreateProofOptions): Pr
   if (options.jti !== undefined) claims.jti = options.jti;
   if (options.htm !== undefined) claims.htm = options.htm;
   if (options.htu !== undefined) claims.htu = options.htu;
-  return new CompactSign(Buffer.from(JSON.stringify(claims)))
-    .setProtectedHeader({ typ: PROOF_TYP, alg, 'x5t#S256': certificateThumbprint(options.certificate) })
-    .sign(options.privateKey);
+  const header = { typ: PROOF_TYP, alg, 'x5t#S256': certificateThumbprint(options.certificate) };
+  const payload = Buffer.from(JSON.stringify(claims));
+  if (isJwsSigner(privateKey)) return signCompactJws(privateKey, alg, header, payload);
+  return new CompactSign(payload).setProtectedHeader(header).sign(privateKey);
 }
 
 /** Throw {@link ConfigurationError} unless `privateKey` is the private half of `certificate`'s key. */
