@@ -105,7 +105,10 @@ describe('guardHttp2Session', () => {
       const attack = await rapidReset('127.0.0.1', g.port, tls(), 3000);
       attack.socket.end(); // the abuser half-closes; nobody on the server side would read the FIN
       await withTimeout(attack.closed, 5000, 'the deaf session to be destroyed');
-      assert.deepEqual(g.destroyed, ['ping_timeout']);
+      // Node 20 leaves the session deaf and the guard's PING finds it; Node 24 closes such a session itself (the guard
+      // then has nothing to do). Either way the connection is gone within the deadline.
+      if (Number(process.versions.node.split('.')[0]) < 24) assert.deepEqual(g.destroyed, ['ping_timeout']);
+      else assert.ok(g.destroyed.length === 0 || (g.destroyed.length === 1 && g.destroyed[0] === 'ping_timeout'), String(g.destroyed));
       await waitFor(() => g.sessions.size === 0, { timeoutMs: 3000, message: 'no session left on the server' });
       assert.equal(await honestGet(pki, g.port), 'ok');
     } finally {
