@@ -18,12 +18,17 @@
  * - `dpop`: `Authorization: DPoP` with a fresh createDpopProof per request (as `DpopClient`).
  *
  * `signatures` counts proofs signed by this process; it is the client-side figure of the matrix.
+ *
+ * Deadlines: a TLS handshake or a request without a complete answer after `REQUEST_TIMEOUT_MS` is
+ * cancelled and counts as a failure (status 0); every request in flight is registered in the run's
+ * `Outstanding`, which bench/matrix.ts names when a whole cell misses its deadline.
  */
 import { randomUUID, type KeyObject, type X509Certificate } from 'node:crypto';
 import { connect as http2Connect, constants as h2, type ClientHttp2Session } from 'node:http2';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { createSessionBindingProof, deriveSessionExporter, PROOF_HEADER } from '@tether/core';
 import { createDpopProof, type DpopPublicJwk } from '@tether/core/dpop';
+import { Outstanding, REQUEST_TIMEOUT_MS, cancelAfter } from './deadline.js';
 
 export const MODES = ['bearer', 'certificate', 'session', 'session-per-request', 'dpop'] as const;
 export type Mode = (typeof MODES)[number];
@@ -155,30 +160,37 @@ export function openH2(creds: LoadCredentials, target: Target, resume?: Buffer):
   };
   socket.on('session', (t: Buffer) => (conn.ticket = t));
   session.on('error', () => undefined);
-  return new Promise((resolve, reject) => {
+  const handshake = new Promise<H2Conn>((resolve, reject) => {
     socket.once('secureConnect', () => resolve(conn));
     socket.once('error', reject);
   });
+  return cancelAfter(handshake, REQUEST_TIMEOUT_MS, () => socket.destroy(new Error(`no TLS handshake within ${REQUEST_TIMEOUT_MS} ms`)));
 }
 
+/** Close gracefully; a session that has not closed after REQUEST_TIMEOUT_MS is destroyed. */
 export function closeH2(conn: H2Conn): Promise<void> {
   if (!conn.session.closed && !conn.session.destroyed) conn.session.close();
-  return conn.closed;
+  return cancelAfter(conn.closed, REQUEST_TIMEOUT_MS, () => conn.session.destroy());
 }
 
-/** One GET on an HTTP/2 connection; resolves the status (0 on a stream error). */
-export function h2Get(conn: H2Conn, target: Target, headers: Record<string, string>): Promise<number> {
-  return new Promise((resolve) => {
-    if (conn.session.closed || conn.session.destroyed) return resolve(0);
-    const stream = conn.session.request(
-      { ...headers, [h2.HTTP2_HEADER_METHOD]: 'GET', [h2.HTTP2_HEADER_PATH]: target.path, [h2.HTTP2_HEADER_AUTHORITY]: `${target.host}:${target.port}` },
-      { endStream: true },
-    );
-    let status = 0;
+/** One GET on an HTTP/2 connection; resolves the status (0 on a stream error or after `timeoutMs`, when the stream is cancelled). */
+export function h2Get(conn: H2Conn, target: Target, headers: Record<string, string>, timeoutMs = REQUEST_TIMEOUT_MS): Promise<number> {
+  if (conn.session.closed || conn.session.destroyed) return Promise.resolve(0);
+  const stream = conn.session.request(
+    { ...headers, [h2.HTTP2_HEADER_METHOD]: 'GET', [h2.HTTP2_HEADER_PATH]: target.path, [h2.HTTP2_HEADER_AUTHORITY]: `${target.host}:${target.port}` },
+    { endStream: true },
+  );
+  let status = 0;
+  let timedOut = false;
+  const done = new Promise<number>((resolve) => {
     stream.on('response', (h) => (status = Number(h[h2.HTTP2_HEADER_STATUS])));
     stream.on('data', () => undefined);
     stream.on('error', () => undefined);
-    stream.on('close', () => resolve(status));
+    stream.on('close', () => resolve(timedOut ? 0 : status));
+  });
+  return cancelAfter(done, timeoutMs, () => {
+    timedOut = true;
+    stream.close(h2.NGHTTP2_CANCEL);
   });
 }
 
@@ -201,10 +213,11 @@ export class H1Conn implements ConnState {
     this.socket.on('data', (d: Buffer) => this.#onData(d));
     this.socket.on('error', () => this.#finish(0));
     this.socket.on('close', () => this.#finish(0));
-    this.#ready = new Promise((resolve, reject) => {
+    const ready = new Promise<void>((resolve, reject) => {
       this.socket.once('secureConnect', () => resolve());
       this.socket.once('error', reject);
     });
+    this.#ready = cancelAfter(ready, REQUEST_TIMEOUT_MS, () => this.socket.destroy(new Error(`no TLS handshake within ${REQUEST_TIMEOUT_MS} ms`)));
   }
 
   ready(): Promise<void> {
@@ -224,15 +237,19 @@ export class H1Conn implements ConnState {
     return this.ticket;
   }
 
-  /** One GET; resolves the status (0 when the connection failed). One request in flight at a time. */
-  get(target: Target, headers: Record<string, string>, close: boolean): Promise<number> {
+  /**
+   * One GET; resolves the status (0 when the connection failed, or after `timeoutMs`, when
+   * the connection is destroyed). One request in flight at a time.
+   */
+  get(target: Target, headers: Record<string, string>, close: boolean, timeoutMs = REQUEST_TIMEOUT_MS): Promise<number> {
     const lines = [`GET ${target.path} HTTP/1.1`, `host: ${target.host}:${target.port}`];
     for (const [k, v] of Object.entries(headers)) lines.push(`${k}: ${v}`);
     lines.push(close ? 'connection: close' : 'connection: keep-alive', '', '');
-    return new Promise((resolve) => {
+    const answered = new Promise<number>((resolve) => {
       this.#pending = resolve;
       this.socket.write(lines.join('\r\n'));
     });
+    return cancelAfter(answered, timeoutMs, () => this.socket.destroy());
   }
 
   destroy(): void {
@@ -274,6 +291,7 @@ function percentile(sorted: number[], p: number): number {
 }
 
 class Recorder {
+  constructor(private readonly outstanding: Outstanding) {}
   latencies: number[] = [];
   failures = 0;
   connections = 0;
@@ -292,9 +310,16 @@ class Recorder {
   resume(): void {
     this.#t0 = process.hrtime.bigint();
   }
-  async time(fn: () => Promise<number>): Promise<void> {
+  /** Time one request; `what` names it while it is outstanding. */
+  async time(what: string, fn: () => Promise<number>): Promise<void> {
+    const id = this.outstanding.begin(what);
     const t = process.hrtime.bigint();
-    const status = await fn();
+    let status: number;
+    try {
+      status = await fn();
+    } finally {
+      this.outstanding.end(id);
+    }
     this.latencies.push(Number(process.hrtime.bigint() - t) / 1e6);
     if (status !== 200) this.failures++;
   }
@@ -330,6 +355,8 @@ export interface PatternContext {
   mode: Mode;
   /** Called once connections that exist before the timed window are open: resets the RS counters. */
   beforeTimed: () => Promise<void>;
+  /** The run's requests in flight (named when the run misses its deadline). */
+  outstanding: Outstanding;
 }
 
 const htuOf = (t: Target) => `https://${t.host}:${t.port}${t.path}`;
@@ -341,10 +368,10 @@ export async function longLivedH2(ctx: PatternContext, tokens: string[], m: numb
   const jobs: string[] = [];
   for (let i = 0; i < m; i++) jobs.push(...tokens);
   await ctx.beforeTimed();
-  const rec = new Recorder();
+  const rec = new Recorder(ctx.outstanding);
   rec.connections = 1;
   rec.start();
-  await pool(concurrency, jobs.length, (i) => rec.time(async () => h2Get(conn, ctx.target, await signer.headers(conn, jobs[i] as string, 'GET'))));
+  await pool(concurrency, jobs.length, (i) => rec.time(`h2 stream, request ${i} of ${jobs.length}`, async () => h2Get(conn, ctx.target, await signer.headers(conn, jobs[i] as string, 'GET'))));
   const result = rec.finish(signer);
   await closeH2(conn);
   return result;
@@ -369,14 +396,14 @@ export async function connectionPerRequest(ctx: PatternContext, tokens: string[]
     );
   }
   await ctx.beforeTimed();
-  const rec = new Recorder();
+  const rec = new Recorder(ctx.outstanding);
   rec.start();
   let next = 0;
   await Promise.all(
     tickets.map(async (_, w) => {
       while (next < requests) {
         const i = next++;
-        await rec.time(async () => {
+        await rec.time(`worker ${w}: new connection, request ${i} of ${requests}`, async () => {
           const c = new H1Conn(ctx.creds, ctx.target, resume ? tickets[w] : undefined);
           rec.connections++;
           try {
@@ -404,15 +431,16 @@ export async function keepAlivePool(ctx: PatternContext, tokens: string[], m: nu
   const jobs: string[] = [];
   for (let i = 0; i < m; i++) jobs.push(...tokens);
   await ctx.beforeTimed();
-  const rec = new Recorder();
+  const rec = new Recorder(ctx.outstanding);
   rec.connections = poolSize;
   rec.start();
   let next = 0;
   await Promise.all(
-    conns.map(async (c) => {
+    conns.map(async (c, w) => {
       while (next < jobs.length) {
-        const token = jobs[next++] as string;
-        await rec.time(async () => c.get(ctx.target, await signer.headers(c, token, 'GET'), false));
+        const i = next++;
+        const token = jobs[i] as string;
+        await rec.time(`keep-alive connection ${w}, request ${i} of ${jobs.length}`, async () => c.get(ctx.target, await signer.headers(c, token, 'GET'), false));
       }
     }),
   );
@@ -445,7 +473,7 @@ export async function agentMix(ctx: PatternContext, tokens: string[], shape: Age
   const signer = new Signer(ctx.creds, ctx.mode, htuOf(ctx.target));
   const tickets: Array<Buffer | undefined> = new Array<Buffer | undefined>(shape.connections).fill(undefined);
   await ctx.beforeTimed();
-  const rec = new Recorder();
+  const rec = new Recorder(ctx.outstanding);
   rec.start();
   for (let r = 0; r < shape.rounds; r++) {
     if (r > 0) rec.resume();
@@ -476,7 +504,7 @@ export async function agentMix(ctx: PatternContext, tokens: string[], shape: Age
           Array.from({ length: shape.usersPerConnection }, async (_, u) => {
             const token = tokens[(slot * shape.usersPerConnection + u) % tokens.length] as string;
             for (let b = 0; b < shape.burst; b++) {
-              await rec.time(async () => {
+              await rec.time(`round ${r}, slot ${slot}, user ${u}, call ${b}`, async () => {
                 const conn = await live();
                 const status = await h2Get(conn, ctx.target, await signer.headers(conn, token, 'GET'));
                 if (status !== 0) return status;

@@ -29,7 +29,6 @@
  * Output: matrix[-quick].json, matrix[-quick].md, matrix[-quick]-throughput.svg,
  * matrix[-quick]-rs-cpu.svg, matrix[-quick]-client-cpu.svg under bench/results/ (or --out DIR).
  */
-import { fork } from 'node:child_process';
 import { mkdtempSync, mkdirSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname, resolve } from 'node:path';
@@ -52,11 +51,17 @@ import {
   type PatternContext,
 } from './load.js';
 import { lineChart } from './svg.js';
+import { ForkedChild, installExitGuards } from './children.js';
+import { Outstanding, withRunDeadline } from './deadline.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
 const outIndex = args.indexOf('--out');
+/** Deadline of one cell (one pattern, one mode), ms: a cell that misses it fails the run, naming its outstanding requests. */
+const CELL_DEADLINE_MS = 120_000;
+/** Deadline of one IPC question to an RS child, ms. */
+const ASK_TIMEOUT_MS = 30_000;
 const outDir = outIndex >= 0 && args[outIndex + 1] !== undefined ? resolve(args[outIndex + 1] as string) : join(here, 'results');
 
 const config = quick
@@ -255,19 +260,19 @@ async function main(): Promise<void> {
     for (let i = 0; i < maxTokens; i++) tokens[kind].push(await mint(cnfs[kind], `${kind}-u${i}`));
   }
 
-  const execArgv = process.execArgv.includes('tsx') ? process.execArgv : [...process.execArgv, '--import', 'tsx'];
   // Two RS processes built the same way: `main` keeps connections open; `idle` drops a connection
   // after config.idleMs without traffic (the keep-alive timeout the agent-like mix runs into).
-  const servers = { main: startRs(execArgv, dir, 0), idle: startRs(execArgv, dir, config.idleMs) };
+  const servers = { main: startRs('rs-main', dir, 0), idle: startRs('rs-idle', dir, config.idleMs) };
   try {
-    const ports = { main: await servers.main.port, idle: await servers.idle.port };
+    const ports = { main: ((await servers.main.ready) as { port: number }).port, idle: ((await servers.idle.ready) as { port: number }).port };
 
     const runCell = async (scenario: Scenario, mode: Mode, repeat: number): Promise<Cell> => {
       const rs = servers[scenario.rs];
       const target = { host: '127.0.0.1', port: ports[scenario.rs], path: '/resource' };
-      const ctx: PatternContext = { creds, target, mode, beforeTimed: () => rs.ask({ cmd: 'reset' }) };
-      const meas = await scenario.run(ctx, tokens[tokenKind[mode]]);
-      const rep = await rs.ask<RsReport>({ cmd: 'report' });
+      const outstanding = new Outstanding();
+      const ctx: PatternContext = { creds, target, mode, beforeTimed: () => rs.ask({ cmd: 'reset' }, ASK_TIMEOUT_MS), outstanding };
+      const meas = await withRunDeadline(`cell ${scenario.id}/${mode} (repeat ${repeat})`, CELL_DEADLINE_MS, outstanding, scenario.run(ctx, tokens[tokenKind[mode]]));
+      const rep = await rs.ask<RsReport>({ cmd: 'report' }, ASK_TIMEOUT_MS);
       const n = meas.requests;
       const verifications = rep.stats.proofVerifications + rep.stats.dpopProofVerifications;
       return {
@@ -318,35 +323,14 @@ async function main(): Promise<void> {
     const result = summarize(cells);
     write(result, cells);
   } finally {
-    await Promise.all([servers.main.stop(), servers.idle.stop()]);
+    await Promise.all([servers.main.exit(), servers.idle.exit()]);
     rmSync(dir, { recursive: true, force: true });
   }
 }
 
-/** Fork an RS child (bench/matrix-rs.ts) and talk to it over IPC, one request at a time. */
-function startRs(execArgv: string[], dir: string, idleMs: number) {
-  const child = fork(join(here, 'matrix-rs.ts'), [dir, String(idleMs)], { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  const port = new Promise<number>((res, rej) => {
-    child.once('message', (m) => res((m as { port: number }).port));
-    child.once('exit', (code) => rej(new Error(`RS exited early (${String(code)})`)));
-  });
-  port.catch(() => undefined);
-  return {
-    port,
-    ask: <T>(msg: object) =>
-      new Promise<T>((res) => {
-        child.once('message', (m) => res(m as T));
-        child.send(msg);
-      }),
-    async stop(): Promise<void> {
-      if (child.exitCode === null && child.signalCode === null) {
-        if (child.connected) child.send({ cmd: 'exit' });
-        else child.kill();
-        await exited;
-      }
-    },
-  };
+/** Fork an RS child (bench/matrix-rs.ts); every question to it has a deadline, and it is killed by PID on every exit path. */
+function startRs(role: string, dir: string, idleMs: number): ForkedChild {
+  return new ForkedChild(role, join(here, 'matrix-rs.ts'), ASK_TIMEOUT_MS, { args: [dir, String(idleMs)] });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -500,7 +484,9 @@ function write(summary: ReturnType<typeof summarize>, cells: Cell[]): void {
   console.error(`wrote ${base}.{json,md} and 3 SVG charts to ${outDir}; ${cells.length} cells`);
 }
 
+installExitGuards();
 main().catch((error: unknown) => {
   console.error(error);
-  process.exitCode = 1;
+  // Exit now: a cell that missed its deadline may still hold sockets; the exit guard kills the RS children.
+  process.exit(1);
 });

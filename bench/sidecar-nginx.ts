@@ -15,7 +15,7 @@ import { accessSync, constants as fs, mkdtempSync, readdirSync, readFileSync, wr
 import { createServer, connect, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
-import { BenchFailure, track, trackTempDir, untrack } from './sidecar-children.js';
+import { BenchFailure, track, trackTempDir, untrack } from './children.js';
 
 /** The nginx binary: $TETHER_BENCH_NGINX, else `nginx` on PATH, /usr/sbin or /usr/local/sbin; undefined when absent. */
 export function findNginx(): string | undefined {

@@ -14,7 +14,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { benchMaterial, tokenMinter } from './sidecar-material.js';
-import { BenchFailure, ForkedChild, installExitGuards, killAllSync, trackedChildren } from './sidecar-children.js';
+import { BenchFailure, ForkedChild, installExitGuards, killAllSync, trackedChildren } from './children.js';
 import type { RunReply, RunRequest } from './sidecar-load.js';
 
 const here = dirname(fileURLToPath(import.meta.url));

@@ -15,7 +15,7 @@
  *
  * It never hangs: every request has a timeout, every run a deadline (a missed one fails the bench
  * with the requests still outstanding), every question to a child a deadline, and every child
- * process is killed by PID on every exit path (bench/sidecar-children.ts). Failed requests make the
+ * process is killed by PID on every exit path (bench/children.ts). Failed requests make the
  * bench exit 1 after writing its results.
  *
  *   npm run bench:sidecar              # full run (a few minutes) -> bench/results/sidecar.{json,md}
@@ -33,7 +33,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { benchMaterial, tokenMinter } from './sidecar-material.js';
-import { BenchFailure, ForkedChild, installExitGuards, killAllSync, trackedChildren } from './sidecar-children.js';
+import { BenchFailure, ForkedChild, installExitGuards, killAllSync, trackedChildren } from './children.js';
 import { MODES, type DeadlineMissed, type Mode, type RunReply, type RunRequest } from './sidecar-load.js';
 import { findNginx, NginxProcess } from './sidecar-nginx.js';
 import type { Material } from './sidecar-process.js';

@@ -1,5 +1,6 @@
 /**
- * Child processes of the sidecar benchmark (bench/sidecar.ts) and their supervision.
+ * Child processes of the benchmarks (matrix, soak, session binding, AS issuance, sidecar) and their
+ * supervision: the parent never waits forever on a child.
  *
  * Every child is registered by PID the moment it starts and is killed by PID on every exit path of
  * the bench: the normal end, a thrown error (a missed deadline included), SIGINT/SIGTERM/SIGHUP, an
@@ -94,7 +95,14 @@ interface Waiter {
   timer: NodeJS.Timeout;
 }
 
-/** One forked component (bench/sidecar-process.ts ROLE), questioned over IPC with deadlines. */
+export interface ForkOptions {
+  /** Arguments after the script (default: `[role]`). */
+  args?: string[];
+  /** Node flags added to the parent's (for example `--expose-gc`). */
+  execArgv?: string[];
+}
+
+/** One forked component (by default bench/sidecar-process.ts ROLE), questioned over IPC with deadlines. */
 export class ForkedChild {
   readonly proc: ChildProcess;
   readonly pid: number;
@@ -108,8 +116,10 @@ export class ForkedChild {
     readonly role: string,
     script: string,
     readyTimeoutMs: number,
+    options: ForkOptions = {},
   ) {
-    this.proc = fork(script, [role], { execArgv: childExecArgv(), stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const execArgv = [...childExecArgv(), ...(options.execArgv ?? []).filter((a) => !process.execArgv.includes(a))];
+    this.proc = fork(script, options.args ?? [role], { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     if (this.proc.pid === undefined) throw new BenchFailure('child_spawn_failed', `could not start the ${role} process`);
     this.pid = this.proc.pid;
     track(this.pid, role);
