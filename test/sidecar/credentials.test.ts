@@ -138,7 +138,7 @@ describe('ReloadableCredentials: reloading from files', () => {
       const now = credentials.current();
       assert.equal(now.generation, 2);
       assert.equal(now.cert.toString(), renewed.cert);
-      assert.ok(now.privateKey.asymmetricKeyType === 'ec');
+      assert.ok('asymmetricKeyType' in now.privateKey && now.privateKey.asymmetricKeyType === 'ec');
       // The files are what is in use: asking again changes nothing.
       assert.deepEqual(credentials.reload('test'), { status: 'unchanged', generation: 2 });
       assert.equal(changes.length, 1);

@@ -7,7 +7,7 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { jwksFromFile, jwtAccessTokenValidator, remoteJwks, type AccessTokenValidator } from '@tether/core';
 import { isConfigError, LOG_LEVELS, readConfigFile, SidecarConfigError, type LogLevel } from './config.js';
-import { checkCredentialFiles, followCredentialFiles, reloadOnSighup, type CredentialFiles } from './credentials-args.js';
+import { checkCredentialFiles, followCredentialFiles, openCredentialKey, reloadOnSighup, type CredentialFiles } from './credentials-args.js';
 import type { ReloadableCredentials } from './credentials/index.js';
 import { reloadableSource } from './credentials/source.js';
 import { resolveEgressOptions, startEgress, type EgressConfig, type EgressRoute } from './egress/index.js';
@@ -46,9 +46,15 @@ Once it listens it prints exactly one JSON line on standard output:
 Options:
   --listen ADDR            loopback HOST:PORT or unix:/path (required)
   --cert FILE, --key FILE  client certificate and private key (PEM) used upstream (required)
+  --key pkcs11:URI         or: the key held in a PKCS#11 token (RFC 7512 URI, e.g.
+                           'pkcs11:token=tether;object=agent;type=private?pin-source=file:/run/pin');
+                           the handshake signs through OpenSSL's pkcs11 engine, proofs by C_Sign
+  --pkcs11-module PATH     PKCS#11 module (default: the URI's module-path, then PKCS11_MODULE_PATH)
+  --pkcs11-pin-file FILE   the token's user PIN, when the URI has no pin-source
   --ca FILE                CA certificates that verify upstream servers (default: system roots)
                            --cert, --key and --ca are reloaded when the files are replaced and
                            on SIGHUP: new upstream connections (and tokens) use the new pair
+                           (a token-held key stays; its certificate may be replaced)
   --route NAME=URL         an allowed destination (repeatable, at least one)
   --audience NAME=AUD      audience a token must name to be sent to route NAME (repeatable;
                            default: the route's upstream origin)
@@ -167,11 +173,13 @@ type Started = { url: string; metrics: { url: string } | undefined; close(): Pro
 async function run(name: string, io: CommandIO, files: CredentialFiles, level: LogLevel, start: (credentials: ReloadableCredentials) => Promise<Started>): Promise<number> {
   const stop = stopSignal(io);
   let credentials: ReloadableCredentials | undefined;
+  let externalKey: Awaited<ReturnType<typeof openCredentialKey>>;
   let stopSighup = () => undefined as void;
   try {
     let sidecar;
     try {
-      credentials = followCredentialFiles(files, createLogger(name, logOptions(level, io)));
+      externalKey = await openCredentialKey(files);
+      credentials = followCredentialFiles(files, createLogger(name, logOptions(level, io)), externalKey);
       stopSighup = reloadOnSighup(credentials);
       sidecar = await start(credentials);
     } catch (error) {
@@ -187,6 +195,8 @@ async function run(name: string, io: CommandIO, files: CredentialFiles, level: L
   } finally {
     stopSighup();
     credentials?.close();
+    // After the sidecar closed: no handshake or proof needs the token any more.
+    await externalKey?.close();
     stop.dispose();
   }
 }
@@ -211,6 +221,8 @@ const egressArgs = {
   'token-endpoint': { type: 'string' },
   'client-id': { type: 'string' },
   'egress-token': { type: 'string', multiple: true },
+  'pkcs11-module': { type: 'string' },
+  'pkcs11-pin-file': { type: 'string' },
 } as const satisfies ParseArgsConfig['options'];
 
 type EgressArgs = ReturnType<typeof parse<typeof egressArgs>>;
@@ -289,7 +301,7 @@ export async function runEgressCommand(argv: readonly string[], partialIO: Parti
       return 0;
     }
     level = logLevel(values['log-level']);
-    files = checkCredentialFiles(values, { caRequired: false });
+    files = checkCredentialFiles(values, { caRequired: false, pkcs11: true });
     config = egressConfig(values, io, files.pem);
     resolveEgressOptions(config); // every option checked before anything starts
   } catch (error) {
@@ -316,6 +328,7 @@ const ingressArgs = {
   'max-requests-per-connection': { type: 'string' },
   'app-timeout': { type: 'string' },
   'idle-timeout': { type: 'string' },
+  'proxy-protocol': { type: 'boolean' },
 } as const satisfies ParseArgsConfig['options'];
 
 type IngressArgs = ReturnType<typeof parse<typeof ingressArgs>>;
@@ -367,6 +380,7 @@ function ingressConfig(values: IngressArgs, io: CommandIO, pem: CredentialFiles[
     ...(maxRaw === undefined ? {} : { maxRequestsPerConnection: maxRaw.trim() === '' ? Number.NaN : Number(maxRaw) }),
     appTimeoutMs: seconds(values['app-timeout'], '--app-timeout', INGRESS_DEFAULTS.appTimeoutMs),
     idleTimeoutMs: seconds(values['idle-timeout'], '--idle-timeout', INGRESS_DEFAULTS.idleTimeoutMs),
+    proxyProtocol: values['proxy-protocol'] === true,
     log: logOptions(logLevel(values['log-level']), io),
   };
 }

@@ -7,6 +7,8 @@
  * The CA is the *peers'* CA (upstream servers for the egress, clients for the ingress), which need
  * not have issued our own certificate, so the chain to it is not required.
  */
+import { X509Certificate } from 'node:crypto';
+import { isPkcs11Uri, openClientKey, type ExternalClientKey, type Pkcs11KeyOptions } from '@tether/core';
 import { readConfigFile, SidecarConfigError } from './config.js';
 import { CredentialsError, onSighup, ReloadableCredentials, validateCredentials, type CredentialsLog } from './credentials/index.js';
 
@@ -14,16 +16,23 @@ export interface CredentialsArgs {
   cert?: string | undefined;
   key?: string | undefined;
   ca?: string | undefined;
+  'pkcs11-module'?: string | undefined;
+  'pkcs11-pin-file'?: string | undefined;
 }
 
 /** The files, checked once. */
 export interface CredentialFiles {
   certPath: string;
+  /** The key file, or `(pkcs11 key)` for a token-held key (never the URI: it may hold a PIN). */
   keyPath: string;
   caPath: string | undefined;
-  /** Their contents when they were checked. */
+  /** Their contents when they were checked (`key` is empty for a token-held key). */
   pem: { cert: string; key: string; ca?: string };
+  /** `--key pkcs11:...`: opened by {@link openCredentialKey} when the sidecar starts. */
+  pkcs11?: { uri: string; options: Pkcs11KeyOptions };
 }
+
+const PKCS11_KEY_LABEL = '(pkcs11 key)';
 
 function required(value: string | undefined, flag: string): string {
   if (value === undefined || value === '') throw new SidecarConfigError(`${flag} is required`);
@@ -40,10 +49,15 @@ function flagged(files: Pick<CredentialFiles, 'certPath' | 'keyPath' | 'caPath'>
  * Read and check the files the flags name (parse, key belongs to the certificate, valid now) without
  * following them yet. `caRequired`: the ingress verifies clients with `--ca`.
  */
-export function checkCredentialFiles(values: CredentialsArgs, options: { caRequired: boolean }): CredentialFiles {
+export function checkCredentialFiles(values: CredentialsArgs, options: { caRequired: boolean; pkcs11?: boolean }): CredentialFiles {
   const certPath = required(values.cert, '--cert');
   const keyPath = required(values.key, '--key');
   const caPath = options.caRequired ? required(values.ca, '--ca') : values.ca;
+  if (isPkcs11Uri(keyPath)) {
+    if (options.pkcs11 !== true) throw new SidecarConfigError('--key pkcs11:... is supported by tether egress only');
+    return checkPkcs11Credentials(values, certPath, keyPath, caPath);
+  }
+  if (values['pkcs11-module'] !== undefined || values['pkcs11-pin-file'] !== undefined) throw new SidecarConfigError('--pkcs11-module and --pkcs11-pin-file need --key pkcs11:...');
   const pem = {
     cert: readConfigFile(certPath, '--cert'),
     key: readConfigFile(keyPath, '--key'),
@@ -55,10 +69,46 @@ export function checkCredentialFiles(values: CredentialsArgs, options: { caRequi
   return { certPath, keyPath, caPath, pem };
 }
 
-/** Follow the checked files from now on (they are read again: they may have changed since). */
-export function followCredentialFiles(files: CredentialFiles, log: CredentialsLog): ReloadableCredentials {
+/** A certificate (parsed now) and the URI of its token-held key (opened when the sidecar starts). */
+function checkPkcs11Credentials(values: CredentialsArgs, certPath: string, uri: string, caPath: string | undefined): CredentialFiles {
+  const cert = readConfigFile(certPath, '--cert');
   try {
-    return ReloadableCredentials.fromFiles({ certPath: files.certPath, keyPath: files.keyPath, ...(files.caPath === undefined ? {} : { caPath: files.caPath }), requireChain: false, log });
+    new X509Certificate(cert);
+  } catch {
+    throw new SidecarConfigError(`--cert ${certPath}: no PEM certificate found (cert_invalid)`);
+  }
+  const pem = { cert, key: '', ...(caPath === undefined ? {} : { ca: readConfigFile(caPath, '--ca') }) };
+  const options: Pkcs11KeyOptions = {
+    ...(values['pkcs11-module'] === undefined ? {} : { modulePath: values['pkcs11-module'] }),
+    ...(values['pkcs11-pin-file'] === undefined ? {} : { pinFile: values['pkcs11-pin-file'] }),
+  };
+  return { certPath, keyPath: PKCS11_KEY_LABEL, caPath, pem, pkcs11: { uri, options } };
+}
+
+/**
+ * Open the token-held key of `--key pkcs11:...` (undefined for a key file), checked against the
+ * certificate. Its failures (URI, module, PIN, key) are configuration errors naming `--key`.
+ */
+export async function openCredentialKey(files: CredentialFiles): Promise<ExternalClientKey | undefined> {
+  if (files.pkcs11 === undefined) return undefined;
+  try {
+    return (await openClientKey(files.pkcs11.uri, files.pem.cert, files.pkcs11.options)).key as ExternalClientKey;
+  } catch (cause) {
+    throw new SidecarConfigError(`--key ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+  }
+}
+
+/** Follow the checked files from now on (they are read again: they may have changed since). */
+export function followCredentialFiles(files: CredentialFiles, log: CredentialsLog, externalKey?: ExternalClientKey): ReloadableCredentials {
+  try {
+    return ReloadableCredentials.fromFiles({
+      certPath: files.certPath,
+      keyPath: files.keyPath,
+      ...(files.caPath === undefined ? {} : { caPath: files.caPath }),
+      ...(externalKey === undefined ? {} : { externalKey }),
+      requireChain: false,
+      log,
+    });
   } catch (error) {
     throw error instanceof CredentialsError ? flagged(files, error) : error;
   }

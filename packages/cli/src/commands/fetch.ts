@@ -3,9 +3,9 @@ import { ConfigurationError, parseWwwAuthenticate, SessionBoundClient, type Sess
 import { integer, parseCommandArgs, readOptionFile, valueOrFile, wantsHelp } from '../util/args.js';
 import { resolveContext, type CommandContext } from '../util/context.js';
 import { describeError, runtimeError, usageError } from '../util/errors.js';
-import { loadCaBundle, loadKeyPair } from '../util/pem.js';
+import { loadCaBundle, loadClientCredentials, PKCS11_HELP, pkcs11Options } from '../util/pem.js';
 
-export const fetchHelp = `Usage: tether fetch URL --cert FILE --key FILE [--ca FILE] [--token TOKEN] [options]
+export const fetchHelp = `Usage: tether fetch URL --cert FILE --key FILE|pkcs11:URI [--ca FILE] [--token TOKEN] [options]
 
 Like curl, for session-bound APIs. Sends the request N times, one after another, with
 @tether/core's SessionBoundClient: Authorization: Bearer TOKEN plus a Session-Binding-Proof
@@ -25,8 +25,10 @@ Options:
                         environment variable, which may also be @FILE; without either, the
                         request carries no credentials)
   --cert FILE           client certificate, PEM (required; presented in the mTLS handshake)
-  --key FILE            its private key, PEM (required; signs the proofs)
-  --ca FILE             CA certificates, PEM, that verify the server (default: Node's roots)
+  --key FILE|pkcs11:URI its private key (required; signs the handshake and the proofs): a PEM
+                        file, or a PKCS#11 URI (RFC 7512) of a key held in a token, e.g.
+                        'pkcs11:token=tether;object=agent;type=private?pin-source=file:/run/pin'
+${PKCS11_HELP}  --ca FILE             CA certificates, PEM, that verify the server (default: Node's roots)
   -n, --count N         number of requests, sent one after another (default 1)
   --http2               one multiplexed HTTP/2 connection (default)
   --http1.1             HTTP/1.1 with keep-alive
@@ -84,6 +86,12 @@ function deadline<T>(promise: Promise<T>, seconds: number): Promise<T> {
   return Promise.race([promise, expired]).finally(() => clearTimeout(timer));
 }
 
+/** An error of @tether/pkcs11 (a bad URI, module, PIN or key): bad input. */
+function isPkcs11Error(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && code.startsWith('ERR_PKCS11_');
+}
+
 /** After a TLS 1.3 handshake the server can still refuse the client certificate: say so. */
 function withHint(message: string): string {
   return /without a response|alert|ECONNRESET|socket hang up/i.test(message)
@@ -121,6 +129,8 @@ export async function fetchCommand(args: string[], context?: Partial<CommandCont
       header: { type: 'string', short: 'H', multiple: true },
       output: { type: 'string', short: 'o' },
       timeout: { type: 'string' },
+      'pkcs11-module': { type: 'string' },
+      'pkcs11-pin-file': { type: 'string' },
     },
   });
   if (positionals.length === 0) throw usageError('a URL is required');
@@ -159,13 +169,14 @@ export async function fetchCommand(args: string[], context?: Partial<CommandCont
     headers[name] = value;
   }
 
-  const { cert, key } = loadKeyPair(values.cert, values.key);
+  const { cert, key } = loadClientCredentials(values.cert, values.key);
   const ca = values.ca === undefined ? undefined : loadCaBundle(values.ca);
   let client: SessionBoundClient;
   try {
-    client = new SessionBoundClient({
+    client = await SessionBoundClient.create({
       cert: cert.pem,
-      key: key.pem,
+      key,
+      pkcs11: pkcs11Options(values),
       ...(ca === undefined ? {} : { ca }),
       protocol: values['http1.1'] === true ? 'http/1.1' : 'h2',
       allowTls12: values['allow-tls12'] === true,
@@ -174,6 +185,7 @@ export async function fetchCommand(args: string[], context?: Partial<CommandCont
       timeoutMs: timeout * 1000,
     });
   } catch (error) {
+    if (isPkcs11Error(error)) throw usageError(`--key: ${(error as Error).message}`, error);
     if (error instanceof ConfigurationError) throw usageError(error.message, error);
     throw error;
   }

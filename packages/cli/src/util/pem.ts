@@ -1,4 +1,5 @@
 import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
+import { isPkcs11Uri, type Pkcs11KeyOptions } from '@tether/core';
 import { readOptionFile } from './args.js';
 import { usageError } from './errors.js';
 
@@ -40,6 +41,31 @@ export function loadKeyPair(certPath: string, keyPath: string, certOption = '--c
   const key = loadPrivateKey(keyPath, keyOption);
   if (!cert.x509.checkPrivateKey(key.key)) throw usageError(`${keyOption} ${keyPath} is not the private key of ${certOption} ${certPath}`);
   return { cert, key };
+}
+
+/**
+ * `--cert FILE --key FILE|pkcs11:URI`: a PEM pair (checked as by {@link loadKeyPair}), or a
+ * certificate and the URI of its token-held key (opened, and checked, by the client).
+ */
+export function loadClientCredentials(certPath: string, keyArg: string): { cert: LoadedCertificate; key: Buffer | string } {
+  if (isPkcs11Uri(keyArg)) return { cert: loadCertificate(certPath, '--cert'), key: keyArg };
+  const { cert, key } = loadKeyPair(certPath, keyArg);
+  return { cert, key: key.pem };
+}
+
+/** Help text for the PKCS#11 options (`tether fetch`, `tether egress`). */
+export const PKCS11_HELP = `  --pkcs11-module PATH  PKCS#11 module for a --key pkcs11:... URI (default: the URI's
+                        module-path, then the PKCS11_MODULE_PATH environment variable)
+  --pkcs11-pin-file FILE
+                        file holding the token's user PIN, when the URI has no pin-source
+`;
+
+/** `--pkcs11-module` and `--pkcs11-pin-file`. */
+export function pkcs11Options(values: { 'pkcs11-module'?: string | undefined; 'pkcs11-pin-file'?: string | undefined }): Pkcs11KeyOptions {
+  return {
+    ...(values['pkcs11-module'] === undefined ? {} : { modulePath: values['pkcs11-module'] }),
+    ...(values['pkcs11-pin-file'] === undefined ? {} : { pinFile: values['pkcs11-pin-file'] }),
+  };
 }
 
 /** A PEM file of one or more CA certificates. */

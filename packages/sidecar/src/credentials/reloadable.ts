@@ -7,6 +7,7 @@
 import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { inspect } from 'node:util';
+import type { ExternalClientKey } from '@tether/core';
 import { FileWatch, fileSignature } from './watch.js';
 import {
   CredentialsError,
@@ -37,7 +38,10 @@ export interface CredentialsLog {
 
 export interface FileCredentialsOptions extends ValidationOptions {
   certPath: string;
+  /** The key file; with `externalKey`, only a label for logs (the key is not read from a file). */
   keyPath: string;
+  /** A key held in a token (`--key pkcs11:...`): never reloaded; the certificate and CA still are. */
+  externalKey?: ExternalClientKey;
   caPath?: string;
   log: CredentialsLog;
   /** Quiet time after the last file event before reloading (default 100 ms). */
@@ -69,13 +73,18 @@ export interface CredentialsEvents {
 
 type WatchSettings = Pick<FileCredentialsOptions, 'debounceMs' | 'pollMs' | 'watch'> & { initialSignature: string };
 
-const filesOf = (paths: CredentialsPaths): string[] => [paths.cert, paths.key, ...(paths.ca === undefined ? [] : [paths.ca])];
+type Source = { kind: 'files'; paths: CredentialsPaths; externalKey: ExternalClientKey | undefined } | { kind: 'pem' };
 
-type Source = { kind: 'files'; paths: CredentialsPaths } | { kind: 'pem' };
+/** The files to follow: certificate, key (unless it lives in a token), CA. */
+const filesOf = (paths: CredentialsPaths, externalKey: ExternalClientKey | undefined): string[] => [
+  paths.cert,
+  ...(externalKey === undefined ? [paths.key] : []),
+  ...(paths.ca === undefined ? [] : [paths.ca]),
+];
 
 const silentLog: CredentialsLog = { debug() {}, info() {}, warn() {}, error() {} };
 
-function readMaterial(paths: CredentialsPaths): { ok: true; material: CredentialsMaterial } | { ok: false; refusal: CredentialsRefusal } {
+function readMaterial(paths: CredentialsPaths, externalKey: ExternalClientKey | undefined): { ok: true; material: CredentialsMaterial } | { ok: false; refusal: CredentialsRefusal } {
   const read = (path: string): Buffer | CredentialsRefusal => {
     try {
       return readFileSync(path);
@@ -85,8 +94,8 @@ function readMaterial(paths: CredentialsPaths): { ok: true; material: Credential
   };
   const cert = read(paths.cert);
   if (!Buffer.isBuffer(cert)) return { ok: false, refusal: cert };
-  const key = read(paths.key);
-  if (!Buffer.isBuffer(key)) return { ok: false, refusal: key };
+  const key = externalKey ?? read(paths.key);
+  if (!Buffer.isBuffer(key) && !('tlsKey' in key)) return { ok: false, refusal: key };
   if (paths.ca === undefined) return { ok: true, material: { cert, key } };
   const ca = read(paths.ca);
   if (!Buffer.isBuffer(ca)) return { ok: false, refusal: ca };
@@ -94,6 +103,7 @@ function readMaterial(paths: CredentialsPaths): { ok: true; material: Credential
 }
 
 const sameBytes = (a: Buffer | undefined, b: Buffer | undefined): boolean => (a === undefined || b === undefined ? a === b : a.equals(b));
+const sameKey = (a: CredentialsMaterial['key'], b: CredentialsMaterial['key']): boolean => (Buffer.isBuffer(a) && Buffer.isBuffer(b) ? a.equals(b) : a === b);
 
 /**
  * Freeze a validated triple as generation `generation`. JSON and util.inspect show only the public
@@ -125,7 +135,7 @@ export class ReloadableCredentials extends EventEmitter<CredentialsEvents> {
     this.#current = snapshotOf(initial, 1);
     if (watch === undefined || source.kind !== 'files') return;
     this.#watch = new FileWatch({
-      paths: filesOf(source.paths),
+      paths: filesOf(source.paths, source.externalKey),
       debounceMs: watch.debounceMs ?? 100,
       pollMs: watch.pollMs ?? 10_000,
       watch: watch.watch ?? true,
@@ -142,12 +152,12 @@ export class ReloadableCredentials extends EventEmitter<CredentialsEvents> {
   static fromFiles(options: FileCredentialsOptions): ReloadableCredentials {
     const paths: CredentialsPaths = { cert: options.certPath, key: options.keyPath, ...(options.caPath === undefined ? {} : { ca: options.caPath }) };
     // Taken before reading: files replaced after this point are noticed (by polling at the latest).
-    const initialSignature = fileSignature(filesOf(paths));
-    const read = readMaterial(paths);
+    const initialSignature = fileSignature(filesOf(paths, options.externalKey));
+    const read = readMaterial(paths, options.externalKey);
     if (!read.ok) throw new CredentialsError(read.refusal);
     const result = validateCredentials(read.material, paths, options);
     if (!result.ok) throw new CredentialsError(result.refusal);
-    const credentials = new ReloadableCredentials({ kind: 'files', paths }, result.value, options, options.log, { ...options, initialSignature });
+    const credentials = new ReloadableCredentials({ kind: 'files', paths, externalKey: options.externalKey }, result.value, options, options.log, { ...options, initialSignature });
     options.log.info({ generation: 1, fingerprint: result.value.fingerprint, notAfter: result.value.notAfter.toISOString() }, 'certificate loaded');
     return credentials;
   }
@@ -185,11 +195,11 @@ export class ReloadableCredentials extends EventEmitter<CredentialsEvents> {
     if (this.#closed) return { status: 'closed', generation };
     if (this.#source.kind !== 'files') return { status: 'unchanged', generation };
     this.#watch?.remember();
-    const read = readMaterial(this.#source.paths);
+    const read = readMaterial(this.#source.paths, this.#source.externalKey);
     if (!read.ok) return this.#refuse(read.refusal, trigger);
     const current = this.#current;
     const { material } = read;
-    if (material.cert.equals(current.cert) && material.key.equals(current.key) && sameBytes(material.ca, current.ca)) {
+    if (material.cert.equals(current.cert) && sameKey(material.key, current.key) && sameBytes(material.ca, current.ca)) {
       this.#log.debug({ trigger, generation }, 'certificate files unchanged');
       return { status: 'unchanged', generation };
     }

@@ -5,6 +5,7 @@
  * accepted reloads through `subscribe`.
  */
 import { X509Certificate } from 'node:crypto';
+import type { ExternalClientKey } from '@tether/core';
 import { SidecarConfigError } from '../config.js';
 import type { ReloadableCredentials } from './reloadable.js';
 
@@ -15,7 +16,8 @@ export interface ActiveCredentials {
   /** 1 at start, +1 for each accepted reload. */
   readonly generation: number;
   readonly cert: Pem;
-  readonly key: Pem;
+  /** PEM, or a key held in a token (`--key pkcs11:...`). */
+  readonly key: Pem | ExternalClientKey;
   readonly ca?: Pem | Pem[] | undefined;
   /** The leaf certificate. */
   readonly certificate: X509Certificate;

@@ -4,6 +4,7 @@
  * the context (and certificate) they were made with until they close.
  */
 import { createSecureContext, type SecureContext, type SecureContextOptions } from 'node:tls';
+import { tlsKeyOptions } from '@tether/core';
 import type { CredentialsSnapshot } from './reloadable.js';
 
 /** Context settings other than the credentials themselves (e.g. `minVersion`, `maxVersion`, `ciphers`). */
@@ -48,7 +49,7 @@ export function tlsContextFor(credentials: CredentialsHolder, options: TlsContex
   const context = createSecureContext({
     ...options,
     cert: snapshot.cert,
-    key: snapshot.key,
+    ...tlsKeyOptions(snapshot.key),
     ...(snapshot.ca === undefined ? {} : { ca: snapshot.ca }),
   });
   cache.set(key, { snapshot, context });

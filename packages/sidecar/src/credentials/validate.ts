@@ -5,6 +5,7 @@
  * `reason` and the file they concern, never key material.
  */
 import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
+import { isExternalClientKey, type ExternalClientKey } from '@tether/core';
 import { SidecarConfigError } from '../config.js';
 
 /** Why a certificate / key pair was refused (stable values, used in logs and results). */
@@ -40,10 +41,10 @@ export class CredentialsError extends SidecarConfigError {
   }
 }
 
-/** The raw file contents. */
+/** The raw file contents; the key may instead be held in a token (`--key pkcs11:...`). */
 export interface CredentialsMaterial {
   cert: Buffer;
-  key: Buffer;
+  key: Buffer | ExternalClientKey;
   ca?: Buffer;
 }
 
@@ -65,12 +66,12 @@ export interface ValidationOptions {
 export interface ValidatedCredentials {
   /** PEM certificate file as read (leaf first, then any intermediates). */
   cert: Buffer;
-  /** PEM private key file as read (for `tls.createSecureContext`). */
-  key: Buffer;
+  /** PEM private key file as read (for `tls.createSecureContext`), or the token-held key. */
+  key: Buffer | ExternalClientKey;
   /** PEM CA file as read. */
   ca?: Buffer;
-  /** The parsed private key (e.g. for signing proofs). */
-  privateKey: KeyObject;
+  /** The parsed private key (e.g. for signing proofs), or the token-held key. */
+  privateKey: KeyObject | ExternalClientKey;
   /** The parsed leaf certificate. */
   certificate: X509Certificate;
   /** Intermediates that followed the leaf in the certificate file. */
@@ -167,10 +168,12 @@ function validateOrThrow(material: CredentialsMaterial, paths: CredentialsPaths,
   const now = Date.now();
   const [certificate, ...intermediates] = parseCertificates(material.cert, paths.cert, 'cert_invalid');
   if (certificate === undefined) return refuse('cert_invalid', paths.cert, 'no PEM certificate found');
-  const privateKey = parsePrivateKey(material.key, paths.key);
+  const { key } = material;
+  const privateKey = isExternalClientKey(key) ? key : parsePrivateKey(key, paths.key);
   let matches: boolean;
   try {
-    matches = certificate.checkPrivateKey(privateKey);
+    // A token-held key was checked against the certificate when it was opened: a new certificate must carry that public key.
+    matches = isExternalClientKey(privateKey) ? privateKey.publicKey.equals(certificate.publicKey) : certificate.checkPrivateKey(privateKey);
   } catch {
     matches = false;
   }

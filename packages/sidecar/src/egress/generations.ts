@@ -11,7 +11,7 @@
  * (pools stop giving out connections of older generations, which finish what they carry and close).
  */
 import { createSecureContext, type ConnectionOptions } from 'node:tls';
-import { ConnectionProofSigner, certificateThumbprint } from '@tether/core';
+import { ConnectionProofSigner, certificateThumbprint, tlsKeyOptions } from '@tether/core';
 import { SidecarConfigError } from '../config.js';
 import type { ActiveCredentials, CredentialsSource } from '../credentials/source.js';
 import { errorMessage } from '../shared/errors.js';
@@ -43,7 +43,8 @@ export interface GenerationSettings {
 export function buildGeneration(credentials: ActiveCredentials, settings: GenerationSettings): Generation {
   const { cert, key, ca } = credentials;
   const versions = { minVersion: settings.allowTls12 ? 'TLSv1.2' : 'TLSv1.3', maxVersion: 'TLSv1.3' } as const;
-  const pem = { cert, key, ...(ca === undefined ? {} : { ca }) };
+  // A token-held key enters the handshake as the engine key (privateKeyEngine / privateKeyIdentifier).
+  const pem = { cert, ...tlsKeyOptions(key), ...(ca === undefined ? {} : { ca }) };
   const signer = new ConnectionProofSigner({
     cert,
     key,

@@ -10,9 +10,11 @@
  */
 import { Agent as HttpAgent } from 'node:http';
 import { createSecureServer, type Http2SecureServer } from 'node:http2';
+import type { Server as NetServer } from 'node:net';
 import type { TLSSocket } from 'node:tls';
-import { guardHttp2Session, sessionBoundTlsOptions } from '@tether/core/node';
-import { describeEndpoint, type Endpoint } from '../config.js';
+import { isExternalClientKey } from '@tether/core';
+import { guardHttp2Session, proxyProtocolListener, sessionBoundTlsOptions } from '@tether/core/node';
+import { describeEndpoint, SidecarConfigError, type Endpoint } from '../config.js';
 import { certificateInUse, certificateUnusable, type ActiveCredentials } from '../credentials/source.js';
 import { createLogger, type Logger } from '../log.js';
 import { AppProbe } from './app-probe.js';
@@ -45,6 +47,8 @@ interface Running {
   tracker: ConnectionTracker;
   agent: HttpAgent;
   server: Http2SecureServer;
+  /** What listens on `--listen`: the TLS server itself, or the PROXY protocol listener in front of it. */
+  listener: Http2SecureServer | NetServer;
   draining: boolean;
   /** The certificate, key and client CA of new connections (what the server's secure context holds). */
   active: ActiveCredentials;
@@ -56,7 +60,10 @@ interface Running {
 
 /** The server's TLS options for `credentials` (the same ones at start and after every reload). */
 function serverTlsOptions(credentials: ActiveCredentials, allowTls12: boolean): ReturnType<typeof sessionBoundTlsOptions> {
-  return sessionBoundTlsOptions({ cert: credentials.cert, key: credentials.key, ca: credentials.ca, allowTls12 });
+  const { key } = credentials;
+  // Token-held keys are for clients (the egress); the ingress's server key is a PEM file.
+  if (isExternalClientKey(key)) throw new SidecarConfigError('--key pkcs11:... is supported by tether egress only');
+  return sessionBoundTlsOptions({ cert: credentials.cert, key, ca: credentials.ca, allowTls12 });
 }
 
 /**
@@ -76,7 +83,7 @@ function followCredentials(r: Running): () => void {
   });
 }
 
-function createServer(r: Omit<Running, 'server'>): Http2SecureServer {
+function createServer(r: Omit<Running, 'server' | 'listener'>): Http2SecureServer {
   const { options } = r;
   const tlsOptions = serverTlsOptions(r.active, options.allowTls12);
   const connections = new ClientConnections({
@@ -131,10 +138,20 @@ function createServer(r: Omit<Running, 'server'>): Http2SecureServer {
   return server;
 }
 
+/** `--proxy-protocol`: the PROXY v2 listener in front of the TLS server; refused connections are counted and logged. */
+function proxyListener(server: Http2SecureServer, r: Omit<Running, 'server' | 'listener'>): NetServer {
+  return proxyProtocolListener(server, {
+    onRefused: (reason) => {
+      r.metrics.fail('proxy_protocol');
+      r.log.debug({ reason }, 'connection without a valid PROXY protocol header closed');
+    },
+  });
+}
+
 /** `/readyz`: first failing condition wins. */
 function readiness(r: Running): Readiness {
   if (r.draining) return { ready: false, reason: 'draining' };
-  if (!r.server.listening) return { ready: false, reason: 'not_listening' };
+  if (!r.listener.listening) return { ready: false, reason: 'not_listening' };
   const unusable = certificateUnusable(r.active);
   if (unusable !== undefined) return { ready: false, reason: unusable };
   return r.probe.reachable === false ? { ready: false, reason: 'upstream_unreachable' } : { ready: true };
@@ -142,7 +159,7 @@ function readiness(r: Running): Readiness {
 
 async function startListening(r: Running): Promise<{ endpoint: Endpoint; metrics: MetricsServer | undefined }> {
   const { listen: listenAt, metricsListen } = r.options;
-  const endpoint = await listen(r.server, listenAt).catch((error: NodeJS.ErrnoException) => {
+  const endpoint = await listen(r.listener, listenAt).catch((error: NodeJS.ErrnoException) => {
     throw new Error(`cannot listen on ${describeEndpoint(listenAt)}: ${error.code ?? error.message}`, { cause: error });
   });
   if (metricsListen === undefined) return { endpoint, metrics: undefined };
@@ -152,7 +169,7 @@ async function startListening(r: Running): Promise<{ endpoint: Endpoint; metrics
     return { endpoint, metrics: await startMetricsServer(r.metrics.registry, metricsListen, () => true, () => readiness(r)) };
   } catch (error) {
     r.probe.stop();
-    await closeServer(r.server);
+    await closeServer(r.listener);
     throw new Error(`cannot listen on ${describeEndpoint(metricsListen)}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`, { cause: error });
   }
 }
@@ -163,7 +180,7 @@ async function drain(r: Running, metrics: MetricsServer | undefined): Promise<vo
   r.unfollow();
   r.probe.stop();
   r.log.info('ingress draining');
-  const stopped = closeServer(r.server);
+  const stopped = closeServer(r.listener);
   // HTTP/1.1 sockets with nothing in flight are closed at once; busy ones answer with `Connection: close`.
   await r.tracker.drain(r.options.drainTimeoutMs, () => {
     for (const socket of r.tracker.sockets) {
@@ -181,7 +198,7 @@ async function drain(r: Running, metrics: MetricsServer | undefined): Promise<vo
 export async function startResolvedIngress(options: IngressOptions): Promise<IngressSidecar> {
   const log = createLogger('ingress', options.log);
   const stats: IngressStats = { requests: 0, proxied: 0, failures: {}, connectionsOpen: 0, idleClosed: 0 };
-  const parts: Omit<Running, 'server'> = {
+  const parts: Omit<Running, 'server' | 'listener'> = {
     options,
     log,
     stats,
@@ -194,7 +211,8 @@ export async function startResolvedIngress(options: IngressOptions): Promise<Ing
     probe: new AppProbe(options.app),
   };
   // The same object: closures given `parts` see `draining` and `active` change.
-  const r: Running = Object.assign(parts, { server: createServer(parts) });
+  const server = createServer(parts);
+  const r: Running = Object.assign(parts, { server, listener: options.proxyProtocol ? proxyListener(server, parts) : server });
   r.unfollow = followCredentials(r);
   const { endpoint, metrics } = await startListening(r).catch((error: unknown) => {
     r.unfollow();
