@@ -2,13 +2,27 @@ import { createHash } from 'node:crypto';
 
 const BASE64URL = /^[A-Za-z0-9_-]*$/;
 
+/**
+ * Bits of the last base64url character that carry no data, by `length % 4`: a canonical encoding
+ * has them zero (2 characters per byte left over: 4 spare bits; 3 characters per 2 bytes: 2).
+ */
+const SPARE_BITS_MASK = [0, 0, 0b1111, 0b11] as const;
+
+/** Value (0..63) of a base64url character code, already known to be in the alphabet. */
+function sextet(code: number): number {
+  if (code >= 97) return code - 71; // a-z: 26..51
+  if (code >= 65) return code - 65; // A-Z: 0..25
+  if (code >= 48 && code <= 57) return code + 4; // 0-9: 52..61
+  return code === 45 ? 62 : 63; // '-' and '_'
+}
+
 /** Strict base64url decode: rejects padding, foreign characters and non-canonical trailing bits. */
 export function decodeBase64url(value: string): Buffer | undefined {
-  if (!BASE64URL.test(value) || value.length % 4 === 1) return undefined;
-  const bytes = Buffer.from(value, 'base64url');
-  // Buffer's decoder ignores stray low bits in the final character; a canonical encoding round-trips.
-  if (bytes.toString('base64url') !== value) return undefined;
-  return bytes;
+  const rest = value.length % 4;
+  if (rest === 1 || !BASE64URL.test(value)) return undefined;
+  // Buffer's decoder ignores stray low bits in the final character: only one spelling is accepted.
+  if (rest !== 0 && (sextet(value.charCodeAt(value.length - 1)) & (SPARE_BITS_MASK[rest] as number)) !== 0) return undefined;
+  return Buffer.from(value, 'base64url');
 }
 
 /**
@@ -32,11 +46,13 @@ export function sha256(data: Uint8Array | string): Buffer {
 /** RFC 6750 section 2.1 b64token: the only characters a Bearer token may contain. */
 export const B64TOKEN = /^[A-Za-z0-9\-._~+/]+=*$/;
 
+const UTF8 = new TextDecoder('utf-8', { fatal: true });
+
 /** UTF-8 JSON that must be an object (a JOSE header or claims set); `undefined` for anything else. */
 export function decodeJsonObject(bytes: Uint8Array | undefined): Record<string, unknown> | undefined {
   if (bytes === undefined) return undefined;
   try {
-    const value: unknown = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
+    const value: unknown = JSON.parse(UTF8.decode(bytes));
     return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
   } catch {
     return undefined;

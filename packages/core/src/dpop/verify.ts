@@ -1,5 +1,6 @@
 import { timingSafeEqual, type KeyObject } from 'node:crypto';
 import { verifyJwsSignature } from '../proof/jws-signature.js';
+import { decodeCompactJws } from '../compact-jws.js';
 import { decodeBase64url, decodeJsonObject, encodeBase64url, sha256 } from '../encoding.js';
 import { InvalidDpopProofError, UseDpopNonceError } from '../errors.js';
 import { accessTokenHash } from '../thumbprint.js';
@@ -10,7 +11,6 @@ import { dpopHtuMatches } from './htu.js';
 import type { DpopPublicJwk } from './jwk.js';
 import { DpopKeyCache } from './key-cache.js';
 
-const SEGMENT = /^[A-Za-z0-9_-]+$/;
 const HTTP_METHOD = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 /** RFC 9449 section 8.1: nonce = 1*NQCHAR (%x21 / %x23-5B / %x5D-7E). */
 const NONCE = /^[\x21\x23-\x5b\x5d-\x7e]+$/;
@@ -125,9 +125,9 @@ export async function verifyDpopProof(proof: string, options: VerifyDpopProofOpt
     });
   };
   if (typeof proof !== 'string' || proof.length === 0 || proof.length > MAX_DPOP_PROOF_LENGTH) fail('malformed', 'malformed proof');
-  const parts = proof.split('.');
-  if (parts.length !== 3 || !parts.every((p) => SEGMENT.test(p) && decodeBase64url(p) !== undefined)) fail('malformed', 'malformed proof');
-  const header = parseJsonObject(decodeBase64url(parts[0] as string), 'proof header', fail);
+  const jws = decodeCompactJws(proof);
+  if (!jws.ok) fail('malformed', jws.defect === 'header' ? 'malformed proof header' : 'malformed proof');
+  const { header } = jws;
   if (!isDpopTyp(header.typ)) fail('typ', 'wrong typ');
   if ('crit' in header || 'b64' in header) fail('crit', 'unsupported header parameter');
   for (const name of OTHER_KEY_PARAMS) if (name in header) fail('header_key', 'the key must be given as jwk only');
@@ -140,13 +140,8 @@ export async function verifyDpopProof(proof: string, options: VerifyDpopProofOpt
   const jwkAlg = (header.jwk as Record<string, unknown>).alg;
   if (jwkAlg !== undefined && jwkAlg !== alg) fail('alg', 'alg does not match the jwk');
 
-  const [headerSegment, payloadSegment, signatureSegment] = parts as [string, string, string];
-  if (!verifyJwsSignature(alg, imported.key, `${headerSegment}.${payloadSegment}`, decodeBase64url(signatureSegment) ?? Buffer.alloc(0))) {
-    fail('signature', 'invalid signature');
-  }
-  const payloadBytes = decodeBase64url(payloadSegment);
-
-  const claims = parseJsonObject(payloadBytes, 'proof payload', fail);
+  if (!verifyJwsSignature(alg, imported.key, jws.signingInput, jws.signature)) fail('signature', 'invalid signature');
+  const claims = parseJsonObject(jws.payload, 'proof payload', fail);
   const { jti, htm, htu, iat, ath, nonce } = claims;
   if (typeof jti !== 'string' || jti.length === 0 || jti.length > MAX_JTI_LENGTH) fail('claims', 'invalid jti claim');
   if (typeof htm !== 'string' || !HTTP_METHOD.test(htm)) fail('claims', 'invalid htm claim');

@@ -2,7 +2,8 @@ import { constants, verify, type KeyObject } from 'node:crypto';
 
 /**
  * Check the signature of a compact JWS whose header the caller has already parsed and vetted
- * (`alg` allowed for `key`, no `crit`/`b64`, canonical base64url segments).
+ * (`alg` allowed for `key`, no `crit`/`b64`, canonical base64url segments). `signingInput` is the
+ * ASCII `header.payload`, as a string or as its bytes.
  *
  * Why not jose here: this runs on every first presentation of a proof (session binding) and on
  * every request (DPoP). jose verifies through WebCrypto's async `subtle.verify`; calling
@@ -11,8 +12,8 @@ import { constants, verify, type KeyObject } from 'node:crypto';
  * micro-benchmark). Parsing and serialization stay where they were; only the signature primitive
  * is called directly, with the parameters RFC 7518 fixes for each algorithm.
  */
-export function verifyJwsSignature(alg: string, key: KeyObject, signingInput: string, signature: Buffer): boolean {
-  const data = Buffer.from(signingInput, 'ascii');
+export function verifyJwsSignature(alg: string, key: KeyObject, signingInput: string | Uint8Array, signature: Uint8Array): boolean {
+  const data = typeof signingInput === 'string' ? Buffer.from(signingInput, 'ascii') : signingInput;
   try {
     switch (alg) {
       case 'ES256':

@@ -1,5 +1,6 @@
-import { timingSafeEqual, type X509Certificate } from 'node:crypto';
+import { timingSafeEqual, type KeyObject, type X509Certificate } from 'node:crypto';
 import { verifyJwsSignature } from './jws-signature.js';
+import { decodeCompactJws } from '../compact-jws.js';
 import { decodeBase64url, decodeJsonObject } from '../encoding.js';
 import { InvalidProofError } from '../errors.js';
 import { EXPORTER_LENGTH } from '../exporter.js';
@@ -9,13 +10,18 @@ import { MAX_PROOF_LENGTH, PROOF_TYP } from './constants.js';
 
 /** Header parameters that name or carry a key. The proof key is always the connection's certificate. */
 const KEY_HEADER_PARAMS = ['jwk', 'jku', 'x5c', 'x5u'] as const;
-const SEGMENT = /^[A-Za-z0-9_-]+$/;
 const HTTP_METHOD = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const MAX_CLAIM_LENGTH = 2048;
 
 export interface VerifyProofOptions {
   /** The client certificate of *this* connection. The signature is checked against its key only. */
   certificate: X509Certificate;
+  /**
+   * `certificate.publicKey` and `x5t#S256` of `certificate`, when the caller has them already (a
+   * connection derives them once; `X509Certificate` computes both afresh on every access).
+   */
+  publicKey?: KeyObject;
+  thumbprint?: string;
   /** This connection's exporter value (`deriveSessionExporter`). */
   ekm: Uint8Array;
   /** The access token presented with the proof, or its precomputed `ath`. */
@@ -100,33 +106,26 @@ export async function verifySessionBindingProof(
   if (typeof proof !== 'string' || proof.length === 0 || proof.length > MAX_PROOF_LENGTH) {
     fail('malformed', 'malformed proof');
   }
-  const parts = proof.split('.');
-  // Every segment canonical base64url: jose's decoder ignores stray low bits in the last character,
-  // which would let anyone mint other strings carrying the same signed proof.
-  if (parts.length !== 3 || !parts.every((p) => SEGMENT.test(p) && decodeBase64url(p) !== undefined)) fail('malformed', 'malformed proof');
-  const header = parseJsonObject(decodeBase64url(parts[0] as string), 'proof header');
+  const jws = decodeCompactJws(proof);
+  if (!jws.ok) fail('malformed', jws.defect === 'header' ? 'malformed proof header' : 'malformed proof');
+  const { header } = jws;
   if (!isProofTyp(header.typ)) fail('typ', 'wrong typ');
   if ('crit' in header || 'b64' in header) fail('crit', 'unsupported header parameter');
   for (const name of KEY_HEADER_PARAMS) {
     if (name in header) fail('header_key', 'key parameters are not allowed in the proof header');
   }
-  const publicKey = options.certificate.publicKey;
+  const publicKey = options.publicKey ?? options.certificate.publicKey;
   let allowed: readonly ProofAlgorithm[] = algorithmsForKey(publicKey);
   if (options.algorithms !== undefined) allowed = allowed.filter((a) => options.algorithms?.includes(a));
   if (typeof header.alg !== 'string' || !(allowed as readonly string[]).includes(header.alg)) {
     fail('alg', 'alg does not match the certificate key');
   }
-  if (header['x5t#S256'] !== certificateThumbprint(options.certificate)) {
+  if (header['x5t#S256'] !== (options.thumbprint ?? certificateThumbprint(options.certificate))) {
     fail('x5t_mismatch', 'certificate thumbprint mismatch');
   }
 
-  const [headerSegment, payloadSegment, signatureSegment] = parts as [string, string, string];
-  if (!verifyJwsSignature(header.alg, publicKey, `${headerSegment}.${payloadSegment}`, decodeBase64url(signatureSegment) ?? Buffer.alloc(0))) {
-    fail('signature', 'invalid signature');
-  }
-  const payloadBytes = decodeBase64url(payloadSegment);
-
-  const claims = parseJsonObject(payloadBytes, 'proof payload');
+  if (!verifyJwsSignature(header.alg, publicKey, jws.signingInput, jws.signature)) fail('signature', 'invalid signature');
+  const claims = parseJsonObject(jws.payload, 'proof payload');
 
   const { ath, ekm, iat } = claims;
   if (typeof ath !== 'string' || typeof ekm !== 'string') fail('claims', 'ath and ekm claims are required');

@@ -1,4 +1,4 @@
-import type { X509Certificate } from 'node:crypto';
+import type { KeyObject, X509Certificate } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
 import { deriveSessionExporter, type TlsVersion } from '../exporter.js';
 import { certificateThumbprint } from '../thumbprint.js';
@@ -18,6 +18,11 @@ export interface ConnectionContext {
   readonly certificate: X509Certificate | undefined;
   /** `x5t#S256` of `certificate`. */
   readonly thumbprint: string | undefined;
+  /**
+   * The public key of `certificate`, derived once per connection (optional for other
+   * implementations: the verifier then derives it from `certificate` on each first verification).
+   */
+  readonly publicKey?: KeyObject | undefined;
   /** The connection's exporter value; derived once and cached. Throws `TlsExporterError`. */
   exporter(): Buffer;
   /** Run `listener` once when the connection closes (immediately if it already has). */
@@ -39,6 +44,7 @@ class TlsConnectionContext implements ConnectionContext {
   readonly certificate: X509Certificate | undefined;
   readonly thumbprint: string | undefined;
   #ekm: Buffer | undefined;
+  #publicKey: KeyObject | undefined;
   #closed = false;
   #listeners: Array<() => void> = [];
 
@@ -56,6 +62,11 @@ class TlsConnectionContext implements ConnectionContext {
     this.thumbprint = this.certificate === undefined ? undefined : certificateThumbprint(this.certificate);
     if (lifetime.destroyed) this.#closed = true;
     else lifetime.once('close', () => this.#close());
+  }
+
+  get publicKey(): KeyObject | undefined {
+    this.#publicKey ??= this.certificate?.publicKey;
+    return this.#publicKey;
   }
 
   get closed(): boolean {

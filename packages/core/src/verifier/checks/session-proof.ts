@@ -55,6 +55,8 @@ async function verifyProof(ctx: VerificationContext, proof: string): Promise<voi
     ctx.stats.proofVerifications++;
     const verification = verifySessionBindingProof(proof, {
       certificate,
+      ...(connection.publicKey === undefined ? {} : { publicKey: connection.publicKey }),
+      ...(connection.thumbprint === undefined ? {} : { thumbprint: connection.thumbprint }),
       ekm,
       ath: ctx.ath,
       now: ctx.now,
