@@ -14,7 +14,7 @@ import {
   type SessionBoundVerifier,
   type VerifiedPrincipal,
 } from '@tether/core';
-import { guardHttp2Session, sessionBoundHandler, sessionBoundTlsOptions } from '@tether/core/node';
+import { guardHttp2Session, proxyProtocolListener, sessionBoundHandler, sessionBoundTlsOptions } from '@tether/core/node';
 import { oneOf, originOf, parseCommandArgs, parseListen, readOptionFile, required, wantsHelp } from '../util/args.js';
 import { resolveContext, shutdownSignal, type CommandContext } from '../util/context.js';
 import { describeError, runtimeError, usageError } from '../util/errors.js';
@@ -29,7 +29,7 @@ A protected echo resource built with @tether/core: HTTP/2 (HTTP/1.1 accepted too
 with client certificates required. Every request on any path and with any method is verified
 (draft section 3.3, steps a to i) and answered 200 with JSON
   {"principal":{sub, client_id, scope, act, cnf, binding, claims},
-   "request":{"method","path","httpVersion","bodyBytes"}}
+   "request":{"method","path","httpVersion","bodyBytes","remoteAddress"}}
 or refused with the draft's 401 (invalid_token, use_session_binding, invalid_proof) or 400.
 
 Output (stdout, one JSON object per line):
@@ -58,6 +58,9 @@ Options:
   --audience AUDIENCE     accepted token aud (default: ${DEV_AUDIENCE})
   --minimum-binding KIND  weakest token binding accepted: session (default), certificate or none
   --allow-tls12           accept TLS 1.2 as well as TLS 1.3 (renegotiation stays disabled)
+  --proxy-protocol        require a PROXY protocol v2 header before TLS on every connection
+                          (HAProxy send-proxy-v2): its source address is the remoteAddress
+                          echoed; a connection without a valid header within 5 s is closed
   --metrics-listen HOST:PORT
                           operations listener, plain HTTP: GET /metrics (Prometheus text of the
                           counters above), /healthz (liveness) and /readyz (readiness: 503
@@ -81,6 +84,8 @@ export interface ResourceOptions {
   audience?: string;
   minimumBinding?: 'session' | 'certificate' | 'none';
   allowTls12?: boolean;
+  /** Require a PROXY protocol v2 header before TLS (see `proxyProtocolListener`). */
+  proxyProtocol?: boolean;
 }
 
 export type { ResourceStats } from './resource-ops.js';
@@ -99,8 +104,9 @@ export interface RunningResource {
 
 const MAX_BODY = 1024 * 1024;
 
-function echo(principal: VerifiedPrincipal, method: string | undefined, path: string | undefined, httpVersion: string, bodyBytes: number): string {
-  return JSON.stringify({ principal, request: { method, path, httpVersion, bodyBytes } });
+function echo(principal: VerifiedPrincipal, req: { method?: string; url?: string; httpVersion: string; socket: { remoteAddress?: string } }, bodyBytes: number): string {
+  const { method, url: path, httpVersion } = req;
+  return JSON.stringify({ principal, request: { method, path, httpVersion, bodyBytes, remoteAddress: req.socket.remoteAddress } });
 }
 
 function whyNotListening(error: unknown): string {
@@ -131,7 +137,7 @@ export async function startResource(options: ResourceOptions): Promise<RunningRe
     });
     req.on('end', () => {
       if (tooLarge || res.headersSent) return;
-      const body = echo(principal, req.method, req.url, req.httpVersion, bodyBytes);
+      const body = echo(principal, req, bodyBytes);
       res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
       res.end(body);
     });
@@ -156,18 +162,19 @@ export async function startResource(options: ResourceOptions): Promise<RunningRe
   server.on('tlsClientError', () => undefined);
   server.on('sessionError', () => undefined);
 
-  server.listen(options.port, options.host);
+  const listener = options.proxyProtocol === true ? proxyProtocolListener(server) : server;
+  listener.listen(options.port, options.host);
   try {
     await Promise.race([
-      once(server, 'listening'),
-      once(server, 'error').then(([error]) => Promise.reject(error as Error)),
+      once(listener, 'listening'),
+      once(listener, 'error').then(([error]) => Promise.reject(error as Error)),
     ]);
   } catch (error) {
     const why = whyNotListening(error);
     throw runtimeError(`cannot listen on ${options.host}:${options.port}: ${why}`, error);
   }
-  server.on('error', () => undefined);
-  const port = (server.address() as AddressInfo).port;
+  listener.on('error', () => undefined);
+  const port = (listener.address() as AddressInfo).port;
   const jwksStats = (options.keys as { stats?: RemoteJwksStats }).stats;
   const certificateNotAfter = Date.parse(new X509Certificate(options.cert).validTo);
   let closing: Promise<void> | undefined;
@@ -191,14 +198,14 @@ export async function startResource(options: ResourceOptions): Promise<RunningRe
       if (jwksStats !== undefined && jwks !== undefined) out.jwks = jwks;
       return out;
     },
-    readiness: () => resourceReadiness({ closing: closing !== undefined, listening: server.listening, certificateNotAfter, now: Date.now(), jwks: (options.keys as { stats?: RemoteJwksStats }).stats }),
+    readiness: () => resourceReadiness({ closing: closing !== undefined, listening: listener.listening, certificateNotAfter, now: Date.now(), jwks: (options.keys as { stats?: RemoteJwksStats }).stats }),
     close() {
       closing ??= new Promise<void>((resolve) => {
         const force = setTimeout(() => {
           for (const session of sessions) session.destroy();
           for (const socket of sockets) socket.destroy();
         }, 1000);
-        server.close(() => {
+        listener.close(() => {
           clearTimeout(force);
           resolve();
         });
@@ -232,6 +239,7 @@ export async function resourceCommand(args: string[], context?: Partial<CommandC
       audience: { type: 'string' },
       'minimum-binding': { type: 'string' },
       'allow-tls12': { type: 'boolean' },
+      'proxy-protocol': { type: 'boolean' },
       'metrics-listen': { type: 'string' },
     },
   });
@@ -286,6 +294,7 @@ export async function resourceCommand(args: string[], context?: Partial<CommandC
       keys,
       minimumBinding,
       allowTls12: values['allow-tls12'] === true,
+      proxyProtocol: values['proxy-protocol'] === true,
       ...(values.issuer === undefined ? {} : { issuer: values.issuer }),
       ...(values.audience === undefined ? {} : { audience: values.audience }),
     },

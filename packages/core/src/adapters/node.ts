@@ -180,3 +180,4 @@ export function sessionBoundHandler<Req extends NodeRequest = NodeRequest, Res e
 export { DEFAULT_MAX_CONCURRENT_STREAMS, DEFAULT_MAX_HEADER_BYTES, sessionBoundTlsOptions, type SessionBoundTlsOptions, type SessionBoundServerOptions } from '../tls-options.js';
 export { guardHttp2Session, HTTP2_GUARD_DEFAULTS, type Http2GuardOptions } from './http2-guard.js';
 export { startOpsServer, type OpsServer, type OpsServerOptions, type Readiness } from './ops-server.js';
+export { parseProxyHeaderV2, proxyProtocolListener, type ProxiedAddress, type ProxyHeader, type ProxyProtocolOptions } from './proxy-protocol.js';

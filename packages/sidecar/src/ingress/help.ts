@@ -50,6 +50,10 @@ Options:
                                request was forwarded; then 504 upstream_timeout (default 30; 0 = off)
   --idle-timeout SECONDS       close a client connection (HTTP/1.1 keep-alive or HTTP/2 session)
                                with no request in flight for this long (default 120; 0 = never)
+  --proxy-protocol             require a PROXY protocol v2 header before TLS on every connection
+                               (HAProxy send-proxy-v2, a network load balancer): its source address
+                               is the client's (X-Forwarded-For, logs); a connection without a valid
+                               header within 5 s is closed. Only where nothing else reaches --listen
   --metrics-listen ADDR        operations listener on HOST:PORT: Prometheus /metrics, /healthz
                                (liveness) and /readyz (readiness: 503 with a reason when draining,
                                not listening, or the server certificate is outside its validity)

@@ -65,6 +65,12 @@ export interface IngressConfig {
    * gets GOAWAY and is destroyed after a short grace if the client does not close it.
    */
   idleTimeoutMs?: number;
+  /**
+   * Require a PROXY protocol v2 header (HAProxy `send-proxy-v2`, a network load balancer) on every connection before
+   * TLS: its source address becomes the client address (`X-Forwarded-For`, logs); a connection without a valid header
+   * within 5 s is closed (default false). Only for listeners that nothing but the balancer can reach.
+   */
+  proxyProtocol?: boolean;
   log?: LogOptions;
 }
 
@@ -100,6 +106,7 @@ export interface IngressOptions {
   appTimeoutMs: number;
   /** 0 = never. */
   idleTimeoutMs: number;
+  proxyProtocol: boolean;
   log: LogOptions | undefined;
 }
 
@@ -124,6 +131,7 @@ const FLAGS: Partial<Record<Key, string>> = {
   maxRequestsPerConnection: '--max-requests-per-connection',
   appTimeoutMs: '--app-timeout',
   idleTimeoutMs: '--idle-timeout',
+  proxyProtocol: '--proxy-protocol',
 };
 
 /** `--flag (configKey)`, or just the key when there is no flag. */
@@ -212,6 +220,7 @@ export function resolveIngressOptions(config: IngressConfig): IngressOptions {
     maxRequestsPerConnection: maxRequests(config),
     appTimeoutMs: duration(config, 'appTimeoutMs', 'no limit'),
     idleTimeoutMs: duration(config, 'idleTimeoutMs', 'never'),
+    proxyProtocol: config.proxyProtocol === true,
     log: config.log,
   };
 }
