@@ -12,7 +12,8 @@ import { createPublicKey } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { issueClientCertificate, type KeyType } from '@tether/pki';
+import { X509Certificate } from 'node:crypto';
+import { issueClientCertificate, type IssuedCertificate, type KeyType } from '@tether/pki';
 import { testPki } from './pki.js';
 
 export const SOFTHSM_MODULE = '/usr/lib/softhsm/libsofthsm2.so';
@@ -94,4 +95,10 @@ export async function removeSoftHsm(): Promise<void> {
   if (created === undefined) return;
   const hsm = await created.catch(() => undefined);
   if (hsm !== undefined) rmSync(hsm.dir, { recursive: true, force: true });
+}
+
+/** Another certificate for a token-held key, from `ca` (e.g. an authorization server's test CA), for client `name`. */
+export async function certifyTokenKey(key: TokenKey, ca: IssuedCertificate, name: string, keyType: KeyType = 'p256'): Promise<string> {
+  const publicKey = new X509Certificate(key.cert).publicKey.export({ type: 'spki', format: 'pem' }).toString();
+  return (await issueClientCertificate(ca, name, { keyType, publicKey })).cert;
 }

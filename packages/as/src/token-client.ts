@@ -7,13 +7,32 @@
  */
 import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto';
 import { Agent, request as httpsRequest } from 'node:https';
-import type { TLSSocket } from 'node:tls';
-import { PROOF_HEADER, createSessionBindingProof, deriveSessionExporter, type TlsVersion } from '@tether/core';
+import { createSecureContext, type TLSSocket } from 'node:tls';
+import {
+  PROOF_HEADER,
+  createSessionBindingProof,
+  deriveSessionExporter,
+  isExternalClientKey,
+  isPkcs11Uri,
+  openClientKey,
+  signingAlgorithmForKey,
+  tlsKeyOptions,
+  type ClientKeyInput,
+  type ExternalClientKey,
+  type Pkcs11KeyOptions,
+  type TlsVersion,
+} from '@tether/core';
 
 export interface TokenClientOptions {
   /** Client certificate (PEM) for mutual TLS; omit for a client without a certificate. */
   cert?: string | Buffer;
-  key?: string | Buffer;
+  /**
+   * Its private key: PEM, a key already opened, or a `pkcs11:` URI (RFC 7512; needs
+   * {@link TokenClient.create} and the `@tether/pkcs11` package).
+   */
+  key?: ClientKeyInput;
+  /** Module, PIN file and signing deadline for a `pkcs11:` key. */
+  pkcs11?: Pkcs11KeyOptions;
   /** CA certificates (PEM) that verify the server. */
   ca?: string | Buffer | Array<string | Buffer>;
   /** Offer TLS 1.2 too (default TLS 1.3 only). */
@@ -47,25 +66,43 @@ let connectionIds = 0;
 export class TokenClient {
   readonly #agent: Agent;
   readonly #options: TokenClientOptions;
-  readonly #privateKey: KeyObject | undefined;
+  readonly #privateKey: KeyObject | ExternalClientKey | undefined;
   readonly #certificate: X509Certificate | undefined;
   readonly #tlsVersions: readonly TlsVersion[];
   readonly #ids = new WeakMap<TLSSocket, number>();
+  /** A key this client opened from a URI, closed with the client. */
+  #ownedKey: ExternalClientKey | undefined;
+
+  /** A client whose key may be a `pkcs11:` URI (opened and checked before this resolves; closed by {@link close}). */
+  static async create(options: TokenClientOptions = {}): Promise<TokenClient> {
+    if (options.key === undefined || options.cert === undefined) return new TokenClient(options);
+    const opened = await openClientKey(options.key, options.cert, options.pkcs11);
+    try {
+      const client = new TokenClient({ ...options, key: opened.key });
+      if (opened.owned) client.#ownedKey = opened.key as ExternalClientKey;
+      return client;
+    } catch (error) {
+      if (opened.owned) await (opened.key as ExternalClientKey).close();
+      throw error;
+    }
+  }
 
   constructor(options: TokenClientOptions = {}) {
     this.#options = options;
-    if ((options.cert === undefined) !== (options.key === undefined)) throw new TypeError('cert and key go together');
-    this.#privateKey = options.key === undefined ? undefined : createPrivateKey(options.key);
-    this.#certificate = options.cert === undefined ? undefined : new X509Certificate(options.cert);
+    const { cert, key } = options;
+    if ((cert === undefined) !== (key === undefined)) throw new TypeError('cert and key go together');
+    if (isPkcs11Uri(key)) throw new TypeError('a pkcs11: key needs TokenClient.create(options)');
+    this.#privateKey = key === undefined ? undefined : isExternalClientKey(key) ? key : createPrivateKey(key);
+    this.#certificate = cert === undefined ? undefined : new X509Certificate(cert);
     this.#tlsVersions = options.allowTls12 === true ? ['TLSv1.3', 'TLSv1.2'] : ['TLSv1.3'];
-    this.#agent = new Agent({
-      keepAlive: true,
-      maxSockets: options.maxSockets ?? 1,
-      ...(options.cert === undefined ? {} : { cert: options.cert, key: options.key }),
+    const tls = {
+      ...(cert === undefined || key === undefined ? {} : { cert, ...tlsKeyOptions(key) }),
       ...(options.ca === undefined ? {} : { ca: options.ca }),
       minVersion: options.allowTls12 === true ? 'TLSv1.2' : 'TLSv1.3',
       maxVersion: 'TLSv1.3',
-    });
+    } as const;
+    // One secure context for every connection (a token-held key is then loaded once, not per handshake).
+    this.#agent = new Agent({ keepAlive: true, maxSockets: options.maxSockets ?? 1, ...tls, secureContext: createSecureContext(tls) });
   }
 
   /** POST a form to `url`. Array values become repeated parameters. */
@@ -88,8 +125,12 @@ export class TokenClient {
     return this.#send(new URL(url), method, body, headers, {}, undefined);
   }
 
-  close(): void {
+  /** Close the connections, and the key if this client opened it. */
+  async close(): Promise<void> {
     this.#agent.destroy();
+    const key = this.#ownedKey;
+    this.#ownedKey = undefined;
+    await key?.close();
   }
 
   #send(
@@ -146,6 +187,7 @@ export class TokenClient {
     if (this.#privateKey === undefined || this.#certificate === undefined) throw new TypeError('proveSubjectToken needs a client certificate and key');
     return createSessionBindingProof({
       privateKey: this.#privateKey,
+      alg: signingAlgorithmForKey(this.#certificate.publicKey),
       certificate: this.#certificate,
       accessToken: subjectToken,
       ekm: deriveSessionExporter(socket, this.#tlsVersions),
