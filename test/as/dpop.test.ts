@@ -9,11 +9,12 @@
  * metadata, introspection and metrics show DPoP.
  */
 import { after, before, describe, test } from 'node:test';
+import { join } from 'node:path';
 import assert from 'node:assert/strict';
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { createSessionBoundVerifier, jwtAccessTokenValidator, remoteJwks } from '@tether/core';
 import { DPOP_ALGORITHMS, DpopClient, createDpopProof, jwkThumbprint, publicJwkOf, type CreateDpopProofOptions } from '@tether/core/dpop';
-import { ConfigError, FileStore, type TokenRequestResult } from '@tether/as';
+import { ConfigError, SqlStore, SqliteDriver, type TokenRequestResult } from '@tether/as';
 import { startEchoServer, type RunningServer } from '../helpers/servers.js';
 import { ACCESS_TOKEN_TYPE, TOKEN_EXCHANGE, claimsOf, removeDir, spiffe, standardClient, startTestAs, tempDir, type TestAs } from './helpers/setup.js';
 
@@ -249,14 +250,14 @@ describe('DPoP-bound access tokens (RFC 9449)', () => {
 
 describe('DPoP replay store failure', () => {
   test('a replay store that cannot answer refuses the request (fails closed)', async () => {
-    class FailingStore extends FileStore {
+    class FailingStore extends SqlStore {
       override rememberOnce(namespace: string, id: string, expiresAt: number): Promise<boolean> {
         if (namespace === 'dpop') return Promise.reject(new Error('store down'));
         return super.rememberOnce(namespace, id, expiresAt);
       }
     }
     const dir = tempDir();
-    const as = await startTestAs({ clients: [standardClient('c', { tls_session_bound_access_tokens: false })] }, { dataDir: dir, start: { store: new FailingStore(dir) } });
+    const as = await startTestAs({ clients: [standardClient('c', { tls_session_bound_access_tokens: false })] }, { dataDir: dir, start: { store: new FailingStore(new SqliteDriver(join(dir, 'tether.db'))) } });
     try {
       const key = newKey();
       const r = await as.post(

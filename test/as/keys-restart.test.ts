@@ -1,9 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createPublicKey, generateKeyPairSync, randomUUID } from 'node:crypto';
-import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { SignJWT, exportJWK } from 'jose';
+import { SignJWT, calculateJwkThumbprint, exportJWK } from 'jose';
 import { jwtAccessTokenValidator, remoteJwks } from '@tether/core';
 import { JWT_BEARER_ASSERTION, StoreError, startAuthorizationServer } from '@tether/as';
 import { baseConfig, clientWith, headerOf, removeDir, silentLogger, spiffe, startTestAs, tempDir } from './helpers/setup.js';
@@ -79,10 +79,13 @@ test('restart on the same data directory keeps keys, revocations, registered cli
     assert.equal(used.status, 200, used.text);
     anonymous.close();
 
-    // A second server on the same directory is refused while the first runs.
-    await assert.rejects(startAuthorizationServer(baseConfig(first.pki, dataDir), { logger: silentLogger, defaultMetrics: false }), StoreError);
+    // A second server on the same embedded store is refused while the first runs.
+    await assert.rejects(
+      startAuthorizationServer(baseConfig(first.pki, dataDir), { logger: silentLogger, defaultMetrics: false }),
+      (e: unknown) => e instanceof StoreError && e.code === 'store_locked',
+    );
     await first.close({ keepData: true });
-    const mode = statSync(join(dataDir, 'state.json')).mode & 0o777;
+    const mode = statSync(join(dataDir, 'tether.db')).mode & 0o777;
     assert.equal(mode, 0o600);
 
     // The new server listens on another port, hence another issuer: configure the old one explicitly.
@@ -130,19 +133,80 @@ test('an algorithm change rotates at start; the old key stays published for its 
   }
 });
 
-test('a corrupt state file stops the start instead of starting over with new keys', async () => {
+test('a corrupt database stops the start instead of starting over with new keys', async () => {
   const dataDir = tempDir();
   try {
     const as = await startTestAs({}, { dataDir });
     const pki = as.pki;
     await as.close({ keepData: true });
-    const path = join(dataDir, 'state.json');
-    writeFileSync(path, readFileSync(path, 'utf8').slice(0, 100));
+    const path = join(dataDir, 'tether.db');
+    const good = readFileSync(path);
+    writeFileSync(path, Buffer.concat([Buffer.from('not a database at all'), good.subarray(21, 4096)]));
     await assert.rejects(startAuthorizationServer(baseConfig(pki, dataDir), { logger: silentLogger, defaultMetrics: false }), StoreError);
-    // And the lock was released, so a fixed state starts again.
-    writeFileSync(path, '{"version":1,"keys":[],"revocations":{},"clients":[],"seen":{},"certificates":{}}');
+    // Nothing was held on to: the repaired database starts again, with its keys.
+    writeFileSync(path, good);
     const again = await startAuthorizationServer(baseConfig(pki, dataDir), { logger: silentLogger, defaultMetrics: false });
     await again.close();
+  } finally {
+    removeDir(dataDir);
+  }
+});
+
+/** The JSON state file an earlier version kept in its data directory (version 1). */
+async function legacyState(): Promise<{ state: Record<string, unknown>; kid: string }> {
+  const privateKey = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
+  const jwk = privateKey.export({ format: 'jwk' });
+  const { d: _d, ...publicMembers } = jwk;
+  const kid = await calculateJwkThumbprint(publicMembers as never, 'sha256');
+  const now = Math.floor(Date.now() / 1000);
+  const key = { kid, alg: 'ES256', privateJwk: { ...jwk, kid, alg: 'ES256' }, publicJwk: { ...publicMembers, kid, alg: 'ES256', use: 'sig' }, createdAt: now - 10, state: 'active', activatedAt: now - 10, maxTokenLifetime: 300 };
+  return {
+    kid,
+    state: {
+      version: 1,
+      keys: [key],
+      revocations: { 'revoked-before-upgrade': now + 3600 },
+      clients: [],
+      seen: { 'client_assertion late seen-jti': now + 3600 },
+      certificates: { a: { T: now + 3600 } },
+    },
+  };
+}
+
+test('upgrade: a data directory of an earlier version keeps its keys, revocations and seen ids', async () => {
+  const dataDir = tempDir();
+  try {
+    const { state, kid } = await legacyState();
+    writeFileSync(join(dataDir, 'state.json'), JSON.stringify(state), { mode: 0o600 });
+    const as = await startTestAs({}, { dataDir });
+    try {
+      assert.ok(as.server.jwks().keys.some((k) => k.kid === kid), 'the old signing key is still published');
+      assert.equal(headerOf(await as.token('a', { audience: spiffe('b') })).kid, kid, 'and still signs');
+      assert.equal(await as.server.store.isRevoked('revoked-before-upgrade'), true);
+      assert.equal(await as.server.store.rememberOnce('client_assertion', 'late seen-jti', 0), false, 'a seen assertion id stays seen');
+      assert.ok((await as.server.store.observedCertificates('a')).includes('T'), 'an observed certificate stays observed');
+    } finally {
+      await as.close({ keepData: true });
+    }
+    assert.equal(existsSync(join(dataDir, 'state.json')), false);
+    assert.ok(existsSync(join(dataDir, 'state.json.imported')), 'the old file is kept, renamed');
+    const again = await startTestAs({}, { dataDir });
+    try {
+      assert.ok(again.server.jwks().keys.some((k) => k.kid === kid), 'imported once, kept');
+    } finally {
+      await again.close({ keepData: true });
+    }
+  } finally {
+    removeDir(dataDir);
+  }
+});
+
+test('upgrade: a corrupt state file of an earlier version stops the start (its keys are not replaced)', async () => {
+  const dataDir = tempDir();
+  try {
+    writeFileSync(join(dataDir, 'state.json'), '{"version":1,"keys":[');
+    await assert.rejects(startTestAs({}, { dataDir }), (e: unknown) => e instanceof StoreError && e.code === 'import_failed' && /not valid JSON/.test(e.message));
+    assert.ok(existsSync(join(dataDir, 'state.json')), 'left where it was');
   } finally {
     removeDir(dataDir);
   }

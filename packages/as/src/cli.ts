@@ -8,8 +8,10 @@
 import { isIP } from 'node:net';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
-import { loadConfigFile, resolveConfig, type ResolvedConfig } from './config.js';
+import { resolve } from 'node:path';
+import { loadConfigFile, resolveConfig, type AuthorizationServerConfig, type ResolvedConfig } from './config.js';
 import { devConfig } from './dev.js';
+import { storeUrlProblem } from './store/url.js';
 import { ConfigError } from './errors.js';
 import { startAuthorizationServer, type AuthorizationServer, type StartOptions } from './server.js';
 
@@ -20,8 +22,9 @@ export interface AsCommandContext {
   signal?: AbortSignal;
 }
 
-export const asCommandHelp = `Usage: tether as --config FILE [--metrics-listen HOST:PORT] [--log-level LEVEL]
-       tether as --dev --pki DIR [--listen HOST:PORT] [--data DIR] [--metrics-listen HOST:PORT] [--log-level LEVEL]
+export const asCommandHelp = `Usage: tether as --config FILE [--store URL] [--kek-file FILE | --kek-env NAME] [--metrics-listen HOST:PORT] [--log-level LEVEL]
+       tether as --dev --pki DIR [--listen HOST:PORT] [--data DIR] [--store URL] [--kek-file FILE | --kek-env NAME]
+                 [--metrics-listen HOST:PORT] [--log-level LEVEL]
 
 Run the authorization server: mTLS client authentication (tls_client_auth,
 self_signed_tls_client_auth) and private_key_jwt; client_credentials and token exchange
@@ -36,7 +39,14 @@ Options:
                       each client is client_id <name>, tls_client_auth by its SPIFFE URI SAN,
                       session-bound tokens, and may request or exchange tokens for any other
   --listen HOST:PORT  listen address in --dev mode (default 127.0.0.1:8443; port 0 picks one)
-  --data DIR          state directory in --dev mode (default DIR/as-data: keys, revocations)
+  --data DIR          state directory in --dev mode (default DIR/as-data): the embedded
+                      store DIR/tether.db unless --store names another
+  --store URL         where keys, revocations and replay ids live: sqlite:PATH (embedded,
+                      one instance) or postgres://USER@HOST:PORT/DB (several instances
+                      share it); overrides the configuration's store. Migrations run on
+                      start; a schema newer than this version is refused
+  --kek-file FILE     key-encryption key (32 bytes, hex or base64) sealing private signing
+                      keys at rest; --kek-env NAME reads it from an environment variable
   --metrics-listen HOST:PORT
                       operations listener, plain HTTP: GET /metrics (Prometheus), /healthz
                       (liveness) and /readyz (readiness: 503 with a reason while starting,
@@ -84,11 +94,32 @@ function readyLine(server: Pick<AuthorizationServer, 'url' | 'issuer' | 'plainUr
   })}\n`;
 }
 
+/** `--store` and `--kek-file`/`--kek-env` as configuration keys (they override the file's). */
+function storageOptions(values: { store?: string; 'kek-file'?: string; 'kek-env'?: string }): Pick<AuthorizationServerConfig, 'store' | 'keyEncryption'> {
+  if (values['kek-file'] !== undefined && values['kek-env'] !== undefined) throw new UsageError('--kek-file and --kek-env exclude each other');
+  const problem = values.store === undefined ? undefined : storeUrlProblem(values.store);
+  if (problem !== undefined) throw new UsageError(`--store ${problem}`);
+  const kek = values['kek-file'] !== undefined ? { file: resolve(values['kek-file']) } : values['kek-env'] !== undefined ? { env: values['kek-env'] } : undefined;
+  return { ...(values.store === undefined ? {} : { store: values.store }), ...(kek === undefined ? {} : { keyEncryption: kek }) };
+}
+
 /** Run `tether as` with `argv` (the arguments after `as`). Never throws; resolves the exit code. */
 export async function runAuthorizationServerCommand(argv: readonly string[], context: Partial<AsCommandContext> = {}): Promise<number> {
   const stdout = context.stdout ?? process.stdout;
   const stderr = context.stderr ?? process.stderr;
-  let values: { config?: string; dev?: boolean; pki?: string; listen?: string; data?: string; 'metrics-listen'?: string; 'log-level'?: string; help?: boolean };
+  let values: {
+    config?: string;
+    dev?: boolean;
+    pki?: string;
+    listen?: string;
+    data?: string;
+    store?: string;
+    'kek-file'?: string;
+    'kek-env'?: string;
+    'metrics-listen'?: string;
+    'log-level'?: string;
+    help?: boolean;
+  };
   try {
     ({ values } = parseArgs({
       args: [...argv],
@@ -98,6 +129,9 @@ export async function runAuthorizationServerCommand(argv: readonly string[], con
         pki: { type: 'string' },
         listen: { type: 'string' },
         data: { type: 'string' },
+        store: { type: 'string' },
+        'kek-file': { type: 'string' },
+        'kek-env': { type: 'string' },
         'metrics-listen': { type: 'string' },
         'log-level': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
@@ -126,13 +160,17 @@ export async function runAuthorizationServerCommand(argv: readonly string[], con
       if (values.pki === undefined) throw new UsageError('--dev needs --pki DIR');
       const listen = parseListen(values.listen ?? '127.0.0.1:8443');
       config = resolveConfig(
-        devConfig({ pkiDir: values.pki, host: listen.host, port: listen.port, ...(values.data === undefined ? {} : { dataDir: values.data }), logLevel: (logLevel ?? 'info') as Level }),
+        {
+          ...devConfig({ pkiDir: values.pki, host: listen.host, port: listen.port, ...(values.data === undefined ? {} : { dataDir: values.data }), logLevel: (logLevel ?? 'info') as Level }),
+          ...storageOptions(values),
+        },
         process.cwd(),
       );
     } else {
       if (values.config === undefined) throw new UsageError('--config FILE or --dev --pki DIR is required');
       for (const o of ['pki', 'listen', 'data'] as const) if (values[o] !== undefined) throw new UsageError(`--${o} is only used with --dev`);
       config = loadConfigFile(values.config);
+      config = { ...config, ...storageOptions(values) };
       if (logLevel !== undefined) config = { ...config, logging: { level: logLevel as Level } };
     }
     level = config.logging.level;

@@ -22,7 +22,7 @@ import { subjectMatches } from './dn.js';
 import { OAuthError } from './errors.js';
 import type { FormParams } from './form.js';
 import { sanDnsMatches, sanEmailMatches, sanIpMatches, sanUriMatches } from './san.js';
-import type { Store } from './store.js';
+import type { Store } from './store/contract.js';
 
 export const JWT_BEARER_ASSERTION = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
 const MAX_ASSERTION_LENGTH = 8192;
@@ -37,6 +37,8 @@ export interface AuthenticatedClient {
 export interface ClientAuthContext {
   config: ResolvedConfig;
   store: Store;
+  /** Records the certificate a client authenticated with (store.observeCertificate, skipping repeats). */
+  observeCertificate(clientId: string, thumbprint: string, expiresAt: number): Promise<void>;
   lookup(clientId: string): ResolvedClient | undefined;
   /** Values `aud` of a client assertion may take. */
   assertionAudiences: readonly string[];
@@ -120,7 +122,7 @@ export async function authenticateClient(
       if (!certificateCurrent(peer.certificate, now)) throw invalidClient('certificate_expired');
       if (!certificateMatches(client, peer)) throw invalidClient('certificate_mismatch');
       const until = Math.floor(Date.parse(peer.certificate.validTo) / 1000);
-      await ctx.store.observeCertificate(client.client_id, peer.thumbprint as string, until);
+      await ctx.observeCertificate(client.client_id, peer.thumbprint as string, until);
       return { client, method, mtls: true };
     }
     case 'self_signed_tls_client_auth': {

@@ -10,6 +10,7 @@ import { isIP } from 'node:net';
 import { isAbsolute, resolve as resolvePath } from 'node:path';
 import { z } from 'zod';
 import { ConfigError } from './errors.js';
+import { storeUrlProblem } from './store/url.js';
 import { DnSyntaxError, parseRfc4514, type NormalizedDn } from './dn.js';
 
 export const GRANT_CLIENT_CREDENTIALS = 'client_credentials';
@@ -128,7 +129,15 @@ export const configSchema = z
         self_signed_tls_client_auth: { enabled: true },
         private_key_jwt: { enabled: true, algorithms: ['ES256', 'ES384', 'EdDSA', 'PS256', 'RS256'], maxAssertionLifetime: 300 },
       }),
-    dataDir: nonEmpty,
+    /** Directory of the embedded store (`<dataDir>/tether.db`) unless `store` names one. */
+    dataDir: nonEmpty.optional(),
+    /** `sqlite:PATH` or `postgres://USER@HOST:PORT/DB` (store/open.ts). */
+    store: nonEmpty.max(4096).optional(),
+    /** Key-encryption key sealing private signing keys at rest: a file or an environment variable. */
+    keyEncryption: z
+      .object({ file: nonEmpty.optional(), env: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/).optional() })
+      .strict()
+      .optional(),
     tokens: z
       .object({
         lifetime: seconds(86_400).default(300),
@@ -137,9 +146,14 @@ export const configSchema = z
         proofMaxAge: seconds(3600).default(300),
         /** Oldest acceptable DPoP proof `iat` at the token endpoint, seconds (plus clockSkew). */
         dpopProofMaxAge: seconds(3600).default(60),
+        /** RFC 9449 section 8: DPoP proofs at the token endpoint must carry a nonce this server issued. */
+        dpopNonce: z
+          .object({ required: z.boolean().default(false), lifetime: seconds(3600).default(300) })
+          .strict()
+          .default({ required: false, lifetime: 300 }),
       })
       .strict()
-      .default({ lifetime: 300, clockSkew: 30, defaultBinding: 'none', proofMaxAge: 300, dpopProofMaxAge: 60 }),
+      .default({ lifetime: 300, clockSkew: 30, defaultBinding: 'none', proofMaxAge: 300, dpopProofMaxAge: 60, dpopNonce: { required: false, lifetime: 300 } }),
     signingKeys: z
       .object({
         algorithm: z.enum(SIGNING_ALGORITHMS).default('ES256'),
@@ -427,6 +441,17 @@ export function resolveConfig(input: unknown, baseDir = process.cwd()): Resolved
     problem(['plainTlsListen', 'port'], 'must differ from listen.port');
   }
 
+  // Storage
+  if (c.dataDir === undefined && c.store === undefined) problem(['dataDir'], 'dataDir or store is required');
+  const storeProblem = c.store === undefined ? undefined : storeUrlProblem(c.store);
+  if (storeProblem !== undefined) problem(['store'], storeProblem);
+  let keyEncryption: ResolvedConfig['keyEncryption'];
+  if (c.keyEncryption !== undefined) {
+    const { file: kekFile, env } = c.keyEncryption;
+    if ((kekFile === undefined) === (env === undefined)) problem(['keyEncryption'], 'exactly one of file and env is required');
+    keyEncryption = kekFile === undefined ? { env } : { file: isAbsolute(kekFile) ? kekFile : resolvePath(baseDir, kekFile) };
+  }
+
   // TLS server credentials
   const cert = pair(c.tls.cert, c.tls.certFile, 'cert', 'PEM server certificate chain');
   const key = pair(c.tls.key, c.tls.keyFile, 'key', 'PEM server private key');
@@ -499,6 +524,7 @@ export function resolveConfig(input: unknown, baseDir = process.cwd()): Resolved
   if (issues.length > 0) throw new ConfigError(issues);
   return {
     ...c,
+    keyEncryption,
     tls: { cert: cert as string, key: key as string, allowTls12: c.tls.allowTls12 },
     clientCaPem: caPem,
     clientCaCerts: caCerts,

@@ -34,7 +34,7 @@ import type { FormParams } from './form.js';
 import { signAccessToken, verifyAccessTokenSignature } from './jwt.js';
 import type { KeyManager } from './keys.js';
 import type { AsMetrics } from './metrics.js';
-import type { Store } from './store.js';
+import type { Store } from './store/contract.js';
 
 export const TOKEN_TYPE_ACCESS_TOKEN = 'urn:ietf:params:oauth:token-type:access_token';
 export const TOKEN_TYPE_JWT = 'urn:ietf:params:oauth:token-type:jwt';
@@ -160,6 +160,8 @@ export class AuthorizationEngine {
   /** Recipient identifier -> client. */
   #recipients = new Map<string, ResolvedClient>();
   #resources = new Map<string, ResolvedResource>();
+  /** Certificates already recorded as observed (client_id, thumbprint -> expiry): one store write per new one, not per request. */
+  readonly #observed = new Map<string, number>();
   /** DPoP proof `jti` replay detection, in the server's store (shared with Session-Binding-Proof jtis; fails closed when it throws). */
   readonly #dpopReplay: ReplayStore;
 
@@ -230,6 +232,7 @@ export class AuthorizationEngine {
     const ctx: ClientAuthContext = {
       config: this.config,
       store: this.#store,
+      observeCertificate: (clientId, thumbprint, expiresAt) => this.#observeCertificate(clientId, thumbprint, expiresAt),
       lookup: (id) => this.#clients.get(id),
       assertionAudiences: [...audiences],
       now: () => this.now(),
@@ -245,6 +248,14 @@ export class AuthorizationEngine {
     }
   }
 
+  async #observeCertificate(clientId: string, thumbprint: string, expiresAt: number): Promise<void> {
+    const key = `${clientId} ${thumbprint}`;
+    if (this.#observed.get(key) === expiresAt) return;
+    await this.#store.observeCertificate(clientId, thumbprint, expiresAt);
+    if (this.#observed.size >= 10_000) this.#observed.clear();
+    this.#observed.set(key, expiresAt);
+  }
+
   // ---------------------------------------------------------------------------------------------
   // Own tokens
 
@@ -253,7 +264,9 @@ export class AuthorizationEngine {
     if (typeof token !== 'string' || token.length > MAX_TOKEN_LENGTH || !isCanonicalCompactJws(token)) {
       return { ok: false, reason: 'malformed' };
     }
-    const verified = verifyAccessTokenSignature(token, this.#keys.verificationKeys);
+    let verified = verifyAccessTokenSignature(token, this.#keys.verificationKeys);
+    // Signed by a key another instance on this store created since this one last looked.
+    if (!verified.ok && verified.reason === 'unknown_key' && (await this.#keys.refresh())) verified = verifyAccessTokenSignature(token, this.#keys.verificationKeys);
     if (!verified.ok) return { ok: false, reason: verified.reason };
     const claims = verified.payload as OwnTokenClaims;
     const now = this.now();
@@ -446,6 +459,7 @@ export class AuthorizationEngine {
       act,
       lifetimeCap: subject.exp,
       issuedTokenType: requestedType,
+      parentJti: subject.jti,
     });
   }
 
@@ -617,6 +631,8 @@ export class AuthorizationEngine {
     /** The new token never outlives this (epoch seconds). */
     lifetimeCap: number | undefined;
     issuedTokenType: string | undefined;
+    /** The subject token of an exchange: revoking it revokes this one. */
+    parentJti?: string;
   }): Promise<TokenResponse> {
     const now = this.now();
     let lifetime = spec.client.access_token_lifetime ?? this.config.tokens.lifetime;
@@ -625,6 +641,7 @@ export class AuthorizationEngine {
     await this.#keys.coverLifetime(lifetime);
     const key = this.#keys.active;
     const jti = randomUUID();
+    if (spec.parentJti !== undefined) await this.#store.recordExchange(spec.parentJti, jti, now + lifetime + this.config.tokens.clockSkew);
     const payload: Record<string, unknown> = {
       client_id: spec.client.client_id,
       ...(spec.scopes.length > 0 ? { scope: spec.scopes.join(' ') } : {}),

@@ -4,7 +4,8 @@
  * private_key_jwt (RFC 7523), client_credentials and token exchange (RFC 8693) with actor chains,
  * RFC 9068 JWT access tokens bound to the requester's certificate (and TLS session), deferred key
  * binding (`tmb`), introspection (RFC 7662), revocation (RFC 7009), metadata (RFC 8414), JWKS with
- * scheduled key rotation, file-based persistence, Prometheus metrics.
+ * scheduled key rotation, storage on SQLite or PostgreSQL (several instances on one database),
+ * Prometheus metrics.
  */
 export { startAuthorizationServer, type AuthorizationServer, type StartOptions } from './server.js';
 export { runAuthorizationServerCommand, asCommandHelp, type AsCommandContext } from './cli.js';
@@ -27,7 +28,22 @@ export {
   type SigningAlgorithm,
 } from './config.js';
 export { devConfig, type DevConfigOptions } from './dev.js';
-export { FileStore, StoreError, type Store, type StoredKey } from './store.js';
+export {
+  StoreError,
+  SqlStore,
+  SqliteDriver,
+  PostgresDriver,
+  KeyEncryptionKey,
+  openStore,
+  migrate,
+  SCHEMA_VERSION,
+  type Store,
+  type StoredKey,
+  type KeySetChange,
+  type SqlDriver,
+  type SqlSession,
+  type StoreLocation,
+} from './store/index.js';
 export { OAuthError, ConfigError, type OAuthErrorCode } from './errors.js';
 export { TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_JWT, PATHS, type TokenResponse, type OwnTokenClaims, type ActClaim } from './engine.js';
 export { JWT_BEARER_ASSERTION } from './client-auth.js';

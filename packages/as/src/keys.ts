@@ -11,7 +11,7 @@ import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject 
 import { calculateJwkThumbprint, type JSONWebKeySet, type JWK } from 'jose';
 import type { SigningAlgorithm } from './config.js';
 import type { VerificationKey } from './jwt.js';
-import type { Store, StoredKey } from './store.js';
+import type { Store, StoredKey } from './store/contract.js';
 
 export interface KeyManagerOptions {
   algorithm: SigningAlgorithm;
@@ -55,10 +55,11 @@ export class KeyManager {
   readonly #store: Store;
   readonly #options: KeyManagerOptions;
   #keys: StoredKey[] = [];
+  #installed = '';
   #active: SigningKey | undefined;
   #jwks: JSONWebKeySet = { keys: [] };
   #verification = new Map<string, VerificationKey>();
-  #busy: Promise<void> = Promise.resolve();
+  #lastRefresh = 0;
   /** Called after every change of the published set. */
   onChange: (() => void) | undefined;
 
@@ -69,7 +70,6 @@ export class KeyManager {
 
   /** Load keys; create, rotate or prune as the configuration requires. */
   async init(): Promise<void> {
-    this.#keys = await this.#store.listKeys();
     await this.maintain();
   }
 
@@ -93,21 +93,15 @@ export class KeyManager {
     return this.#keys;
   }
 
-  /** Serialize key-set changes. */
-  #exclusive<T>(task: () => Promise<T>): Promise<T> {
-    const run = this.#busy.then(task);
-    this.#busy = run.then(
-      () => undefined,
-      () => undefined,
-    );
-    return run;
-  }
-
-  /** Rotate if due (or if the configured algorithm changed), prune expired keys, ensure a `next` key. */
-  maintain(): Promise<void> {
-    return this.#exclusive(async () => {
+  /**
+   * Rotate if due (or if the configured algorithm changed), prune expired keys, ensure a `next`
+   * key; and pick up what another instance on the same store changed. The decision is made on the
+   * stored set under the store's key lock, so of several instances exactly one rotates.
+   */
+  async maintain(): Promise<void> {
+    const keys = await this.#store.updateKeys(async (stored) => {
       const now = this.#options.now();
-      let keys = this.#keys.map((k) => ({ ...k }));
+      let keys = stored.map((k) => ({ ...k }));
       const before = JSON.stringify(keys);
       // Drop retired keys whose tokens have all expired, and `next` keys of another algorithm.
       keys = keys.filter((k) => !(k.state === 'retired' && (k.publishUntil ?? 0) < now));
@@ -118,21 +112,34 @@ export class KeyManager {
       if (active !== undefined) active.maxTokenLifetime = Math.max(active.maxTokenLifetime, this.#options.maxTokenLifetime);
       if (due) keys = await this.#rotated(keys, now);
       if (!keys.some((k) => k.state === 'next')) keys.push(await newKey(this.#options.algorithm, 'next', now, this.#options.maxTokenLifetime));
-      if (JSON.stringify(keys) !== before) await this.#store.saveKeys(keys);
-      this.#install(keys);
+      return JSON.stringify(keys) === before ? undefined : keys;
     });
+    this.#install(keys);
   }
 
   /** Rotate now: `next` starts signing, `active` retires, a new `next` is created. */
-  rotate(): Promise<void> {
-    return this.#exclusive(async () => {
+  async rotate(): Promise<void> {
+    const keys = await this.#store.updateKeys(async (stored) => {
       const now = this.#options.now();
-      let keys = await this.#rotated(this.#keys.map((k) => ({ ...k })), now);
+      let keys = await this.#rotated(stored, now);
       if (!keys.some((k) => k.state === 'next')) keys.push(await newKey(this.#options.algorithm, 'next', now, this.#options.maxTokenLifetime));
       keys = keys.filter((k) => !(k.state === 'retired' && (k.publishUntil ?? 0) < now));
-      await this.#store.saveKeys(keys);
-      this.#install(keys);
+      return keys;
     });
+    this.#install(keys);
+  }
+
+  /**
+   * Re-read the stored key set (another instance may have rotated), at most once a second:
+   * called when a token names a `kid` this instance does not know.
+   */
+  async refresh(): Promise<boolean> {
+    const now = Date.now();
+    if (now - this.#lastRefresh < 1000) return false;
+    this.#lastRefresh = now;
+    const before = this.#installed;
+    this.#install(await this.#store.listKeys());
+    return this.#installed !== before;
   }
 
   /**
@@ -141,11 +148,11 @@ export class KeyManager {
    */
   async coverLifetime(lifetime: number): Promise<void> {
     if (this.active.maxTokenLifetime >= lifetime) return;
-    await this.#exclusive(async () => {
-      const keys = this.#keys.map((k) => (k.state === 'active' ? { ...k, maxTokenLifetime: Math.max(k.maxTokenLifetime, lifetime) } : { ...k }));
-      await this.#store.saveKeys(keys);
-      this.#install(keys);
-    });
+    const kid = this.active.kid;
+    const keys = await this.#store.updateKeys(async (stored) =>
+      stored.map((k) => (k.kid === kid ? { ...k, maxTokenLifetime: Math.max(k.maxTokenLifetime, lifetime) } : k)),
+    );
+    this.#install(keys);
   }
 
   async #rotated(keys: StoredKey[], now: number): Promise<StoredKey[]> {
@@ -168,9 +175,12 @@ export class KeyManager {
   }
 
   #install(keys: StoredKey[]): void {
-    this.#keys = keys;
+    const fingerprint = JSON.stringify(keys.map((k) => [k.kid, k.state, k.maxTokenLifetime, k.publishUntil]));
+    if (fingerprint === this.#installed) return;
     const active = keys.find((k) => k.state === 'active');
     if (active === undefined) throw new Error('key set has no active key');
+    this.#keys = keys;
+    this.#installed = fingerprint;
     this.#active = { kid: active.kid, alg: active.alg, key: createPrivateKey({ key: active.privateJwk as never, format: 'jwk' }), maxTokenLifetime: active.maxTokenLifetime };
     // Order: active first, then next, then retired (newest first).
     const order = { active: 0, next: 1, retired: 2 } as const;

@@ -32,7 +32,9 @@ import { FormParams } from './form.js';
 import { KeyManager } from './keys.js';
 import { createMetrics, type AsMetrics } from './metrics.js';
 import { startOpsServer, type OpsServer, type Readiness } from '@tether/core/node';
-import { FileStore, type Store } from './store.js';
+import type { Store } from './store/contract.js';
+import { openStore } from './store/open.js';
+import { KeyEncryptionKey } from './store/seal.js';
 
 export interface StartOptions {
   /** Directory that relative file names in `config` are resolved against (default: cwd). */
@@ -41,7 +43,10 @@ export interface StartOptions {
   logger?: Logger;
   /** Clock in epoch milliseconds (default `Date.now`); tests move it forward. */
   clock?: () => number;
-  /** Storage (default: a {@link FileStore} on `config.dataDir`). */
+  /**
+   * Storage (default: the one `config.store` names, else SQLite in `config.dataDir`). A store given
+   * here is opened by the server, and closed with it.
+   */
   store?: Store;
   /** Collect Node process metrics too (default true). */
   defaultMetrics?: boolean;
@@ -93,6 +98,10 @@ export interface AuthorizationServer {
 
 type Listener = 'mtls' | 'plain';
 type AnyRequest = FastifyRequest;
+
+function kekOf(config: ResolvedConfig): KeyEncryptionKey | undefined {
+  return config.keyEncryption === undefined ? undefined : KeyEncryptionKey.load(config.keyEncryption);
+}
 
 function isResolved(config: unknown): config is ResolvedConfig {
   return typeof config === 'object' && config !== null && 'clientCaCerts' in config && Array.isArray((config as ResolvedConfig).clientCaCerts);
@@ -317,7 +326,7 @@ export async function startAuthorizationServer(config: AuthorizationServerConfig
   const logger = options.logger ?? pino({ level: resolved.logging.level });
   const clock = options.clock ?? Date.now;
   const nowSeconds = () => Math.floor(clock() / 1000);
-  const store = options.store ?? new FileStore(resolved.dataDir);
+  const store = options.store ?? (await openStore({ url: resolved.store, dataDir: resolved.dataDir, kek: kekOf(resolved) }));
   await store.open();
   const apps: Array<ReturnType<typeof buildApp>> = [];
   let timer: NodeJS.Timeout | undefined;

@@ -1,0 +1,10 @@
+export { StoreError, type Store, type StoredKey, type KeySetChange } from './contract.js';
+export type { SqlDriver, SqlSession, Row } from './driver.js';
+export { SqlStore, type SqlStoreOptions } from './sql-store.js';
+export { SqliteDriver } from './sqlite.js';
+export { PostgresDriver, type PostgresDriverOptions } from './postgres.js';
+export { KeyEncryptionKey } from './seal.js';
+export { migrate, SCHEMA_VERSION } from './migrations.js';
+export { openStore, type StoreLocation } from './open.js';
+export { storeUrlProblem } from './url.js';
+export { importJsonState } from './json-import.js';
