@@ -273,3 +273,69 @@ describe('DPoP replay store failure', () => {
     }
   });
 });
+
+describe('DPoP nonces at the token endpoint (RFC 9449 section 8)', () => {
+  const LIFETIME = 60;
+  let as: TestAs;
+  before(async () => {
+    as = await startTestAs({
+      tokens: { dpopNonce: { required: true, lifetime: LIFETIME } },
+      clients: [standardClient('c', { tls_session_bound_access_tokens: false })],
+    });
+  });
+  after(() => as.close());
+
+  const request = async (proofOptions: Partial<CreateDpopProofOptions> & { privateKey: KeyObject }) =>
+    as.post(
+      'c',
+      '/token',
+      { grant_type: 'client_credentials', client_id: 'c', audience: OPEN },
+      { headers: { dpop: await createDpopProof({ htm: 'POST', htu: `${as.server.url}/token`, ...proofOptions }) } },
+    );
+
+  test('a proof without a nonce gets use_dpop_nonce and a DPoP-Nonce; with it the token is issued, with a fresh nonce', async () => {
+    const key = newKey();
+    const refused = await request({ privateKey: key });
+    assertError(refused, 400, 'use_dpop_nonce', 'no nonce');
+    assert.equal(refused.json?.error_description, 'Authorization server requires nonce in DPoP proof');
+    const nonce = refused.headers['dpop-nonce'] as string;
+    assert.match(nonce, /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/);
+    const ok = await request({ privateKey: key, nonce });
+    assert.equal(assertOk(ok, 'with the nonce').token_type, 'DPoP');
+    const fresh = ok.headers['dpop-nonce'] as string;
+    assert.ok(fresh !== undefined && fresh !== nonce, 'every response carries a new nonce');
+    assert.equal((await request({ privateKey: key, nonce: fresh })).status, 200, 'the new nonce works too');
+  });
+
+  test('forged, altered and expired nonces are refused with a new one', async () => {
+    const key = newKey();
+    const nonce = (await request({ privateKey: key })).headers['dpop-nonce'] as string;
+    const [body, mac] = nonce.split('.') as [string, string];
+    for (const bad of ['made-up', `${body}.${'A'.repeat(mac.length)}`, `${body.slice(0, -2)}AA.${mac}`, `${nonce}.x`]) {
+      const r = await request({ privateKey: key, nonce: bad });
+      assertError(r, 400, 'use_dpop_nonce', bad);
+      assert.ok(typeof r.headers['dpop-nonce'] === 'string');
+    }
+    as.skew.ms += LIFETIME * 1000; // the next window: still accepted
+    assert.equal((await request({ privateKey: key, nonce })).status, 200, 'accepted in the following window');
+    as.skew.ms += LIFETIME * 1000; // two windows later: expired
+    assertError(await request({ privateKey: key, nonce }), 400, 'use_dpop_nonce', 'expired nonce');
+    as.skew.ms = 0;
+  });
+
+  test("core's DpopClient picks up the nonce and retries once on its own", async () => {
+    const cred = as.pki.clients.c!;
+    const client = new DpopClient({ privateKey: newKey(), cert: cred.cert, key: cred.key, ca: as.pki.ca.cert });
+    try {
+      const r = await client.request(`${as.server.url}/token`, {
+        method: 'POST',
+        headers: FORM,
+        body: new URLSearchParams({ grant_type: 'client_credentials', client_id: 'c', audience: OPEN }).toString(),
+      });
+      assert.equal(r.status, 200, r.body.toString());
+      assert.equal(client.stats.nonceRetries, 1);
+    } finally {
+      await client.close();
+    }
+  });
+});

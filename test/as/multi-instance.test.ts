@@ -117,8 +117,8 @@ function percentile(sorted: number[], q: number): number {
 }
 
 describe('two tether as instances on one PostgreSQL database', () => {
-  test('one key set, revocation visible at the other at once, replays refused across instances', async (t) => {
-    const p = await startPair(t);
+  test('one key set, revocation visible at the other at once, replays refused and DPoP nonces accepted across instances', async (t) => {
+    const p = await startPair(t, { tokens: { dpopNonce: { required: true } } });
     const [kidsA, kidsB] = [await jwks(p.agent, p.urlA), await jwks(p.agent, p.urlB)];
     assert.equal(kidsA.length, 2, 'one active and one next key, created once for both');
     assert.deepEqual(kidsB, kidsA, 'both publish the same keys');
@@ -146,16 +146,20 @@ describe('two tether as instances on one PostgreSQL database', () => {
     assert.equal(replayed.status, 401, replayed.text);
     assert.equal(replayed.json?.error, 'invalid_client');
 
-    // A DPoP proof used at A is refused at B (both serve the same public token endpoint URL).
+    // A DPoP nonce A issued is accepted at B; the proof used at B is refused at A (both serve the
+    // same public token endpoint URL).
     const dpopKey = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
-    const proof = await createDpopProof({ privateKey: dpopKey, htm: 'POST', htu: `${PUBLIC}/token` });
     const cc = { grant_type: 'client_credentials', client_id: 'agent', audience: RS };
-    const first = await p.agent.post(`${p.urlA}/token`, cc, { headers: { dpop: proof } });
+    const withoutNonce = await p.agent.post(`${p.urlA}/token`, cc, { headers: { dpop: await createDpopProof({ privateKey: dpopKey, htm: 'POST', htu: `${PUBLIC}/token` }) } });
+    assert.equal(withoutNonce.json?.error, 'use_dpop_nonce', withoutNonce.text);
+    const nonce = withoutNonce.headers['dpop-nonce'] as string;
+    const proof = await createDpopProof({ privateKey: dpopKey, htm: 'POST', htu: `${PUBLIC}/token`, nonce });
+    const first = await p.agent.post(`${p.urlB}/token`, cc, { headers: { dpop: proof } });
     assert.equal(first.status, 200, first.text);
     assert.equal(first.json?.token_type, 'DPoP');
-    const again = await p.agent.post(`${p.urlB}/token`, cc, { headers: { dpop: proof } });
+    const again = await p.agent.post(`${p.urlA}/token`, cc, { headers: { dpop: proof } });
     assert.equal(again.status, 400, again.text);
-    assert.equal(again.json?.error, 'invalid_dpop_proof');
+    assert.equal(again.json?.error, 'invalid_dpop_proof', 'the proof was used at the other instance');
 
     assert.equal(await p.a.stop(), 0);
     assert.equal(await p.b.stop(), 0);

@@ -29,7 +29,8 @@ import {
   type ResolvedResource,
 } from './config.js';
 import type { Peer } from './connection.js';
-import { OAuthError, invalidDpopProof, invalidGrant, invalidRequest } from './errors.js';
+import type { DpopNonces } from './dpop-nonce.js';
+import { OAuthError, invalidDpopProof, invalidGrant, invalidRequest, useDpopNonce } from './errors.js';
 import type { FormParams } from './form.js';
 import { signAccessToken, verifyAccessTokenSignature } from './jwt.js';
 import type { KeyManager } from './keys.js';
@@ -106,6 +107,8 @@ export interface EngineDeps {
   logger: Logger;
   /** Epoch milliseconds. */
   clock: () => number;
+  /** Server nonces DPoP proofs at the token endpoint must carry (`tokens.dpopNonce.required`). */
+  dpopNonces?: DpopNonces;
 }
 
 type Validated = { ok: true; claims: OwnTokenClaims } | { ok: false; reason: string };
@@ -164,6 +167,7 @@ export class AuthorizationEngine {
   readonly #observed = new Map<string, number>();
   /** DPoP proof `jti` replay detection, in the server's store (shared with Session-Binding-Proof jtis; fails closed when it throws). */
   readonly #dpopReplay: ReplayStore;
+  readonly #dpopNonces: DpopNonces | undefined;
 
   constructor(deps: EngineDeps) {
     this.config = deps.config;
@@ -172,10 +176,16 @@ export class AuthorizationEngine {
     this.#metrics = deps.metrics;
     this.#log = deps.logger;
     this.#clock = deps.clock;
+    this.#dpopNonces = deps.dpopNonces;
     this.#dpopReplay = { use: (key, expiresAt) => deps.store.rememberOnce('dpop', key, expiresAt) };
     this.#configClients = deps.config.clients;
     for (const r of deps.config.resources) this.#resources.set(r.identifier, r);
     this.setRegisteredClients([]);
+  }
+
+  /** A fresh nonce for the `DPoP-Nonce` header of token responses, when nonces are required. */
+  dpopNonce(): string | undefined {
+    return this.#dpopNonces?.issue();
   }
 
   /** Epoch seconds. */
@@ -325,10 +335,12 @@ export class AuthorizationEngine {
         clockSkew: this.config.tokens.clockSkew,
         algorithms: DPOP_ALGORITHMS,
         replayStore: this.#dpopReplay,
+        ...(this.#dpopNonces === undefined ? {} : { nonce: this.#dpopNonces }),
       });
       return { jkt: verified.jkt };
     } catch (error) {
-      if (error instanceof InvalidDpopProofError || error instanceof UseDpopNonceError) throw invalidDpopProof(`dpop_${error.reason}`, error.description);
+      if (error instanceof UseDpopNonceError) throw useDpopNonce(`dpop_${error.reason}`, error.nonce);
+      if (error instanceof InvalidDpopProofError) throw invalidDpopProof(`dpop_${error.reason}`, error.description);
       throw error;
     }
   }

@@ -14,6 +14,7 @@ export type OAuthErrorCode =
   | 'invalid_target'
   | 'unsupported_token_type'
   | 'invalid_dpop_proof'
+  | 'use_dpop_nonce'
   | 'server_error'
   | 'not_found'
   | 'temporarily_unavailable';
@@ -28,6 +29,7 @@ const STATUS: Record<OAuthErrorCode, number> = {
   invalid_target: 400,
   unsupported_token_type: 400,
   invalid_dpop_proof: 400,
+  use_dpop_nonce: 400,
   server_error: 500,
   not_found: 404,
   temporarily_unavailable: 503,
@@ -83,6 +85,10 @@ export const invalidGrant = (description: string, reason: string, detail?: strin
 /** RFC 9449 section 5: a DPoP proof at the token endpoint that is missing something or fails a check. */
 export const invalidDpopProof = (reason: string, detail?: string): OAuthError =>
   new OAuthError('invalid_dpop_proof', 'The DPoP proof is not valid', { reason, ...(detail === undefined ? {} : { detail }) });
+
+/** RFC 9449 section 8: the DPoP proof lacks a current server nonce; `DPoP-Nonce` carries one. */
+export const useDpopNonce = (reason: string, nonce: string): OAuthError =>
+  new OAuthError('use_dpop_nonce', 'Authorization server requires nonce in DPoP proof', { reason, headers: { 'DPoP-Nonce': nonce } });
 
 /** Configuration problems found at start-up; `issues` lists each with its path. */
 export class ConfigError extends Error {

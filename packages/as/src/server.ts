@@ -5,7 +5,7 @@
  * does not, and metadata then lists the mTLS listener in `mtls_endpoint_aliases` (RFC 8705
  * section 5).
  */
-import { X509Certificate } from 'node:crypto';
+import { X509Certificate, randomBytes } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { constants as http2Constants, type Http2ServerRequest, type Http2SecureServer, type ServerHttp2Session } from 'node:http2';
 import type { AddressInfo, Socket } from 'node:net';
@@ -25,6 +25,7 @@ import {
   type ResolvedConfig,
 } from './config.js';
 import { peerOf } from './connection.js';
+import { DpopNonces } from './dpop-nonce.js';
 import { AuthorizationEngine, PATHS, type Endpoint, type EngineUrls, type RequestInfo } from './engine.js';
 import { OAuthError } from './errors.js';
 import { clientErrorHandler, sendError, toOAuthError } from './http-errors.js';
@@ -267,6 +268,9 @@ function buildApp(ctx: AppContext, listener: Listener): { app: FastifyInstance; 
     { config: { endpoint: 'token' } },
     timed('token', async (request, reply) => {
       const response = await engine.token(requestInfo(request, 'token'));
+      // RFC 9449 section 8.2: a fresh nonce with every response, so clients renew before it expires.
+      const nonce = engine.dpopNonce();
+      if (nonce !== undefined) reply.header('dpop-nonce', nonce);
       return reply.headers(noStore).type('application/json').send(JSON.stringify(response));
     }),
   );
@@ -354,7 +358,11 @@ export async function startAuthorizationServer(config: AuthorizationServerConfig
       for (const k of keys.keys) metrics.signingKeys.inc({ state: k.state });
     };
     await keys.init();
-    const engine = new AuthorizationEngine({ config: resolved, store, keys, metrics, logger, clock });
+    const { dpopNonce } = resolved.tokens;
+    const dpopNonces = dpopNonce.required
+      ? new DpopNonces(await store.sharedSecret('dpop-nonce', () => randomBytes(32)), dpopNonce.lifetime, nowSeconds)
+      : undefined;
+    const engine = new AuthorizationEngine({ config: resolved, store, keys, metrics, logger, clock, ...(dpopNonces === undefined ? {} : { dpopNonces }) });
     // Clients registered at run time; one that no longer fits the configuration is skipped.
     const registered: ResolvedClient[] = [];
     for (const metadata of await store.listClients()) {
