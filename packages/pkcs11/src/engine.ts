@@ -9,14 +9,15 @@
  *   engine `pkcs11` avoids that noise.
  * - Module: libp11 reads `PKCS11_MODULE_PATH` when it loads; it is set to our module (only when
  *   unset; a different value is refused, since the engine would use another module than C_Sign).
- * - PIN: a PIN that came from a file reaches the engine as `pin-source=file:...`, so the identifier
- *   holds no PIN; an inline `pin-value` (already in the user's own URI) is passed on as such.
+ * - PIN: none in the identifier. PKCS#11 login state belongs to the process, and the key's own
+ *   session (key.ts) logs in before the engine loads the key, so the engine finds the token logged
+ *   in. Passing the PIN on would be worse both ways: libp11 prints the whole identifier to stderr
+ *   when a key is not found (a `pin-value` would end up in logs), and it reads a `pin-source` file
+ *   with its trailing newline as part of the PIN (measured: "PIN incorrect").
  */
 import { existsSync } from 'node:fs';
 import { basename, dirname } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { Pkcs11KeyError } from './errors.js';
-import type { PinSource } from './pin.js';
 import { encodeUriValue, type Pkcs11Uri } from './uri.js';
 
 const ENGINE_CANDIDATES = [
@@ -52,8 +53,8 @@ export function bindEngineModule(modulePath: string): void {
   process.env.PKCS11_MODULE_PATH = modulePath;
 }
 
-/** The URI the engine loads the key by: the same token and object, type=private, the PIN's source. */
-export function engineKeyUri(uri: Pkcs11Uri, pin: PinSource): string {
+/** The URI the engine loads the key by: the same token and object, type=private, no PIN. */
+export function engineKeyUri(uri: Pkcs11Uri): string {
   const parts: string[] = [];
   if (uri.token !== undefined) parts.push(`token=${encodeUriValue(uri.token)}`);
   if (uri.manufacturer !== undefined) parts.push(`manufacturer=${encodeUriValue(uri.manufacturer)}`);
@@ -62,6 +63,5 @@ export function engineKeyUri(uri: Pkcs11Uri, pin: PinSource): string {
   if (uri.object !== undefined) parts.push(`object=${encodeUriValue(uri.object)}`);
   if (uri.id !== undefined) parts.push(`id=${encodeUriValue(uri.id)}`);
   parts.push('type=private');
-  const pinPart = pin.kind === 'file' ? `pin-source=${pathToFileURL(pin.path).href}` : `pin-value=${encodeUriValue(pin.pin)}`;
-  return `pkcs11:${parts.join(';')}?${pinPart}`;
+  return `pkcs11:${parts.join(';')}`;
 }

@@ -56,10 +56,10 @@ export async function openPkcs11Key(options: OpenPkcs11KeyOptions): Promise<Pkcs
   let key: Pkcs11Key | undefined;
   try {
     const slot = findSlot(module.api, uri);
-    session = openSession(module, slot, pin.pin);
+    session = openSession(module, slot, pin);
     const { handle, keyType } = findPrivateKey(module.api, session, uri);
-    const tlsKey = { privateKeyEngine, privateKeyIdentifier: engineKeyUri(uri, pin) };
-    key = new Pkcs11Key({ module, slot, pin: pin.pin, session, handle, keyType }, certificate, tlsKey, options.signTimeoutMs ?? DEFAULT_SIGN_TIMEOUT_MS);
+    const tlsKey = { privateKeyEngine, privateKeyIdentifier: engineKeyUri(uri) };
+    key = new Pkcs11Key({ module, slot, pin, session, handle, keyType }, certificate, tlsKey, options.signTimeoutMs ?? DEFAULT_SIGN_TIMEOUT_MS);
     await key.probe();
     bindEngineModule(modulePath);
     checkEngine(options.certificate, tlsKey);

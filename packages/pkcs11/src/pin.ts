@@ -8,9 +8,6 @@ import { fileURLToPath } from 'node:url';
 import { Pkcs11KeyError } from './errors.js';
 import type { Pkcs11Uri } from './uri.js';
 
-/** Where the PIN came from, for the engine URI: a file path, or an inline value. */
-export type PinSource = { kind: 'file'; path: string; pin: string } | { kind: 'value'; pin: string };
-
 function pathOf(source: string): string {
   if (!/^file:/i.test(source)) {
     if (source.startsWith('|')) throw new Pkcs11KeyError('ERR_PKCS11_URI', 'invalid pkcs11: URI: pin-source programs ("|...") are not supported; use a file');
@@ -23,7 +20,7 @@ function pathOf(source: string): string {
   }
 }
 
-function readPin(path: string, what: string): PinSource {
+function readPin(path: string, what: string): string {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
@@ -32,11 +29,11 @@ function readPin(path: string, what: string): PinSource {
   }
   const pin = text.replace(/\r?\n$/, '');
   if (pin === '') throw new Pkcs11KeyError('ERR_PKCS11_PIN', `the PIN file ${what} ${path} is empty`);
-  return { kind: 'file', path, pin };
+  return pin;
 }
 
-export function resolvePin(uri: Pkcs11Uri, pinFile: string | undefined): PinSource {
-  if (uri.pinValue !== undefined) return { kind: 'value', pin: uri.pinValue };
+export function resolvePin(uri: Pkcs11Uri, pinFile: string | undefined): string {
+  if (uri.pinValue !== undefined) return uri.pinValue;
   if (uri.pinSource !== undefined) return readPin(pathOf(uri.pinSource), '(pin-source)');
   if (pinFile !== undefined) return readPin(pinFile, '(--pkcs11-pin-file)');
   throw new Pkcs11KeyError('ERR_PKCS11_PIN', 'no PIN: add pin-source=file:... to the pkcs11: URI, or give --pkcs11-pin-file');
