@@ -123,8 +123,9 @@ test('bad input: exit 2 (usage) or 1 (runtime), one clear line on stderr, no sta
 });
 
 const HELP: Record<string, { args: string[]; options: string[] }> = {
-  tether: { args: ['--help'], options: ['pki init', 'dev-issuer', 'dev-token', 'resource', 'fetch', 'demo'] },
-  'pki init': { args: ['pki', 'init', '--help'], options: ['--out', '--key-type', '--client', '--trust-domain', '--days', '--help'] },
+  tether: { args: ['--help'], options: ['pki init', 'pki issue', 'dev-issuer', 'dev-token', 'resource', 'fetch', 'demo'] },
+  'pki init': { args: ['pki', 'init', '--help'], options: ['--out', '--key-type', '--client', '--trust-domain', '--days', '--force', '--help'] },
+  'pki issue': { args: ['pki', 'issue', '--help'], options: ['--ca-dir', '--client', '--server', '--san', '--out', '--trust-domain', '--days', '--force', '--help'] },
   'dev-issuer': { args: ['dev-issuer', '--help'], options: ['--out', '--kid', '--help', 'DEVELOPMENT HELPER'] },
   'dev-token': {
     args: ['dev-token', '--help'],

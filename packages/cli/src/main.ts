@@ -3,6 +3,7 @@ import { wantsHelp } from './util/args.js';
 import { resolveContext, type Command, type CommandContext } from './util/context.js';
 import { describeError, isCliError, usageError } from './util/errors.js';
 import { pkiInitCommand, pkiInitHelp } from './commands/pki-init.js';
+import { pkiIssueCommand, pkiIssueHelp } from './commands/pki-issue.js';
 import { devIssuerCommand, devIssuerHelp } from './commands/dev-issuer.js';
 import { devTokenCommand, devTokenHelp } from './commands/dev-token.js';
 import { resourceCommand, resourceHelp } from './commands/resource.js';
@@ -15,6 +16,7 @@ TLS-session-bound OAuth access tokens (draft-mw-oauth-tls-session-bound-tokens).
 
 Commands:
   pki init     create a development PKI (CA, localhost server, SPIFFE client certificates)
+  pki issue    add a client or server certificate to an existing development CA
   dev-issuer   development helper: an ES256 token-signing key and its JWK Set
   dev-token    development helper: mint an RFC 9068 access token bound to a client certificate
   resource     run a protected echo resource that verifies session-bound tokens
@@ -30,9 +32,11 @@ Exit status: 0 success, 1 runtime failure, 2 bad arguments or unreadable input f
 `;
 
 const pkiHelp = `Usage: tether pki init --out DIR [options]
+       tether pki issue --ca-dir DIR (--client NAME | --server NAME [--san ...]) [options]
 
 Subcommands:
-  init   create a development PKI; 'tether pki init --help' for its options
+  init    create a development PKI; 'tether pki init --help' for its options
+  issue   add a certificate to an existing CA; 'tether pki issue --help' for its options
 `;
 
 interface Entry {
@@ -44,6 +48,7 @@ interface Entry {
 
 const COMMANDS: Record<string, Entry> = {
   'pki init': { run: pkiInitCommand, help: pkiInitHelp },
+  'pki issue': { run: pkiIssueCommand, help: pkiIssueHelp },
   'dev-issuer': { run: devIssuerCommand, help: devIssuerHelp },
   'dev-token': { run: devTokenCommand, help: devTokenHelp },
   resource: { run: resourceCommand, help: resourceHelp },
@@ -70,10 +75,10 @@ function route(argv: readonly string[]): { name: string; args: string[] } {
   if (first === undefined) throw usageError('a command is required');
   if (first === 'pki') {
     const [sub, ...args] = rest;
-    if (sub === undefined) throw usageError('a pki subcommand is required (init)');
+    if (sub === undefined) throw usageError('a pki subcommand is required (init, issue)');
     if (sub === '--help' || sub === '-h') return { name: 'pki', args: ['--help'] };
-    if (sub !== 'init') throw usageError(`unknown pki subcommand '${sub}' (init)`);
-    return { name: 'pki init', args };
+    if (sub !== 'init' && sub !== 'issue') throw usageError(`unknown pki subcommand '${sub}' (init, issue)`);
+    return { name: `pki ${sub}`, args };
   }
   if (!(first in COMMANDS)) {
     throw usageError(first.startsWith('-') ? `unknown option ${first}` : `unknown command '${first}'`);

@@ -63,6 +63,12 @@ async function privateKeyPem(key: webcrypto.CryptoKey): Promise<string> {
   return `-----BEGIN PRIVATE KEY-----\n${b64}\n-----END PRIVATE KEY-----\n`;
 }
 
+/** A PEM PKCS#8 private key as a WebCrypto signing key of `keyType`. */
+function importPrivateKey(pem: string, keyType: KeyType): Promise<webcrypto.CryptoKey> {
+  const der = Buffer.from(pem.replace(/-----[^-]+-----|\s+/g, ''), 'base64');
+  return webcrypto.subtle.importKey('pkcs8', der, algorithm(keyType) as webcrypto.EcKeyImportParams, true, ['sign']);
+}
+
 function serial(): string {
   const bytes = randomBytes(16);
   bytes[0] = (bytes[0] as number) & 0x7f;
@@ -187,9 +193,7 @@ export async function issueClientCertificate(ca: IssuedCertificate, name: string
   const keyType = options.keyType ?? 'p256';
   if (!KEY_TYPES.includes(keyType)) throw new TypeError(`unknown key type ${String(keyType)}; use ${KEY_TYPES.join(', ')}`);
   const subject = clientSubject(name, options.trustDomain ?? 'tether.local');
-  const usages: webcrypto.KeyUsage[] = ['sign'];
-  const importKey = (pem: string) =>
-    webcrypto.subtle.importKey('pkcs8', Buffer.from(pem.replace(/-----[^-]+-----|\s+/g, ''), 'base64'), algorithm(keyType) as webcrypto.EcKeyImportParams, true, usages);
+  const importKey = (pem: string) => importPrivateKey(pem, keyType);
   const issuer: Issuer = { cert: new x509.X509Certificate(ca.cert), privateKey: await importKey(ca.key) };
   if (options.publicKey !== undefined) {
     const spki = createPublicKey(options.publicKey).export({ type: 'spki', format: 'der' });
@@ -206,6 +210,44 @@ export async function issueClientCertificate(ca: IssuedCertificate, name: string
     keys = { privateKey, publicKey };
   }
   return issueLeaf(issuer, ...subject, x509.ExtendedKeyUsage.clientAuth, { keyType, ...validity(options.days ?? 30), ...(keys === undefined ? {} : { keys }) });
+}
+
+/** A subject alternative name of a server certificate. */
+export interface ServerSan {
+  type: 'dns' | 'ip' | 'uri';
+  value: string;
+}
+
+export interface ServerCertificateOptions {
+  /** Key type of the CA (and of the new server key). Default `p256`. */
+  keyType?: KeyType;
+  /** Validity in days (default 30). */
+  days?: number;
+  /** Subject alternative names (default: `dns:<name>`); a client checks the name it dialled against them. */
+  sans?: readonly ServerSan[];
+}
+
+/**
+ * Issue a server certificate `CN=<name>` from an existing development CA, for a name other than localhost (a compose
+ * service or a Kubernetes Service DNS name). Same profile as the server certificate of {@link createDevPki}.
+ */
+export async function issueServerCertificate(ca: IssuedCertificate, name: string, options: ServerCertificateOptions = {}): Promise<IssuedCertificate> {
+  const keyType = options.keyType ?? 'p256';
+  if (!KEY_TYPES.includes(keyType)) throw new TypeError(`unknown key type ${String(keyType)}; use ${KEY_TYPES.join(', ')}`);
+  const sans = options.sans ?? [{ type: 'dns', value: name }];
+  if (sans.length === 0) throw new TypeError('a server certificate needs at least one subject alternative name');
+  const issuer: Issuer = { cert: new x509.X509Certificate(ca.cert), privateKey: await importPrivateKey(ca.key, keyType) };
+  const san: x509.JsonGeneralName[] = sans.map((s) => ({ type: s.type === 'uri' ? 'url' : s.type, value: s.value }));
+  return issueLeaf(issuer, `CN=${name}`, san, x509.ExtendedKeyUsage.serverAuth, { keyType, ...validity(options.days ?? 30) });
+}
+
+/** The {@link KeyType} of a PEM private key (a CA key read back from disk), or undefined for other keys. */
+export function keyTypeOf(pem: string): KeyType | undefined {
+  const key = createPrivateKey(pem);
+  if (key.asymmetricKeyType === 'ed25519') return 'ed25519';
+  if (key.asymmetricKeyType === 'rsa') return 'rsa';
+  const curve = key.asymmetricKeyDetails?.namedCurve;
+  return curve === 'prime256v1' ? 'p256' : curve === 'secp384r1' ? 'p384' : undefined;
 }
 
 /**

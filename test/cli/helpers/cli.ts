@@ -132,5 +132,5 @@ export function tempDir(prefix: string): { path: string; remove(): void } {
 /** Assert-friendly view of a CLI error: exactly one line on stderr, from tether, no stack. */
 export function isCleanError(stderr: string): boolean {
   const lines = stderr.split('\n').filter((l) => l !== '');
-  return lines.length === 1 && /^tether( [a-z-]+( init)?)?: /.test(lines[0] as string) && !/^\s+at /m.test(stderr) && !/Error:/.test(stderr);
+  return lines.length === 1 && /^tether( [a-z-]+( init| issue)?)?: /.test(lines[0] as string) && !/^\s+at /m.test(stderr) && !/Error:/.test(stderr);
 }

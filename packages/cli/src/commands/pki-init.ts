@@ -1,4 +1,5 @@
 import { existsSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { KEY_TYPES, writeDevPki, type KeyType } from '@tether/pki';
 import { integer, oneOf, parseCommandArgs, required, wantsHelp } from '../util/args.js';
 import { resolveContext, type CommandContext } from '../util/context.js';
@@ -11,7 +12,9 @@ a CA, a server certificate for localhost / 127.0.0.1 / ::1, and one client certi
 --client whose URI SAN is spiffe://TRUST-DOMAIN/NAME.
 
 Files written to DIR: ca.pem, ca.key, server.pem, server.key, NAME.pem, NAME.key
-(private keys with mode 0600). Existing files of those names are overwritten.
+(private keys with mode 0600). A directory that already holds a CA (ca.pem or ca.key) is
+refused unless --force is given: a new CA makes every certificate of the old one useless
+(add certificates to an existing CA with 'tether pki issue').
 Prints one JSON line: {"dir":DIR,"keyType":TYPE,"files":[...]}.
 
 Options:
@@ -21,13 +24,14 @@ Options:
                          Letters, digits, '.', '_', '-'; 'ca' and 'server' are reserved.
   --trust-domain DOMAIN  SPIFFE trust domain of the client certificates (default: tether.local)
   --days N               validity in days (default: 30)
+  --force                replace an existing CA in DIR
   -h, --help             show this help
 
 Exit status: 0 on success, 2 on bad arguments, 1 when the files cannot be written.
 `;
 
-const CLIENT_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
-const TRUST_DOMAIN = /^[a-z0-9][a-z0-9.-]{0,252}$/;
+export const CLIENT_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
+export const TRUST_DOMAIN = /^[a-z0-9][a-z0-9.-]{0,252}$/;
 
 /** `tether pki init`: write a development PKI with @tether/pki. */
 export async function pkiInitCommand(args: string[], context?: Partial<CommandContext>): Promise<number> {
@@ -44,6 +48,7 @@ export async function pkiInitCommand(args: string[], context?: Partial<CommandCo
       client: { type: 'string', multiple: true },
       'trust-domain': { type: 'string' },
       days: { type: 'string' },
+      force: { type: 'boolean' },
     },
   });
   const out = required(values.out, '--out');
@@ -60,6 +65,9 @@ export async function pkiInitCommand(args: string[], context?: Partial<CommandCo
   if (!TRUST_DOMAIN.test(trustDomain)) throw usageError(`invalid --trust-domain '${trustDomain}' (lowercase letters, digits, '.', '-')`);
   const days = integer(values.days, '--days', 1, 3650, 30);
   if (existsSync(out) && !statSync(out).isDirectory()) throw usageError(`--out ${out} exists and is not a directory`);
+  if (values.force !== true && ['ca.pem', 'ca.key'].some((f) => existsSync(join(out, f)))) {
+    throw usageError(`${out} already holds a CA: --force replaces it (its certificates stop verifying); 'tether pki issue --ca-dir ${out}' adds to it`);
+  }
 
   let files: string[];
   try {
