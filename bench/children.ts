@@ -100,6 +100,8 @@ export interface ForkOptions {
   args?: string[];
   /** Node flags added to the parent's (for example `--expose-gc`). */
   execArgv?: string[];
+  /** Environment variables added to the parent's (for example `LD_PRELOAD`). */
+  env?: Record<string, string>;
 }
 
 /** One forked component (by default bench/sidecar-process.ts ROLE), questioned over IPC with deadlines. */
@@ -119,7 +121,7 @@ export class ForkedChild {
     options: ForkOptions = {},
   ) {
     const execArgv = [...childExecArgv(), ...(options.execArgv ?? []).filter((a) => !process.execArgv.includes(a))];
-    this.proc = fork(script, options.args ?? [role], { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    this.proc = fork(script, options.args ?? [role], { execArgv, env: { ...process.env, ...options.env }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     if (this.proc.pid === undefined) throw new BenchFailure('child_spawn_failed', `could not start the ${role} process`);
     this.pid = this.proc.pid;
     track(this.pid, role);

@@ -2,47 +2,45 @@
  * Load and soak (issue 7): a long run with connection churn and many tokens per connection, honest
  * and attacker traffic interleaved on one resource server, over HTTP/2 and HTTP/1.1.
  *
- * The resource server runs in a child process (this file with `--role rs`, started with
- * --expose-gc) so its heap and RSS are sampled on their own; this process is the load generator.
+ * The resource server runs in a child process (bench/soak-rs.ts, started with --expose-gc) so its
+ * heap and RSS are sampled on their own, after a full GC; this process is the load generator.
  *
  *   npm run soak                                  # 300 s
+ *   npm run soak -- --duration 3600               # the hour run (bench/results/soak.md)
  *   npm run soak -- --duration 15 --out /tmp/x    # short run, results elsewhere
  *
  * Options: --duration s (300), --connections n honest workers (16), --tokens-per-connection n (50),
  * --requests-per-token n (4), --churn fraction of batches after which a worker closes its
  * connection and opens a new one (0.5), --attackers n (2), --per-request fraction of workers that
  * sign per-request claims (0.25), --token-lifetime s (60), --cache-per-connection n (32),
- * --cache-max n (512), --heap-bound-mib n (16), --warmup s (min(30, duration/5)), --sample s (5),
- * --out dir (bench/results).
+ * --cache-max n (512), --heap-bound-mib n (16), --rss-bound-mib n (5 per hour after warm-up, at
+ * least 5; see bench/soak-memory.ts), --warmup s (min(360, duration/5): the replay store's fill),
+ * --sample s (5), --rs-allocator auto|jemalloc|glibc (auto: jemalloc when installed),
+ * --rs-node-options "FLAGS" (extra Node flags for the server), --out dir (bench/results).
+ *
+ * Deadlines: every honest request and every attacker step has one (REQUEST_TIMEOUT_MS); the run
+ * has `duration` + 120 s, after which it fails naming the requests still outstanding; the server
+ * child is questioned with deadlines and killed by PID on every exit path.
  *
  * Exits 1 when an attack request is accepted or answered otherwise than expected, an honest
  * request is lost (non-200 or network error after the client's single retry), the binding cache or
  * the server's connection set does not drain after the clients close, a cache size limit is
- * exceeded, or the server's heap grows by more than the bound between the first sample after
- * warm-up and the end.
+ * exceeded, the server's heap grows by more than its bound between the first sample after warm-up
+ * and the end, or its RSS under load grows by more than the RSS bound after warm-up.
  */
-import { fork } from 'node:child_process';
-import { once } from 'node:events';
-import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createSecureServer } from 'node:http2';
-import type { AddressInfo } from 'node:net';
+import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { X509Certificate, randomBytes, randomUUID } from 'node:crypto';
-import type { TLSSocket } from 'node:tls';
 import { createDevPki } from '@tether/pki';
-import {
-  MemoryReplayStore,
-  SessionBoundClient,
-  createSessionBoundVerifier,
-  jwtAccessTokenValidator,
-  localJwks,
-  sessionBoundConfirmation,
-} from '@tether/core';
-import { sessionBoundHandler, sessionBoundTlsOptions } from '@tether/core/node';
-import { AUDIENCE, ISSUER, TestIssuer } from '../test/helpers/issuer.js';
+import { SessionBoundClient, sessionBoundConfirmation } from '@tether/core';
+import { TestIssuer } from '../test/helpers/issuer.js';
 import { openRawConnection, type RawConnection, type RawResponse } from '../test/adapters/raw.js';
+import { ForkedChild, installExitGuards, trackTempDir } from './children.js';
+import { Outstanding, REQUEST_TIMEOUT_MS, withRunDeadline } from './deadline.js';
+import type { RsSample } from './soak-rs.js';
+import { resolveAllocator, rssGrowth } from './soak-memory.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const MiB = 1024 * 1024;
@@ -57,84 +55,6 @@ function num(name: string, fallback: number): number {
   const n = Number(v);
   if (!Number.isFinite(n) || n < 0) throw new Error(`--${name} must be a non-negative number`);
   return n;
-}
-
-// -------------------------------------------------------------------------------------------------
-// Resource server (child process)
-
-interface RsSample {
-  heapUsed: number;
-  rss: number;
-  cacheSize: number;
-  cacheConnections: number;
-  replayStoreSize: number;
-  openConnections: number;
-  connectionsAccepted: number;
-  peakCacheSize: number;
-  peakCacheRatio: number;
-  requests: number;
-  accepted: number;
-  failures: Record<string, number>;
-}
-
-async function runResourceServer(dir: string): Promise<void> {
-  const send = process.send?.bind(process);
-  if (send === undefined) throw new Error('--role rs must be forked with IPC');
-  const gc = (globalThis as { gc?: () => void }).gc;
-  if (gc === undefined) throw new Error('the resource server needs --expose-gc');
-  const read = (name: string) => readFileSync(join(dir, name), 'utf8');
-  const config = JSON.parse(read('config.json')) as { cachePerConnection: number; cacheMax: number };
-  const replayStore = new MemoryReplayStore();
-  const verifier = createSessionBoundVerifier({
-    tokens: jwtAccessTokenValidator({ keys: localJwks(JSON.parse(read('jwks.json'))), issuer: ISSUER, audience: AUDIENCE }),
-    replayStore,
-    cache: { maxEntriesPerConnection: config.cachePerConnection, maxEntries: config.cacheMax },
-  });
-  let peakCacheSize = 0;
-  // Per-connection limit, observed from outside: entries per connection holding any never exceed it.
-  let peakCacheRatio = 0;
-  const body = Buffer.from('{"ok":true}');
-  const server = createSecureServer(
-    { ...sessionBoundTlsOptions({ cert: read('server.pem'), key: read('server.key'), ca: read('ca.pem') }), allowHTTP1: true },
-    sessionBoundHandler(verifier, (_req, res) => {
-      peakCacheSize = Math.max(peakCacheSize, verifier.cache.size);
-      if (verifier.cache.connections > 0) peakCacheRatio = Math.max(peakCacheRatio, verifier.cache.size / verifier.cache.connections);
-      res.writeHead(200, { 'content-type': 'application/json', 'content-length': body.length });
-      res.end(body);
-    }),
-  );
-  const open = new Set<TLSSocket>();
-  let connectionsAccepted = 0;
-  server.on('secureConnection', (socket: TLSSocket) => {
-    connectionsAccepted++;
-    open.add(socket);
-    socket.once('close', () => open.delete(socket));
-  });
-  server.listen(0, '127.0.0.1', () => send({ port: (server.address() as AddressInfo).port }));
-  process.on('message', (msg: { cmd: string }) => {
-    if (msg.cmd === 'sample') {
-      gc();
-      const mem = process.memoryUsage();
-      const sample: RsSample = {
-        heapUsed: mem.heapUsed,
-        rss: mem.rss,
-        cacheSize: verifier.cache.size,
-        cacheConnections: verifier.cache.connections,
-        replayStoreSize: replayStore.size,
-        openConnections: open.size,
-        connectionsAccepted,
-        peakCacheSize,
-        peakCacheRatio,
-        requests: verifier.stats.requests,
-        accepted: verifier.stats.accepted,
-        failures: { ...verifier.stats.failures },
-      };
-      send(sample);
-    } else if (msg.cmd === 'exit') {
-      server.close();
-      process.exit(0);
-    }
-  });
 }
 
 // -------------------------------------------------------------------------------------------------
@@ -227,12 +147,16 @@ async function runGenerator(): Promise<void> {
   const cachePerConnection = Math.max(1, Math.floor(num('cache-per-connection', 32)));
   const cacheMax = Math.max(1, Math.floor(num('cache-max', 512)));
   const heapBoundMiB = num('heap-bound-mib', 16);
-  const warmup = num('warmup', Math.min(30, duration / 5));
+  // Warm-up covers the replay store's fill: per-request ids are kept for the proof's acceptance
+  // window (proofMaxAge 300 s + clockSkew 30 s), so the live set is steady only after that.
+  const warmup = num('warmup', Math.min(360, duration / 5));
+  const allocator = resolveAllocator(arg('rs-allocator') ?? 'auto');
   const sampleEvery = Math.max(0.5, num('sample', 5));
   const outDir = arg('out') ?? join(here, 'results');
   const inFlight = 8;
 
   const dir = mkdtempSync(join(tmpdir(), 'tether-soak-'));
+  trackTempDir(dir);
   const pki = await createDevPki({ clients: ['client', 'attacker'] });
   const client = pki.clients.client as { cert: string; key: string };
   const attacker = pki.clients.attacker as { cert: string; key: string };
@@ -243,26 +167,19 @@ async function runGenerator(): Promise<void> {
   writeFileSync(join(dir, 'jwks.json'), JSON.stringify(issuer.jwks));
   writeFileSync(join(dir, 'config.json'), JSON.stringify({ cachePerConnection, cacheMax }));
 
-  const execArgv = [...process.execArgv.filter((a) => a !== '--expose-gc'), '--expose-gc'];
-  const rs = fork(fileURLToPath(import.meta.url), ['--role', 'rs', '--dir', dir], { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  let rsExited = false;
-  rs.once('exit', () => (rsExited = true));
-  const { port } = (await once(rs, 'message'))[0] as { port: number };
+  const rsNodeOptions = (arg('rs-node-options') ?? '').split(' ').filter((a) => a !== '');
+  const rs = new ForkedChild('rs', join(here, 'soak-rs.ts'), 30_000, { args: [dir], execArgv: ['--expose-gc', ...rsNodeOptions], env: allocator.env });
+  const { port } = (await rs.ready) as { port: number };
   const origin = `https://127.0.0.1:${port}`;
   let sampling = Promise.resolve<RsSample | undefined>(undefined);
   const sampleRs = (): Promise<RsSample> => {
-    // One request at a time over IPC.
-    const next = sampling.then(
-      () =>
-        new Promise<RsSample>((resolve, reject) => {
-          if (rsExited) return reject(new Error('resource server exited'));
-          rs.once('message', (m) => resolve(m as RsSample));
-          rs.send({ cmd: 'sample' });
-        }),
-    );
+    // One question at a time over IPC, each with a deadline (a GC and a sample take milliseconds).
+    const next = sampling.then(() => rs.ask<RsSample>({ cmd: 'sample' }, 60_000));
     sampling = next.catch(() => undefined);
     return next;
   };
+  // Requests in flight, named if the run misses its deadline.
+  const outstanding = new Outstanding();
 
   // Tokens: a pool refreshed every min(20 s, lifetime / 3); each token lives `tokenLifetime` seconds,
   // so a token is never picked within a third of its lifetime of expiring.
@@ -303,7 +220,7 @@ async function runGenerator(): Promise<void> {
   async function honestWorker(index: number): Promise<void> {
     const protocol = index % 2 === 0 ? 'h2' : 'http/1.1';
     const perRequestClaims = index % Math.max(1, Math.round(1 / Math.max(perRequestFraction, 1e-9))) === 0 && perRequestFraction > 0;
-    const open = () => new SessionBoundClient({ cert: client.cert, key: client.key, ca: pki.ca.cert, protocol, perRequestClaims, maxConnectionsPerOrigin: 2 });
+    const open = () => new SessionBoundClient({ cert: client.cert, key: client.key, ca: pki.ca.cert, protocol, perRequestClaims, maxConnectionsPerOrigin: 2, timeoutMs: REQUEST_TIMEOUT_MS });
     let c = open();
     honest.connectionCycles++;
     const flush = () => {
@@ -322,6 +239,7 @@ async function runGenerator(): Promise<void> {
             const token = jobs[next++] as string;
             honest.requests++;
             honest.byProtocol[protocol]++;
+            const id = outstanding.begin(`honest worker ${index} (${protocol}) request ${honest.requests}`);
             try {
               const res = await c.request(`${origin}/soak/${protocol}`, { token });
               if (res.status === 200) honest.ok++;
@@ -334,6 +252,8 @@ async function runGenerator(): Promise<void> {
               honest.lost++;
               honest.networkErrors++;
               if (lostExamples.length < 10) lostExamples.push(`${protocol} ${String(error)}`);
+            } finally {
+              outstanding.end(id);
             }
           }
         }),
@@ -354,11 +274,20 @@ async function runGenerator(): Promise<void> {
     const opts = { protocol, ca: pki.ca.cert } as const;
     const path = `/soak/attack/${protocol}`;
     const bearer = (token: string, ...proofs: string[]): Array<[string, string]> => [['authorization', `Bearer ${token}`], ...proofs.map((p): [string, string] => ['session-binding-proof', p])];
+    /** `step` within REQUEST_TIMEOUT_MS, named while outstanding; a miss fails the attacker's cycle. */
+    async function timed<T>(what: string, step: Promise<T>): Promise<T> {
+      const id = outstanding.begin(`attacker ${index} (${protocol}) ${what}`);
+      try {
+        return await withRunDeadline(`attacker ${index} (${protocol}) ${what}`, REQUEST_TIMEOUT_MS, outstanding, step);
+      } finally {
+        outstanding.end(id);
+      }
+    }
     async function expect(name: string, conn: RawConnection, headers: Array<[string, string]>): Promise<void> {
       const want = ATTACKS[name] as Expected;
       const count = attacks[name] as AttackCount;
       count.sent++;
-      const res = await conn.request({ path, headers });
+      const res = await timed(name, conn.request({ path, headers }));
       const error = errorOf(res);
       if (res.status >= 200 && res.status < 300) count.wronglyAccepted++;
       else if (res.status === want.status && error === want.error) count.refusedAsExpected++;
@@ -369,7 +298,7 @@ async function runGenerator(): Promise<void> {
     }
     async function control(conn: RawConnection, headers: Array<[string, string]>): Promise<void> {
       attackControls.sent++;
-      const res = await conn.request({ path, headers });
+      const res = await timed('control', conn.request({ path, headers }));
       if (res.status === 200) attackControls.ok++;
       else {
         attackControls.lost++;
@@ -380,11 +309,11 @@ async function runGenerator(): Promise<void> {
       const conns: RawConnection[] = [];
       try {
         const [token, other] = (await tokens(2)) as [string, string];
-        const a = await openRawConnection(origin, client, opts);
+        const a = await timed('connect', openRawConnection(origin, client, opts));
         conns.push(a);
-        const b = await openRawConnection(origin, client, opts);
+        const b = await timed('connect', openRawConnection(origin, client, opts));
         conns.push(b);
-        const evil = await openRawConnection(origin, attacker, opts);
+        const evil = await timed('connect', openRawConnection(origin, attacker, opts));
         conns.push(evil);
         // An honest exchange on A first: the binding is cached there, then attacked around it.
         const captured = await a.proof(token);
@@ -423,7 +352,7 @@ async function runGenerator(): Promise<void> {
     const t = (Date.now() - started) / 1000;
     samples.push({ t, phase, ...s, generatorHeapUsed: process.memoryUsage().heapUsed, honestRequests: honest.requests, attackRequests: attackSent() });
     console.error(
-      `t=${t.toFixed(0).padStart(4)}s heap ${(s.heapUsed / MiB).toFixed(1)} MiB rss ${(s.rss / MiB).toFixed(0)} MiB cache ${s.cacheSize}/${s.cacheConnections} conns replay ${s.replayStoreSize} open ${s.openConnections} honest ${honest.requests} (lost ${honest.lost}) attacks ${attackSent()}`,
+      `t=${t.toFixed(0).padStart(4)}s heap ${(s.heapUsed / MiB).toFixed(1)}/${(s.heapTotal / MiB).toFixed(1)} MiB ext ${(s.external / MiB).toFixed(1)} ab ${(s.arrayBuffers / MiB).toFixed(1)} new ${(s.newSpace / MiB).toFixed(1)} anon ${(s.rssAnon / MiB).toFixed(1)} rss ${(s.rss / MiB).toFixed(1)} MiB cache ${s.cacheSize}/${s.cacheConnections} conns replay ${s.replayStoreSize} open ${s.openConnections} honest ${honest.requests} (lost ${honest.lost}) attacks ${attackSent()}`,
     );
   }
 
@@ -438,7 +367,8 @@ async function runGenerator(): Promise<void> {
       await takeSample((Date.now() - started) / 1000 < warmup ? 'warmup' : 'run');
     }
   })();
-  await allDone;
+  // Workers stop starting batches at the deadline; a batch in flight then has a bounded time to finish.
+  await withRunDeadline(`soak (${duration} s + 120 s to finish)`, (duration + 120) * 1000, outstanding, allDone);
   await sampler;
 
   // Drain: every client has closed; the server's close events may trail by a moment.
@@ -449,9 +379,7 @@ async function runGenerator(): Promise<void> {
   }
   await takeSample('end');
   const finalSample = samples[samples.length - 1]!;
-  const exited = once(rs, 'exit');
-  rs.send({ cmd: 'exit' });
-  await exited;
+  await rs.exit(10_000);
   rmSync(dir, { recursive: true, force: true });
 
   // ---------------------------------------------------------------------------------------------
@@ -460,6 +388,8 @@ async function runGenerator(): Promise<void> {
   const heapGrowth = finalSample.heapUsed - baseline.heapUsed;
   const slopePoints = [...afterWarmup, finalSample].map((s) => ({ t: s.t, v: s.heapUsed / MiB }));
   const rssPoints = [...afterWarmup, finalSample].map((s) => ({ t: s.t, v: s.rss / MiB }));
+  const rssBound = arg('rss-bound-mib');
+  const rss = rssGrowth(afterWarmup, rssBound === undefined ? undefined : num('rss-bound-mib', 0));
   const totals = Object.values(attacks).reduce((a, c) => ({ sent: a.sent + c.sent, refusedAsExpected: a.refusedAsExpected + c.refusedAsExpected, wronglyAccepted: a.wronglyAccepted + c.wronglyAccepted, unexpected: a.unexpected + c.unexpected }), { sent: 0, refusedAsExpected: 0, wronglyAccepted: 0, unexpected: 0 });
   const peakCacheSize = Math.max(...samples.map((s) => s.peakCacheSize));
   const peakCacheRatio = Math.max(...samples.map((s) => s.peakCacheRatio));
@@ -473,6 +403,11 @@ async function runGenerator(): Promise<void> {
     { check: `binding cache never above maxEntries (${cacheMax})`, holds: peakCacheSize <= cacheMax, value: `peak ${peakCacheSize}` },
     { check: `entries per cached connection never above maxEntriesPerConnection (${cachePerConnection})`, holds: peakCacheRatio <= cachePerConnection, value: `peak ${peakCacheRatio.toFixed(1)}` },
     { check: `server heap growth after warm-up below ${heapBoundMiB} MiB`, holds: heapGrowth / MiB < heapBoundMiB, value: `${(heapGrowth / MiB).toFixed(2)} MiB` },
+    {
+      check: `server RSS growth after warm-up at most ${rss.boundMiB.toFixed(1)} MiB (median of the last ${rss.windowSeconds.toFixed(0)} s under load against the first ${rss.windowSeconds.toFixed(0)} s after warm-up)`,
+      holds: rss.holds,
+      value: `${rss.growthMiB.toFixed(2)} MiB (${rss.firstWindowMiB.toFixed(1)} -> ${rss.lastWindowMiB.toFixed(1)} MiB)`,
+    },
     { check: 'honest and attack traffic both ran', holds: honest.requests > 0 && totals.sent > 0, value: `${honest.requests} honest, ${totals.sent} attack` },
   ];
   const pass = checks.every((c) => c.holds);
@@ -495,6 +430,9 @@ async function runGenerator(): Promise<void> {
       tokenLifetimeSeconds: tokenLifetime,
       cache: { maxEntriesPerConnection: cachePerConnection, maxEntries: cacheMax },
       heapBoundMiB,
+      rssBoundMiB: Number(rss.boundMiB.toFixed(2)),
+      rsAllocator: allocator.name,
+      rsNodeOptions,
       warmupSeconds: warmup,
       sampleSeconds: sampleEvery,
     },
@@ -513,6 +451,7 @@ async function runGenerator(): Promise<void> {
       heapSlopeMiBPerMin: Number(slopePerMinute(slopePoints).toFixed(3)),
       heapMaxMiB: mib(Math.max(...samples.map((s) => s.heapUsed))),
       rssBaselineMiB: mib(baseline.rss),
+      rssGrowth: { windowSeconds: Number(rss.windowSeconds.toFixed(0)), firstWindowMiB: Number(rss.firstWindowMiB.toFixed(2)), lastWindowMiB: Number(rss.lastWindowMiB.toFixed(2)), growthMiB: Number(rss.growthMiB.toFixed(2)), boundMiB: Number(rss.boundMiB.toFixed(2)) },
       rssEndMiB: mib(finalSample.rss),
       rssMaxMiB: mib(Math.max(...samples.map((s) => s.rss))),
       rssSlopeMiBPerMin: Number(slopePerMinute(rssPoints).toFixed(3)),
@@ -525,6 +464,13 @@ async function runGenerator(): Promise<void> {
       t: Number(s.t.toFixed(1)),
       phase: s.phase,
       heapUsedMiB: mib(s.heapUsed),
+      heapTotalMiB: mib(s.heapTotal),
+      newSpaceMiB: mib(s.newSpace),
+      externalMiB: mib(s.external),
+      arrayBuffersMiB: mib(s.arrayBuffers),
+      rssAnonMiB: mib(s.rssAnon),
+      /** Anonymous resident memory outside V8's heap: malloc (OpenSSL, nghttp2, buffers) and its fragmentation. */
+      rssAnonOutsideHeapMiB: mib(s.rssAnon - s.heapTotal),
       rssMiB: mib(s.rss),
       cacheSize: s.cacheSize,
       cacheConnections: s.cacheConnections,
@@ -548,7 +494,7 @@ async function runGenerator(): Promise<void> {
     '',
     `- honest: ${honest.requests} requests (${honest.byProtocol.h2} HTTP/2, ${honest.byProtocol['http/1.1']} HTTP/1.1), ${honest.ok} x 200, ${honest.lost} lost, ${honest.retries} client retries; ${honest.connectionCycles} client connection cycles, ${honest.proofsSigned} proofs signed; attacker-side controls ${attackControls.ok}/${attackControls.sent} x 200`,
     `- attack: ${totals.sent} requests in ${attackerCycles} cycles, ${totals.refusedAsExpected} refused as expected, ${totals.wronglyAccepted} accepted, ${totals.unexpected} other answers`,
-    `- server: ${s.connectionsAccepted} TLS connections accepted, ${s.requests} requests; heap ${s.heapBaselineMiB} -> ${s.heapEndMiB} MiB after GC (growth ${s.heapGrowthMiB} MiB, slope ${s.heapSlopeMiBPerMin} MiB/min, max ${s.heapMaxMiB}); RSS ${s.rssBaselineMiB} -> ${s.rssEndMiB} MiB (max ${s.rssMaxMiB}, slope ${s.rssSlopeMiBPerMin} MiB/min)`,
+    `- server: ${s.connectionsAccepted} TLS connections accepted, ${s.requests} requests; heap ${s.heapBaselineMiB} -> ${s.heapEndMiB} MiB after GC (growth ${s.heapGrowthMiB} MiB, slope ${s.heapSlopeMiBPerMin} MiB/min, max ${s.heapMaxMiB}); RSS ${s.rssBaselineMiB} -> ${s.rssEndMiB} MiB (max ${s.rssMaxMiB}, slope ${s.rssSlopeMiBPerMin} MiB/min; under load ${s.rssGrowth.firstWindowMiB} -> ${s.rssGrowth.lastWindowMiB} MiB, growth ${s.rssGrowth.growthMiB} MiB); allocator ${result.setup.rsAllocator}`,
     `- binding cache: peak ${s.peakCacheSize} entries, peak ${s.peakEntriesPerConnection} per connection; at the end ${s.end.cacheSize} entries / ${s.end.cacheConnections} connections, ${s.end.openConnections} open connections; replay store peak ${s.replayStorePeak}, end ${s.end.replayStoreSize}`,
     '',
     '| check | value | holds |',
@@ -565,9 +511,14 @@ async function runGenerator(): Promise<void> {
     '',
     '## Samples (resource server, after GC)',
     '',
-    '| t (s) | phase | heap MiB | RSS MiB | cache entries | cache connections | replay store | open connections | connections accepted | server requests |',
-    '|---|---|---|---|---|---|---|---|---|---|',
-    ...result.samples.map((x) => `| ${x.t} | ${x.phase} | ${x.heapUsedMiB} | ${x.rssMiB} | ${x.cacheSize} | ${x.cacheConnections} | ${x.replayStoreSize} | ${x.openConnections} | ${x.connectionsAccepted} | ${x.serverRequests} |`),
+    'Memory in MiB. heap used / total: V8 heap after a full GC, used and committed (new space, the two semi-spaces, included); anon: anonymous resident memory (RssAnon); outside heap: anon minus heap total, i.e. malloc (OpenSSL, nghttp2, buffers) and its fragmentation.',
+    '',
+    '| t (s) | phase | heap used | heap total | new space | external | anon | outside heap | RSS | cache entries | cache connections | replay store | open connections | connections accepted | server requests |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
+    ...result.samples.map(
+      (x) =>
+        `| ${x.t} | ${x.phase} | ${x.heapUsedMiB} | ${x.heapTotalMiB} | ${x.newSpaceMiB} | ${x.externalMiB} | ${x.rssAnonMiB} | ${x.rssAnonOutsideHeapMiB} | ${x.rssMiB} | ${x.cacheSize} | ${x.cacheConnections} | ${x.replayStoreSize} | ${x.openConnections} | ${x.connectionsAccepted} | ${x.serverRequests} |`,
+    ),
     '',
   ];
   writeFileSync(join(outDir, 'soak.md'), [...summary, ...table].join('\n'));
@@ -577,8 +528,8 @@ async function runGenerator(): Promise<void> {
   process.exitCode = pass ? 0 : 1;
 }
 
-const role = arg('role');
-(role === 'rs' ? runResourceServer(arg('dir') ?? '') : runGenerator()).catch((error: unknown) => {
+installExitGuards();
+runGenerator().catch((error: unknown) => {
   console.error(error);
   process.exit(2);
 });
