@@ -22,7 +22,8 @@
  *   node --import tsx bench/matrix.ts --quick --out DIR
  *   node --import tsx bench/matrix.ts --only h2-long-m100,h2-long-m1000 --repeats 9   # focus run -> matrix-focus.*
  *
- * Environment: TETHER_BENCH_HPACK=BYTES sets the RS's HTTP/2 `headerTableSize` and the load
+ * Environment: TETHER_BENCH_RS_NODE_OPTIONS="FLAGS" adds Node flags to the RS children (for example
+ * `--cpu-prof --cpu-prof-dir=DIR` to profile them). TETHER_BENCH_HPACK=BYTES sets the RS's HTTP/2 `headerTableSize` and the load
  * client's `maxDeflateDynamicTableSize` (an experiment: can a larger HPACK table carry the
  * per-request tokens and proofs cheaper?). Unset: Node's 4 KiB defaults.
  *
@@ -330,7 +331,8 @@ async function main(): Promise<void> {
 
 /** Fork an RS child (bench/matrix-rs.ts); every question to it has a deadline, and it is killed by PID on every exit path. */
 function startRs(role: string, dir: string, idleMs: number): ForkedChild {
-  return new ForkedChild(role, join(here, 'matrix-rs.ts'), ASK_TIMEOUT_MS, { args: [dir, String(idleMs)] });
+  const execArgv = (process.env.TETHER_BENCH_RS_NODE_OPTIONS ?? '').split(' ').filter((a) => a !== '');
+  return new ForkedChild(role, join(here, 'matrix-rs.ts'), ASK_TIMEOUT_MS, { args: [dir, String(idleMs)], execArgv });
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-import { bindingRequirement } from '../../cnf.js';
+import { bindingRequirement, type BindingRequirement } from '../../cnf.js';
 import { InvalidTokenError } from '../../errors.js';
 import { accessTokenHash } from '../../thumbprint.js';
 import type { VerificationContext } from '../context.js';
@@ -22,6 +22,22 @@ function athOf(token: string): string {
   return ath;
 }
 
+/**
+ * The binding requirement of a validated claims set, classified once per claims object: a token
+ * validator that caches (jwtAccessTokenValidator does) returns the same object for a token it has
+ * seen, so a token presented on many requests is not re-classified (base64url decoding of its
+ * thumbprint) on each. A validator that returns fresh objects gets a fresh classification.
+ */
+const bindings = new WeakMap<object, BindingRequirement>();
+function bindingOf(claims: { cnf?: unknown }): BindingRequirement {
+  let binding = bindings.get(claims);
+  if (binding === undefined) {
+    binding = bindingRequirement(claims.cnf);
+    bindings.set(claims, binding);
+  }
+  return binding;
+}
+
 /** Step b: validate the access token (signature, `exp`, `nbf`, `iss`, `aud`) and classify its `cnf`. */
 export async function validateAccessToken(ctx: VerificationContext): Promise<void> {
   ctx.claims = await ctx.options.tokens.validate(ctx.token);
@@ -32,7 +48,7 @@ export async function validateAccessToken(ctx: VerificationContext): Promise<voi
   if (typeof exp === 'number' && ctx.now >= exp + ctx.options.clockSkew) {
     throw new InvalidTokenError({ reason: 'expired', description: 'The access token expired' });
   }
-  ctx.binding = bindingRequirement(ctx.claims.cnf);
+  ctx.binding = bindingOf(ctx.claims);
   if (ctx.binding.kind === 'invalid') {
     throw new InvalidTokenError({ reason: 'cnf', description: 'The access token confirmation claim is not supported', detail: ctx.binding.reason });
   }
