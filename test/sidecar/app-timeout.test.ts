@@ -247,11 +247,11 @@ describe('ingress application response timeout', () => {
       const sink = { write: (chunk: string) => (err += chunk) };
       const code = await runIngressCommand([...args, `--app-timeout=${bad}`], { stderr: sink, stdout: sink });
       assert.equal(code, 2, bad);
-      assert.equal(err, 'tether ingress: error: --app-timeout must be a number of seconds\n');
+      assert.equal(err, 'tether ingress: --app-timeout must be a number of seconds (see \'tether ingress --help\')\n');
     }
     let err = '';
     const sink = { write: (chunk: string) => (err += chunk) };
     assert.equal(await runIngressCommand([...args, '--app-timeout', '9999999'], { stderr: sink, stdout: sink }), 2);
-    assert.match(err, /^tether ingress: error: --app-timeout \(appTimeoutMs\) must be a number from 0 \(no limit\) of seconds on the command line, milliseconds in the configuration, at most 2147483647 ms\n$/);
+    assert.match(err, /^tether ingress: --app-timeout \(appTimeoutMs\) must be a number from 0 \(no limit\) of seconds on the command line, milliseconds in the configuration, at most 2147483647 ms \(see 'tether ingress --help'\)\n$/);
   });
 });

@@ -219,11 +219,11 @@ describe('ingress options', () => {
     writeFileSync(join(dir, 'jwks.json'), JSON.stringify(issuer.jwks));
     const args = ['--listen', '127.0.0.1:0', '--cert', join(dir, 'server.pem'), '--key', join(dir, 'server.key'), '--ca', join(dir, 'ca.pem'), '--upstream', 'http://127.0.0.1:1', '--jwks-file', join(dir, 'jwks.json'), '--issuer', ISSUER, '--audience', AUDIENCE, '--log-level', 'silent'];
     const cases: Array<[string[], string | RegExp]> = [
-      [['--idle-timeout=-1'], 'tether ingress: error: --idle-timeout must be a number of seconds\n'],
-      [['--idle-timeout', 'soon'], 'tether ingress: error: --idle-timeout must be a number of seconds\n'],
-      [['--idle-timeout', '9999999'], /^tether ingress: error: --idle-timeout \(idleTimeoutMs\) must be a number from 0 \(never\) of seconds on the command line, milliseconds in the configuration, at most 2147483647 ms\n$/],
-      [['--max-requests-per-connection', 'many'], /^tether ingress: error: --max-requests-per-connection \(maxRequestsPerConnection\) must be a whole number, at least 1\n$/],
-      [['--minimum-binding', 'none'], /^tether ingress: error: --minimum-binding \(minimumBinding\) must be session or certificate\n$/],
+      [['--idle-timeout=-1'], 'tether ingress: --idle-timeout must be a number of seconds (see \'tether ingress --help\')\n'],
+      [['--idle-timeout', 'soon'], 'tether ingress: --idle-timeout must be a number of seconds (see \'tether ingress --help\')\n'],
+      [['--idle-timeout', '9999999'], /^tether ingress: --idle-timeout \(idleTimeoutMs\) must be a number from 0 \(never\) of seconds on the command line, milliseconds in the configuration, at most 2147483647 ms \(see 'tether ingress --help'\)\n$/],
+      [['--max-requests-per-connection', 'many'], /^tether ingress: --max-requests-per-connection \(maxRequestsPerConnection\) must be a whole number, at least 1 \(see 'tether ingress --help'\)\n$/],
+      [['--minimum-binding', 'none'], /^tether ingress: --minimum-binding \(minimumBinding\) must be session or certificate \(see 'tether ingress --help'\)\n$/],
     ];
     for (const [extra, expected] of cases) {
       let out = '';

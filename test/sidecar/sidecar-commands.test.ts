@@ -186,7 +186,7 @@ describe('sidecar commands', () => {
     ['a plain-http token endpoint', () => ['--listen', '127.0.0.1:0', ...base(), '--route', 'a=https://localhost:1', '--token-endpoint', 'http://as.example/token', '--client-id', 'x', '--egress-token', 'a'], /https/],
     ['a bad listen address', () => ['--listen', 'nowhere', ...base(), '--route', 'a=https://localhost:1'], /HOST:PORT/],
     ['a negative --connect-retry', () => ['--listen', '127.0.0.1:0', ...base(), '--route', 'a=https://localhost:1', '--connect-retry=-1'], /--connect-retry \(connectRetryMs\) must be/],
-    ['a negative --upstream-timeout', () => ['--listen', '127.0.0.1:0', ...base(), '--route', 'a=https://localhost:1', '--upstream-timeout=-1'], /^tether egress: error: --upstream-timeout \(upstreamTimeoutMs\) must be/],
+    ['a negative --upstream-timeout', () => ['--listen', '127.0.0.1:0', ...base(), '--route', 'a=https://localhost:1', '--upstream-timeout=-1'], /^tether egress: --upstream-timeout \(upstreamTimeoutMs\) must be/],
     ['a non-number --agent-idle-timeout', () => ['--listen', '127.0.0.1:0', ...base(), '--route', 'a=https://localhost:1', '--agent-idle-timeout', 'soon'], /--agent-idle-timeout \(agentIdleTimeoutMs\)/],
     ['a bad --retry-buffer', () => ['--listen', '127.0.0.1:0', ...base(), '--route', 'a=https://localhost:1', '--retry-buffer', '1k'], /--retry-buffer \(retryBufferBytes\)/],
   ];
@@ -265,7 +265,7 @@ describe('sidecar commands', () => {
     const code = await new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)));
     assert.equal(code, 2);
     assert.equal(stderr.trim().split('\n').length, 1, stderr);
-    assert.match(stderr, /^tether egress: error: .*loopback/);
+    assert.match(stderr, /^tether egress: .*loopback/);
     assert.doesNotMatch(stderr, /\n\s+at /);
   });
 });

@@ -183,9 +183,7 @@ async function run(name: string, io: CommandIO, files: CredentialFiles, level: L
       stopSighup = reloadOnSighup(credentials);
       sidecar = await start(credentials);
     } catch (error) {
-      const message = error instanceof Error ? error.message : String(error);
-      io.stderr.write(`tether ${name}: error: ${message.split('\n')[0] as string}\n`);
-      return isConfigError(error) ? 2 : 1;
+      return reportError(name, io, error);
     }
     io.stdout.write(readyLine(sidecar));
     io.onReady?.({ url: sidecar.url, metricsUrl: sidecar.metrics?.url });
@@ -201,11 +199,19 @@ async function run(name: string, io: CommandIO, files: CredentialFiles, level: L
   }
 }
 
+/**
+ * The one error format of every tether command: `tether CMD: message`, one line; bad arguments and bad input files
+ * (exit 2) point to the help.
+ */
+function reportError(name: string, io: CommandIO, error: unknown): 1 | 2 {
+  const message = (error instanceof Error ? error.message : String(error)).split('\n')[0] as string;
+  const code = isConfigError(error) ? 2 : 1;
+  io.stderr.write(`tether ${name}: ${message}${code === 2 ? ` (see 'tether ${name} --help')` : ''}\n`);
+  return code;
+}
+
 function usage(name: string, io: CommandIO, error: unknown): number {
-  if (isConfigError(error)) {
-    io.stderr.write(`tether ${name}: error: ${error.message.split('\n')[0] as string}\n`);
-    return 2;
-  }
+  if (isConfigError(error)) return reportError(name, io, error);
   throw error;
 }
 
