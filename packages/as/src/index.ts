@@ -47,6 +47,7 @@ export {
 export { OAuthError, ConfigError, type OAuthErrorCode } from './errors.js';
 export { TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_JWT, PATHS, type TokenResponse, type OwnTokenClaims, type ActClaim } from './engine.js';
 export { JWT_BEARER_ASSERTION } from './client-auth.js';
+export { decideExchange, type ExchangeRequester, type SubjectBinding, type T6Decision } from './t6.js';
 export { parseRfc4514, parseNodeSubject, dnEquals, subjectMatches, normalizeValue, DnSyntaxError, type NormalizedDn } from './dn.js';
 export { parseSubjectAltName, sanDnsMatches, sanUriMatches, sanIpMatches, sanEmailMatches } from './san.js';
 export { TokenClient, type TokenClientOptions, type TokenRequestResult } from './token-client.js';
