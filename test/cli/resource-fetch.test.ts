@@ -26,12 +26,13 @@ function decode(jwt: string, part: 0 | 1): Record<string, unknown> {
   return JSON.parse(Buffer.from(jwt.split('.')[part] as string, 'base64url').toString('utf8')) as Record<string, unknown>;
 }
 
-/** `i STATUS...` lines and the summary of a non-JSON fetch. */
-function parseFetch(stdout: string): { lines: string[]; summary: Record<string, number> } {
-  const all = stdout.trim().split('\n');
-  const summaryLine = all.pop() as string;
+/** What `tether fetch -v` writes on stderr: `< STATUS [ERROR] proof ...` per request, and the summary. */
+function parseVerbose(stderr: string): { lines: string[]; summary: Record<string, number> } {
+  const all = stderr.trim().split('\n');
+  const lines = all.filter((l) => l.startsWith('< ')).map((l) => l.slice(2));
+  const summaryLine = (all.find((l) => l.startsWith('* requests=')) ?? '').slice(2);
   const summary = Object.fromEntries(summaryLine.split(' ').map((kv) => kv.split('=')).map(([k, v]) => [k as string, Number(v)]));
-  return { lines: all, summary };
+  return { lines, summary };
 }
 
 before(async () => {
@@ -93,11 +94,13 @@ describe('resource + fetch', () => {
     ['HTTP/1.1', '--http1.1', '1.1'],
   ] as const) {
     test(`${label}: -n 50 gives 50 x 200 over one connection with one proof`, async () => {
-      const r = await tether(['fetch', `${url}/echo`, '--token', tokens.session as string, ...agent, '-n', '50', flag]);
+      const r = await tether(['fetch', `${url}/echo`, '--token', tokens.session as string, ...agent, '-n', '50', flag, '-v']);
       assert.equal(r.code, 0, r.stderr);
-      const { lines, summary } = parseFetch(r.stdout);
-      assert.deepEqual(lines, Array.from({ length: 50 }, (_, i) => `${i + 1} 200`));
+      const { lines, summary } = parseVerbose(r.stderr);
+      assert.deepEqual(lines, ['200 proof signed', ...Array<string>(49).fill('200 proof reused')]);
       assert.deepEqual(summary, { requests: 50, proofs_signed: 1, connections: 1, retries: 0 });
+      assert.match(r.stderr, /^\* connection 1: TLSv1\.3, exporter EXPORTER-oauth-tls-session-bound available$/m);
+      assert.equal(r.stdout.match(/"principal"/g)?.length, 50, 'every body on stdout, like curl');
 
       const j = await tether(['fetch', `${url}/echo?x=1`, '--token', tokens.session as string, ...agent, flag, '--json']);
       assert.equal(j.code, 0, j.stderr);
@@ -105,7 +108,7 @@ describe('resource + fetch', () => {
       assert.deepEqual(doc.results.map((x) => x.status), [200]);
       assert.equal(doc.body.principal.sub, 'alice');
       assert.equal(doc.body.principal.binding, 'session');
-      assert.deepEqual(doc.body.request, { method: 'GET', path: '/echo?x=1', httpVersion, bodyBytes: 0 });
+      assert.deepEqual(doc.body.request, { method: 'GET', path: '/echo?x=1', httpVersion, bodyBytes: 0, remoteAddress: '127.0.0.1' });
       assert.equal(doc.stats.proofsSigned, 1);
     });
   }
@@ -123,12 +126,12 @@ describe('resource + fetch', () => {
   });
 
   test('a token bound to another certificate is refused: 401 invalid_token, exit 1', async () => {
-    const r = await tether(['fetch', `${url}/`, '--token', tokens.attacker as string, ...agent]);
+    const r = await tether(['fetch', `${url}/`, '--token', tokens.attacker as string, ...agent, '-v']);
     assert.equal(r.code, 1);
-    const { lines, summary } = parseFetch(r.stdout);
-    assert.deepEqual(lines, ['1 401 invalid_token']);
+    const { lines, summary } = parseVerbose(r.stderr);
+    assert.deepEqual(lines, ['401 invalid_token proof signed']);
     assert.equal(summary.requests, 1);
-    assert.equal(r.stderr, '');
+    assert.equal((JSON.parse(r.stdout) as { error: string }).error, 'invalid_token', 'the 401 body on stdout');
 
     const j = await tether(['fetch', `${url}/`, '--token', tokens.attacker as string, ...agent, '--json']);
     assert.equal(j.code, 1);
@@ -139,16 +142,16 @@ describe('resource + fetch', () => {
 
   test('certificate-bound and bearer tokens are refused at the default minimum binding; no token gets a bare 401', async () => {
     const [cert, bearer, none] = await Promise.all([
-      tether(['fetch', `${url}/`, '--token', tokens.certificate as string, ...agent]),
-      tether(['fetch', `${url}/`, '--token', tokens.bearer as string, ...agent]),
-      tether(['fetch', `${url}/`, ...agent]),
+      tether(['fetch', `${url}/`, '--token', tokens.certificate as string, ...agent, '-v']),
+      tether(['fetch', `${url}/`, '--token', tokens.bearer as string, ...agent, '-v']),
+      tether(['fetch', `${url}/`, ...agent, '-v']),
     ]);
     assert.equal(cert.code, 1);
-    assert.match(cert.stdout, /^1 401 invalid_token$/m);
+    assert.match(cert.stderr, /^< 401 invalid_token /m);
     assert.equal(bearer.code, 1);
-    assert.match(bearer.stdout, /^1 401 invalid_token$/m);
+    assert.match(bearer.stderr, /^< 401 invalid_token /m);
     assert.equal(none.code, 1);
-    assert.match(none.stdout, /^1 401$/m);
+    assert.match(none.stderr, /^< 401 no proof$/m);
   });
 
   test('a client certificate from another CA is refused during the connection: exit 1, one-line error', async () => {
@@ -158,6 +161,29 @@ describe('resource + fetch', () => {
     assert.equal(r.code, 1);
     assert.ok(isCleanError(r.stderr), r.stderr);
     assert.match(r.stderr, /request 1 .* failed/);
+  });
+
+  test("curl's spellings: -i headers before the body, -X, -d @file, --cacert, -o FILE", async () => {
+    const payload = join(dir.path, 'payload.json');
+    writeFileSync(payload, '{"n":1}');
+    const withCa = agent.map((a) => (a === '--ca' ? '--cacert' : a));
+    const r = await tether(['fetch', `${url}/things`, '--token', tokens.session as string, ...withCa, '-i', '-X', 'put', '-d', `@${payload}`, '-H', 'Content-Type: application/json']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stderr, '');
+    const [head, body] = r.stdout.split('\r\n\r\n') as [string, string];
+    assert.match(head, /^HTTP\/2 200\r\n/);
+    assert.match(head, /^content-type: application\/json/m);
+    const echoed = JSON.parse(body) as { request: { method: string; bodyBytes: number } };
+    assert.deepEqual([echoed.request.method, echoed.request.bodyBytes], ['PUT', 7]);
+
+    const out = join(dir.path, 'body.json');
+    const o = await tether(['fetch', `${url}/o`, '--token', tokens.session as string, ...agent, '-n', '2', '-o', out]);
+    assert.equal(o.code, 0, o.stderr);
+    assert.equal(o.stdout, '', 'bodies go to the file');
+    assert.equal(readFileSync(out, 'utf8').match(/"principal"/g)?.length, 2);
+    const both = await tether(['fetch', `${url}/`, ...agent, '--json', '-v']);
+    assert.equal(both.code, 2);
+    assert.match(both.stderr, /--json is a report of its own/);
   });
 
   test('SIGUSR2 prints one stats line with the verifier counters', async () => {

@@ -25,8 +25,9 @@ let token: string;
 /** Environment of the children: the SoftHSM2 configuration, no module path unless asked. */
 const env = (extra: Record<string, string> = {}) => ({ ...hsm.env, PKCS11_MODULE_PATH: '', ...extra });
 
-function summary(stdout: string): Record<string, number> {
-  const last = stdout.trim().split('\n').pop() ?? '';
+/** The summary line `tether fetch -v` ends its stderr with. */
+function summary(stderr: string): Record<string, number> {
+  const last = (stderr.trim().split('\n').pop() ?? '').replace(/^\* /, '');
   return Object.fromEntries(last.split(' ').map((kv) => kv.split('=')).map(([k, v]) => [k as string, Number(v)]));
 }
 
@@ -55,21 +56,21 @@ after(async () => {
 describe('tether fetch --key pkcs11:...', () => {
   test('50 requests on one connection: one proof signed in the token, one verification in tether resource', async () => {
     const before = await resource.stats();
-    const r = await tether(['fetch', `${url}/hsm`, '--cert', hsm.keys.p256.certPath, '--key', hsm.keys.p256.uri, '--pkcs11-module', hsm.modulePath, '--ca', file('ca.pem'), '--token', token, '-n', '50'], { env: env() });
+    const r = await tether(['fetch', `${url}/hsm`, '--cert', hsm.keys.p256.certPath, '--key', hsm.keys.p256.uri, '--pkcs11-module', hsm.modulePath, '--ca', file('ca.pem'), '--token', token, '-n', '50', '-v'], { env: env() });
     assert.equal(r.code, 0, r.stderr);
-    assert.equal(r.stderr, '');
-    assert.deepEqual(summary(r.stdout), { requests: 50, proofs_signed: 1, connections: 1, retries: 0 });
+    assert.equal(r.stderr.split('\n').filter((l) => l.startsWith('< ')).length, 50, r.stderr);
+    assert.deepEqual(summary(r.stderr), { requests: 50, proofs_signed: 1, connections: 1, retries: 0 });
     const stats = await resource.stats();
     assert.equal((stats.proofVerifications as number) - (before.proofVerifications as number), 1);
     assert.equal((stats.accepted as number) - (before.accepted as number), 50);
   });
 
   test('module from PKCS11_MODULE_PATH, PIN from --pkcs11-pin-file, HTTP/1.1', async () => {
-    const r = await tether(['fetch', `${url}/hsm`, '--cert', hsm.keys.p256.certPath, '--key', hsm.keys.p256.bareUri, '--pkcs11-pin-file', hsm.pinFile, '--ca', file('ca.pem'), '--token', token, '--http1.1', '-n', '3'], {
+    const r = await tether(['fetch', `${url}/hsm`, '--cert', hsm.keys.p256.certPath, '--key', hsm.keys.p256.bareUri, '--pkcs11-pin-file', hsm.pinFile, '--ca', file('ca.pem'), '--token', token, '--http1.1', '-n', '3', '-v'], {
       env: env({ PKCS11_MODULE_PATH: hsm.modulePath }),
     });
     assert.equal(r.code, 0, r.stderr);
-    assert.deepEqual(summary(r.stdout), { requests: 3, proofs_signed: 1, connections: 1, retries: 0 });
+    assert.deepEqual(summary(r.stderr), { requests: 3, proofs_signed: 1, connections: 1, retries: 0 });
   });
 
   test('bad input exits 2 with one clean line: wrong PIN (not echoed), no module, unknown key, bad URI', async () => {

@@ -1,6 +1,6 @@
 /** Where a command writes and what it reads from its environment; `main` uses the process's. */
 export interface CommandContext {
-  stdout: { write(chunk: string): unknown };
+  stdout: { write(chunk: string | Uint8Array): unknown };
   stderr: { write(chunk: string): unknown };
   env: Record<string, string | undefined>;
   /**

@@ -62,6 +62,8 @@ export interface SessionBoundResponse {
   connectionId: number;
   /** True when the request was retried once on a fresh proof. */
   retried: boolean;
+  /** The TLS version of that connection (`TLSv1.3`), for diagnostics. */
+  tlsVersion: string | undefined;
 }
 
 /** Counters, counted at the point of the event. */
@@ -206,7 +208,7 @@ export class SessionBoundClient {
     }
     const connectionId = this.#signer.attach(socket).id;
     const response = await exchangeHttp2(session, url, method, headers, init.body, this.#options.timeoutMs ?? 30_000);
-    return { ...response, connectionId, retried: false, sentProof };
+    return { ...response, connectionId, retried: false, sentProof, tlsVersion: socket.getProtocol() ?? undefined };
   }
 
   #attemptH1(url: URL, init: SessionBoundRequest, rejected: string | undefined): Promise<Attempt> {
@@ -215,10 +217,12 @@ export class SessionBoundClient {
       const req = httpsRequest(url, { method, agent: this.#agent, headers: { ...init.headers }, timeout: this.#options.timeoutMs ?? 30_000 });
       let connectionId = 0;
       let sentProof: string | undefined;
+      let tlsSocket: TLSSocket | undefined;
       req.on('timeout', () => req.destroy(new Error('request timed out')));
       req.on('error', reject);
       req.once('socket', (raw) => {
         const socket = raw as TLSSocket;
+        tlsSocket = socket;
         const known = this.#signer.known(socket);
         connectionId = this.#signer.attach(socket).id;
         const send = () => {
@@ -243,7 +247,7 @@ export class SessionBoundClient {
         }
       });
       req.on('response', (res) => {
-        readHttp1Response(res).then((response) => resolve({ ...response, connectionId, retried: false, sentProof }), reject);
+        readHttp1Response(res).then((response) => resolve({ ...response, connectionId, retried: false, sentProof, tlsVersion: tlsSocket?.getProtocol() ?? undefined }), reject);
       });
     });
   }
