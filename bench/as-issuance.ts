@@ -1,7 +1,10 @@
 /**
  * Token issuance throughput of the authorization server: client_credentials and token exchange
- * against @tether/as, and client_credentials against oidc-provider (tls_client_auth,
- * certificate-bound ES256 JWT access tokens) in the same run. Each server runs in its own child
+ * against @tether/as on its embedded SQLite store and on PostgreSQL (a real server started in a
+ * temporary directory, test/helpers/postgres.ts), and client_credentials against oidc-provider
+ * (tls_client_auth, certificate-bound ES256 JWT access tokens, its in-memory adapter) in the same
+ * run. Then the latency of a revocation at one tether instance followed by introspection of the
+ * token at a second instance on the same database. Each server runs in its own child
  * process (bench/as-process.ts); this process generates load over HTTP/1.1 keep-alive mTLS
  * connections. Scenarios alternate within each round; every figure is the median of the rounds,
  * with ratios computed against oidc-provider's client_credentials in the same run.
@@ -18,6 +21,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createDevPki } from '@tether/pki';
 import { TokenClient } from '@tether/as';
+import { startPostgres, type PostgresServer } from '../test/helpers/postgres.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const quick = process.argv.includes('--quick');
@@ -36,9 +40,12 @@ interface Server {
 }
 
 const children: ChildProcess[] = [];
+let postgres: PostgresServer | undefined;
 
-async function startServer(kind: 'tether' | 'oidc', dir: string): Promise<Server> {
-  const child = fork(join(here, 'as-process.ts'), [kind, dir], {
+type ServerName = 'tether' | 'tetherPg' | 'tetherPg2' | 'oidc';
+
+async function startServer(kind: 'tether' | 'oidc', dir: string, storeUrl?: string): Promise<Server> {
+  const child = fork(join(here, 'as-process.ts'), [kind, dir, ...(storeUrl === undefined ? [] : [storeUrl])], {
     execArgv: ['--conditions=tether-source', '--import', 'tsx', '--no-warnings', ...(process.env.AS_BENCH_PROFILE === kind ? ['--cpu-prof', `--cpu-prof-dir=${tmpdir()}/as-bench-prof`] : [])],
     stdio: ['ignore', 'inherit', 'pipe', 'ipc'],
   });
@@ -72,7 +79,7 @@ function median(xs: number[]): number {
 
 interface Scenario {
   name: string;
-  server: 'tether' | 'oidc';
+  server: ServerName;
   client: string;
   /** Fresh parameters for each run (a subject token, for example). */
   prepare(): Promise<{ params: Record<string, string>; proveSubjectToken?: boolean }>;
@@ -93,12 +100,20 @@ async function main(): Promise<void> {
   writeFileSync(join(dir, 'ca.pem'), pki.ca.cert);
   writeFileSync(join(dir, 'server.pem'), pki.server.cert);
   writeFileSync(join(dir, 'server.key'), pki.server.key);
-  const servers = { tether: await startServer('tether', dir), oidc: await startServer('oidc', dir) };
+  postgres = await startPostgres();
+  const pgUrl = await postgres.createDatabase('bench');
+  const tetherPg = await startServer('tether', dir, pgUrl);
+  const servers: Record<ServerName, Server> = {
+    tether: await startServer('tether', dir),
+    tetherPg,
+    tetherPg2: await startServer('tether', dir, pgUrl),
+    oidc: await startServer('oidc', dir),
+  };
   const clientFor = (name: string) => new TokenClient({ cert: pki.clients[name]!.cert, key: pki.clients[name]!.key, ca: pki.ca.cert, maxSockets: connections });
 
-  const subjectFor = async (holder: string, audience: string): Promise<string> => {
+  const subjectFor = async (holder: string, audience: string, server = servers.tether): Promise<string> => {
     const c = clientFor(holder);
-    const r = await c.post(`${servers.tether.url}/token`, { grant_type: 'client_credentials', client_id: holder, audience });
+    const r = await c.post(`${server.url}/token`, { grant_type: 'client_credentials', client_id: holder, audience });
     c.close();
     if (r.status !== 200) throw new Error(`subject token: ${r.text}`);
     return r.json?.access_token as string;
@@ -118,6 +133,12 @@ async function main(): Promise<void> {
       prepare: async () => ({ params: { grant_type: 'client_credentials', client_id: 'cert', scope: 'read', audience: 'https://rs.example' } }),
     },
     {
+      name: 'tether client_credentials (tls_client_auth, certificate-bound), PostgreSQL store',
+      server: 'tetherPg',
+      client: 'cert',
+      prepare: async () => ({ params: { grant_type: 'client_credentials', client_id: 'cert', scope: 'read', audience: 'https://rs.example' } }),
+    },
+    {
       name: 'tether client_credentials (tls_client_auth, session-bound)',
       server: 'tether',
       client: 'a',
@@ -132,6 +153,20 @@ async function main(): Promise<void> {
           grant_type: TOKEN_EXCHANGE,
           client_id: 'b',
           subject_token: await subjectFor('a', 'spiffe://tether.local/b'),
+          subject_token_type: ACCESS_TOKEN,
+          audience: 'https://rs.example',
+        },
+      }),
+    },
+    {
+      name: 'tether token exchange (recipient B exchanges A’s session-bound token), PostgreSQL store',
+      server: 'tetherPg',
+      client: 'b',
+      prepare: async () => ({
+        params: {
+          grant_type: TOKEN_EXCHANGE,
+          client_id: 'b',
+          subject_token: await subjectFor('a', 'spiffe://tether.local/b', servers.tetherPg),
           subject_token_type: ACCESS_TOKEN,
           audience: 'https://rs.example',
         },
@@ -209,6 +244,25 @@ async function main(): Promise<void> {
       console.error(`round ${round + 1}/${rounds}  ${s.name}: ${r.rps.toFixed(0)} tokens/s, p50 ${r.p50ms.toFixed(2)} ms, p99 ${r.p99ms.toFixed(2)} ms, ${r.serverCpuMicrosPerToken.toFixed(0)} µs CPU/token, ${r.failures} failures`);
     }
   }
+  // Revocation at one instance, then introspection of the token at the other (same database).
+  const revocationMs: number[] = [];
+  {
+    const client = clientFor('cert');
+    const cc = { grant_type: 'client_credentials', client_id: 'cert', scope: 'read', audience: 'https://rs.example' };
+    for (let i = 0; i < (quick ? 50 : 300); i++) {
+      const token = (await client.post(`${servers.tetherPg.url}/token`, cc)).json?.access_token as string;
+      const started = process.hrtime.bigint();
+      const revoked = await client.post(`${servers.tetherPg.url}/revoke`, { client_id: 'cert', token });
+      const seen = await client.post(`${servers.tetherPg2.url}/introspect`, { client_id: 'cert', token });
+      if (revoked.status !== 200 || seen.text !== '{"active":false}') throw new Error(`revocation not seen at the other instance: ${revoked.status} ${seen.text}`);
+      revocationMs.push(Number(process.hrtime.bigint() - started) / 1e6);
+    }
+    client.close();
+    revocationMs.sort((a, b) => a - b);
+  }
+  const revocation = { samples: revocationMs.length, p50ms: Number(percentile(revocationMs, 50).toFixed(2)), p99ms: Number(percentile(revocationMs, 99).toFixed(2)) };
+  console.error(`revoke at instance 1 + introspect at instance 2: p50 ${revocation.p50ms} ms, p99 ${revocation.p99ms} ms (${revocation.samples} sequential)`);
+
   await Promise.all(
     Object.values(servers).map(
       (s) =>
@@ -220,6 +274,8 @@ async function main(): Promise<void> {
     ),
   );
   rmSync(dir, { recursive: true, force: true });
+  await postgres.stop();
+  postgres = undefined;
 
   const baseline = scenarios[0]?.name as string;
   const summary = scenarios.map((s) => {
@@ -259,7 +315,7 @@ async function main(): Promise<void> {
   const out = join(here, 'results');
   mkdirSync(out, { recursive: true });
   const base_ = quick ? 'as-issuance-quick' : 'as-issuance';
-  writeFileSync(join(out, `${base_}.json`), `${JSON.stringify({ environment, results: withRatios }, null, 2)}\n`);
+  writeFileSync(join(out, `${base_}.json`), `${JSON.stringify({ environment, results: withRatios, revocationAcrossInstances: revocation }, null, 2)}\n`);
   const md = [
     `# Authorization server: token issuance throughput${quick ? ' (quick run)' : ''}`,
     '',
@@ -274,6 +330,10 @@ async function main(): Promise<void> {
         `| ${x.scenario} | ${x.tokensPerSecond} (${x.min}–${x.max}) | ${x.p50ms} | ${x.p99ms} | ${x.serverCpuMicrosPerToken} | ${x.throughputVsOidcProvider} | ${x.cpuPerTokenVsOidcProvider} |`,
     ),
     '',
+    `Revocation at one tether instance followed by introspection of the token at a second instance on the same PostgreSQL database (two requests, sequential, ${revocation.samples} samples): p50 ${revocation.p50ms} ms, p99 ${revocation.p99ms} ms; every token was inactive at the second instance on the first try.`,
+    '',
+    'Stores: "tether" scenarios without a suffix use the embedded SQLite store (WAL, synchronous=FULL: a write is fsynced before the response); "PostgreSQL store" scenarios one PostgreSQL 15 server on the same host (started by the bench in a temporary directory, default durability). client_credentials writes nothing to the store; a token exchange records its lineage (for revocation cascades) before the token is issued, and reads the revocation state of the subject token and its ancestors.',
+    '',
     'Every scenario authenticates the client with tls_client_auth (SPIFFE URI SAN, chain verified by OpenSSL) and issues an ES256-signed JWT access token whose cnf carries x5t#S256 (checked on a sample token); neither server stores JWT access tokens. Token exchange also verifies the subject token; the holder scenario also verifies a Session-Binding-Proof that the load generator signs per request on its connection. CPU µs/token is the server process’s user+system time divided by tokens issued; with 2 CPUs shared by the load generator and the server, it is steadier than tokens/s.',
     '',
   ].join('\n');
@@ -284,5 +344,5 @@ async function main(): Promise<void> {
 main().catch((error: unknown) => {
   console.error(error);
   for (const c of children) c.kill();
-  process.exit(1);
+  void (postgres?.stop() ?? Promise.resolve()).finally(() => process.exit(1));
 });

@@ -2,7 +2,9 @@
  * Benchmark authorization server, one per child process (IPC):
  *
  *   tether  @tether/as from its published entry point: tls_client_auth by SPIFFE URI SAN,
- *           client_credentials and token exchange, ES256 JWT access tokens.
+ *           client_credentials and token exchange, ES256 JWT access tokens. Its store is the
+ *           embedded SQLite default in DIR, or the PostgreSQL database given as third argument
+ *           (several instances on one database share keys; all use one issuer).
  *   oidc    oidc-provider behind a node https server with requestCert, configured for
  *           client_credentials with tls_client_auth (features.mTLS.tlsClientAuth) and
  *           certificate-bound access tokens (features.mTLS.certificateBoundAccessTokens), ES256
@@ -19,9 +21,9 @@ import type { TLSSocket } from 'node:tls';
 import { pino } from 'pino';
 import { GRANT_CLIENT_CREDENTIALS, GRANT_TOKEN_EXCHANGE, startAuthorizationServer, sanUriMatches, type ClientMetadata } from '@tether/as';
 
-const [kind, dir] = process.argv.slice(2);
+const [kind, dir, storeUrl] = process.argv.slice(2);
 if ((kind !== 'tether' && kind !== 'oidc') || dir === undefined || process.send === undefined) {
-  throw new Error('usage: as-process.ts tether|oidc DIR (forked with IPC)');
+  throw new Error('usage: as-process.ts tether|oidc DIR [STORE_URL] (forked with IPC)');
 }
 const read = (name: string) => readFileSync(`${dir}/${name}`, 'utf8');
 const spiffe = (name: string) => `spiffe://tether.local/${name}`;
@@ -41,10 +43,11 @@ if (kind === 'tether') {
   });
   const server = await startAuthorizationServer(
     {
+      issuer: 'https://as-bench.example',
       listen: { host: '127.0.0.1', port: 0 },
       tls: { cert: read('server.pem'), key: read('server.key') },
       clientAuthentication: { tls_client_auth: { ca: [read('ca.pem')] } },
-      dataDir: `${dir}/tether-data`,
+      ...(storeUrl === undefined ? { dataDir: `${dir}/tether-data` } : { store: storeUrl }),
       logging: { level: 'silent' },
       resources: [{ identifier: 'https://rs.example', binding: 'none' }],
       clients: [
