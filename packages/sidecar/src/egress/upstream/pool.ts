@@ -1,6 +1,9 @@
 /**
- * One mTLS destination: an HTTP/2 session when the server speaks h2 (ALPN), otherwise a keep-alive
- * HTTP/1.1 pool. Every upstream TLS connection is opened with one certificate generation
+ * One mTLS destination: HTTP/2 sessions when the server speaks h2 (ALPN), otherwise a keep-alive
+ * HTTP/1.1 pool. A request goes on the first session with a free stream slot (its streams below the
+ * server's SETTINGS_MAX_CONCURRENT_STREAMS); when every session is full another connection is
+ * opened, so one agent holding streams open cannot make everyone else's requests wait (queued in
+ * nghttp2) behind them. Every upstream TLS connection is opened with one certificate generation
  * (generations.ts) and registered with that generation's proof signer (exporter and proof cache per
  * connection, dropped when it closes). After a rotation new requests get connections of the new
  * generation; those of older ones finish what they carry and close (h2: `session.close()` once no
@@ -16,6 +19,7 @@
 import { connect as http2Connect, constants as h2, type ClientHttp2Session } from 'node:http2';
 import { Agent as HttpsAgent } from 'node:https';
 import { isIP } from 'node:net';
+import type { Readable } from 'node:stream';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import type { Logger } from '../../log.js';
 import { errorMessage } from '../../shared/errors.js';
@@ -33,8 +37,16 @@ import { sendH2, type H2Connection } from './h2.js';
  */
 const UPSTREAM_CLOSE_GRACE_MS = 1000;
 
+/**
+ * The stream limit assumed for a session whose server's SETTINGS have not arrived yet (Node's
+ * `peerMaxConcurrentStreams` default, which nghttp2 applies until then), and how many requests may
+ * wait for one connection being opened before another is opened.
+ */
+const ASSUMED_STREAM_LIMIT = 100;
+
 /** A connection to send on, with the generation it was opened with (its signer signs its proofs). */
-type Connection = (H2Connection & { generation: Generation }) | { kind: 'h1'; generation: Generation; target: H1Target };
+type H2Conn = H2Connection & { generation: Generation };
+type Connection = H2Conn | { kind: 'h1'; generation: Generation; target: H1Target };
 
 /** Tokens bound to a certificate generation (the egress's own, token-source.ts). */
 export interface TokenBinder {
@@ -46,7 +58,21 @@ export interface TokenBinder {
 interface SessionState {
   generation: Generation;
   pending: number;
+  /** Requests from acquiring the session until their stream closes (the session's slots in use). */
+  streams: number;
   retired: boolean;
+}
+
+/** A connection being opened, and how many requests wait for it. */
+interface Connecting {
+  generation: Generation;
+  connection: Promise<Connection>;
+  waiting: number;
+}
+
+/** Whether `session` has a free stream slot for one more request. */
+function hasRoom(session: ClientHttp2Session, state: SessionState): boolean {
+  return !session.closed && !session.destroyed && state.streams < (session.remoteSettings?.maxConcurrentStreams ?? ASSUMED_STREAM_LIMIT);
 }
 
 export interface PoolOptions {
@@ -69,8 +95,9 @@ function retireAgent(agent: HttpsAgent): void {
 
 export class UpstreamPool {
   #mode: 'probe' | 'h2' | 'h1' = 'probe';
-  #current: { generation: Generation; connection: Promise<Connection> } | undefined;
-  #live: ClientHttp2Session | undefined;
+  #connecting: Connecting | undefined;
+  /** Sessions of the current generation that take new requests (no GOAWAY, not retired), oldest first. */
+  #usable: H2Conn[] = [];
   /** The HTTP/1.1 agent (and transport target) of each generation in use; retired ones are kept until close. */
   readonly #h1 = new Map<Generation, Connection & { kind: 'h1' }>();
   readonly #retiredAgents = new Set<HttpsAgent>();
@@ -96,14 +123,14 @@ export class UpstreamPool {
    */
   async send(outbound: Outbound): Promise<UpstreamResponse> {
     const conn = await this.acquire();
+    if (conn.kind === 'h1') return sendH1(conn.target, await this.#bind(outbound, conn.generation), conn.generation.signer, this.#send);
     const release = this.#hold(conn);
+    let response: UpstreamResponse | undefined;
     try {
-      const bound = await this.#bind(outbound, conn.generation);
-      return conn.kind === 'h2'
-        ? await sendH2(conn, this.origin.host, bound, conn.generation.signer, this.#send)
-        : await sendH1(conn.target, bound, conn.generation.signer, this.#send);
+      response = await sendH2(conn, this.origin.host, await this.#bind(outbound, conn.generation), conn.generation.signer, this.#send);
+      return response;
     } finally {
-      release();
+      release(response?.body);
     }
   }
 
@@ -121,13 +148,19 @@ export class UpstreamPool {
     return token === outbound.token ? outbound : { ...outbound, token, headers: { ...outbound.headers, authorization: `Bearer ${token}` } };
   }
 
-  /** Keep an h2 session of an older generation open until this request has its stream. */
-  #hold(conn: Connection): () => void {
-    const state = conn.kind === 'h2' ? this.#states.get(conn.session) : undefined;
-    if (conn.kind !== 'h2' || state === undefined) return () => undefined;
+  /**
+   * Count a request on `conn`'s session: it keeps a session of an older generation open until it
+   * has its stream, and holds a stream slot until that stream (the response `body`) closes.
+   */
+  #hold(conn: H2Conn): (body: Readable | undefined) => void {
+    const state = this.#states.get(conn.session);
+    if (state === undefined) return () => undefined;
     state.pending++;
-    return () => {
+    state.streams++;
+    return (body) => {
       state.pending--;
+      if (body === undefined || body.destroyed) state.streams--;
+      else body.once('close', () => state.streams--);
       if (state.retired) this.#closeIfIdle(conn.session, state);
     };
   }
@@ -146,36 +179,59 @@ export class UpstreamPool {
     this.options.log.debug({ upstream: this.origin.origin, alpn: socket.alpnProtocol, tls: socket.getProtocol(), generation: generation.number }, 'upstream connection opened');
   }
 
+  /**
+   * The connection for one request: a session of the current generation with a free stream slot,
+   * else the connection being opened (up to {@link ASSUMED_STREAM_LIMIT} requests wait for one),
+   * else a new one.
+   */
   acquire(): Promise<Connection> {
     if (this.#closed) return Promise.reject(new Error('egress is shutting down'));
     const generation = this.options.generation();
     if (this.#mode === 'h1') return Promise.resolve(this.#h1For(generation));
-    const current = this.#current;
-    if (current !== undefined && (current.generation !== generation || (this.#live !== undefined && (this.#live.closed || this.#live.destroyed)))) this.#current = undefined;
-    if (this.#current !== undefined) return this.#current.connection;
-    this.#live = undefined;
-    const forget = () => {
-      if (this.#current?.connection === pending) this.#current = undefined;
+    for (const conn of this.#usable) {
+      const state = this.#states.get(conn.session);
+      if (state !== undefined && state.generation === generation && hasRoom(conn.session, state)) return Promise.resolve(conn);
+    }
+    const connecting = this.#connecting;
+    if (connecting !== undefined && connecting.generation === generation && connecting.waiting < ASSUMED_STREAM_LIMIT) {
+      connecting.waiting++;
+      return connecting.connection;
+    }
+    return this.#open(generation);
+  }
+
+  /** Open a connection of `generation`; the requests waiting for it use it even if it is full by then. */
+  #open(generation: Generation): Promise<Connection> {
+    const done = () => {
+      if (this.#connecting === entry) this.#connecting = undefined;
     };
-    const pending: Promise<Connection> = this.#connect(generation).then((socket) => {
+    const connection: Promise<Connection> = this.#connect(generation).then((socket) => {
+      done();
       if (socket.alpnProtocol !== 'h2') {
         // The server speaks HTTP/1.1 only: remember that and use a keep-alive pool from now on.
         this.#mode = 'h1';
-        forget();
         socket.destroy();
         // No connection yet: the request gets one of the current generation.
         return this.#h1For(this.options.generation());
       }
       this.#mode = 'h2';
       this.#opened(socket, generation);
-      const conn = this.#session(socket, generation, forget);
+      const conn = this.#session(socket, generation);
       // Rotated while connecting: the requests waiting for this connection use it, nobody after them.
       if (generation !== this.options.generation()) this.#retire(conn.session);
+      else this.#usable.push(conn);
       return conn;
     });
-    pending.catch(forget);
-    this.#current = { generation, connection: pending };
-    return pending;
+    connection.catch(done);
+    const entry: Connecting = { generation, connection, waiting: 1 };
+    this.#connecting = entry;
+    return connection;
+  }
+
+  /** No new requests on `session` (GOAWAY, closed, retired). */
+  #unlist(session: ClientHttp2Session): void {
+    const i = this.#usable.findIndex((c) => c.session === session);
+    if (i >= 0) this.#usable.splice(i, 1);
   }
 
   /**
@@ -185,8 +241,7 @@ export class UpstreamPool {
    */
   rotate(): void {
     const generation = this.options.generation();
-    if (this.#current !== undefined && this.#current.generation !== generation) this.#current = undefined;
-    if (this.#live !== undefined && this.#states.get(this.#live)?.generation !== generation) this.#live = undefined;
+    if (this.#connecting !== undefined && this.#connecting.generation !== generation) this.#connecting = undefined;
     for (const session of this.sessions) if (this.#states.get(session)?.generation !== generation) this.#retire(session);
     for (const [g, conn] of this.#h1) {
       if (g === generation) continue;
@@ -202,7 +257,7 @@ export class UpstreamPool {
     const state = this.#states.get(session);
     if (state === undefined || state.retired) return;
     state.retired = true;
-    if (this.#live === session) this.#live = undefined;
+    this.#unlist(session);
     // After the requests already waiting for this session (promise continuations) have taken it.
     setImmediate(() => this.#closeIfIdle(session, state));
   }
@@ -235,20 +290,19 @@ export class UpstreamPool {
     });
   }
 
-  /** The HTTP/2 session on `socket`; `forget` takes it out of the pool (no new requests on it). */
-  #session(socket: TLSSocket, generation: Generation, forget: () => void): H2Connection & { generation: Generation } {
+  /** The HTTP/2 session on `socket`; it leaves the usable list on GOAWAY or close. */
+  #session(socket: TLSSocket, generation: Generation): H2Conn {
     const log = this.options.log;
     const session = http2Connect(this.origin.origin, { createConnection: () => socket });
     this.sessions.add(session);
-    this.#states.set(session, { generation, pending: 0, retired: false });
-    if (generation === this.options.generation()) this.#live = session;
+    this.#states.set(session, { generation, pending: 0, streams: 0, retired: false });
+    const forget = () => this.#unlist(session);
     session.on('error', (error) => log.warn({ upstream: this.origin.origin, err: error.message }, 'upstream session error'));
     session.on('goaway', (code: number, lastStreamID: number) => {
       // No new requests on it. Close it ourselves once the streams the GOAWAY covers (ids up to
       // lastStreamID) are done, rather than wait for the server to close the connection. (Node
       // does the same for NO_ERROR; any other code destroys the session at once.)
       forget();
-      if (this.#live === session) this.#live = undefined;
       log.debug({ upstream: this.origin.origin, code, lastStreamID }, 'upstream GOAWAY: closing the connection once its streams are done');
       if (code === h2.NGHTTP2_NO_ERROR && !session.closed && !session.destroyed) session.close();
     });
