@@ -182,12 +182,21 @@ async function runGenerator(): Promise<void> {
   const outstanding = new Outstanding();
 
   // Tokens: a pool refreshed every min(20 s, lifetime / 3); each token lives `tokenLifetime` seconds,
-  // so a token is never picked within a third of its lifetime of expiring.
+  // so a token is never picked within a third of its lifetime of expiring. A batch that runs long on
+  // a loaded machine swaps a token for a fresh one before sending it within 10 s of its expiry
+  // (an honest client renews its tokens; one sent expired would be refused, and rightly).
   const cnf = sessionBoundConfirmation(new X509Certificate(client.cert));
-  const mintPool = () =>
-    Promise.all(Array.from({ length: Math.max(200, tokensPerConnection * 2) }, (_, i) => issuer.mint({ cnf, sub: `user-${i}` }, { expiresIn: tokenLifetime })));
+  const expiresAt = new Map<string, number>();
+  const mintPool = async () => {
+    const mintedAt = Date.now();
+    const minted = await Promise.all(Array.from({ length: Math.max(200, tokensPerConnection * 2) }, (_, i) => issuer.mint({ cnf, sub: `user-${i}` }, { expiresIn: tokenLifetime })));
+    for (const [t, exp] of expiresAt) if (exp < mintedAt) expiresAt.delete(t);
+    for (const t of minted) expiresAt.set(t, mintedAt + tokenLifetime * 1000);
+    return minted;
+  };
   let pool = await mintPool();
   let poolMintedAt = Date.now();
+  const renewed = (token: string): string => ((expiresAt.get(token) ?? 0) - Date.now() > 10_000 ? token : (pool[Math.floor(Math.random() * pool.length)] as string));
   let minting: Promise<void> | undefined;
   async function tokens(n: number): Promise<string[]> {
     const refreshMs = Math.min(20, tokenLifetime / 3) * 1000;
@@ -236,7 +245,7 @@ async function runGenerator(): Promise<void> {
       await Promise.all(
         Array.from({ length: inFlight }, async () => {
           while (next < jobs.length) {
-            const token = jobs[next++] as string;
+            const token = renewed(jobs[next++] as string);
             honest.requests++;
             honest.byProtocol[protocol]++;
             const id = outstanding.begin(`honest worker ${index} (${protocol}) request ${honest.requests}`);
