@@ -14,7 +14,7 @@ import {
   deriveSessionExporter,
   isExternalClientKey,
   isPkcs11Uri,
-  openClientKey,
+  buildWithClientKey,
   signingAlgorithmForKey,
   tlsKeyOptions,
   type ClientKeyInput,
@@ -75,16 +75,11 @@ export class TokenClient {
 
   /** A client whose key may be a `pkcs11:` URI (opened and checked before this resolves; closed by {@link close}). */
   static async create(options: TokenClientOptions = {}): Promise<TokenClient> {
-    if (options.key === undefined || options.cert === undefined) return new TokenClient(options);
-    const opened = await openClientKey(options.key, options.cert, options.pkcs11);
-    try {
-      const client = new TokenClient({ ...options, key: opened.key });
-      if (opened.owned) client.#ownedKey = opened.key as ExternalClientKey;
-      return client;
-    } catch (error) {
-      if (opened.owned) await (opened.key as ExternalClientKey).close();
-      throw error;
-    }
+    const { key, cert } = options;
+    if (key === undefined || cert === undefined) return new TokenClient(options);
+    const { built, ownedKey } = await buildWithClientKey({ key, cert, pkcs11: options.pkcs11 }, (opened) => new TokenClient({ ...options, key: opened }));
+    built.#ownedKey = ownedKey;
+    return built;
   }
 
   constructor(options: TokenClientOptions = {}) {

@@ -8,7 +8,7 @@
  * not have issued our own certificate, so the chain to it is not required.
  */
 import { X509Certificate } from 'node:crypto';
-import { isPkcs11Uri, openClientKey, type ExternalClientKey, type Pkcs11KeyOptions } from '@tether/core';
+import { isPkcs11Uri, openClientKey, pkcs11OptionsFromFlags, type ExternalClientKey, type Pkcs11KeyOptions } from '@tether/core';
 import { readConfigFile, SidecarConfigError } from './config.js';
 import { CredentialsError, onSighup, ReloadableCredentials, validateCredentials, type CredentialsLog } from './credentials/index.js';
 
@@ -78,11 +78,7 @@ function checkPkcs11Credentials(values: CredentialsArgs, certPath: string, uri: 
     throw new SidecarConfigError(`--cert ${certPath}: no PEM certificate found (cert_invalid)`);
   }
   const pem = { cert, key: '', ...(caPath === undefined ? {} : { ca: readConfigFile(caPath, '--ca') }) };
-  const options: Pkcs11KeyOptions = {
-    ...(values['pkcs11-module'] === undefined ? {} : { modulePath: values['pkcs11-module'] }),
-    ...(values['pkcs11-pin-file'] === undefined ? {} : { pinFile: values['pkcs11-pin-file'] }),
-  };
-  return { certPath, keyPath: PKCS11_KEY_LABEL, caPath, pem, pkcs11: { uri, options } };
+  return { certPath, keyPath: PKCS11_KEY_LABEL, caPath, pem, pkcs11: { uri, options: pkcs11OptionsFromFlags(values) } };
 }
 
 /**

@@ -1,5 +1,5 @@
 import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
-import { isPkcs11Uri, type Pkcs11KeyOptions } from '@tether/core';
+import { isPkcs11Uri, pkcs11OptionsFromFlags } from '@tether/core';
 import { readOptionFile } from './args.js';
 import { usageError } from './errors.js';
 
@@ -61,12 +61,7 @@ export const PKCS11_HELP = `  --pkcs11-module PATH  PKCS#11 module for a --key p
 `;
 
 /** `--pkcs11-module` and `--pkcs11-pin-file`. */
-export function pkcs11Options(values: { 'pkcs11-module'?: string | undefined; 'pkcs11-pin-file'?: string | undefined }): Pkcs11KeyOptions {
-  return {
-    ...(values['pkcs11-module'] === undefined ? {} : { modulePath: values['pkcs11-module'] }),
-    ...(values['pkcs11-pin-file'] === undefined ? {} : { pinFile: values['pkcs11-pin-file'] }),
-  };
-}
+export const pkcs11Options = pkcs11OptionsFromFlags;
 
 /** A PEM file of one or more CA certificates. */
 export function loadCaBundle(path: string, option = '--ca'): Buffer {

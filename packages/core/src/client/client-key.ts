@@ -65,6 +65,32 @@ export async function openClientKey(
   return { key: await loader.openPkcs11Key({ ...options, uri: key, certificate: cert }), owned: true };
 }
 
+/**
+ * `create()` of a client whose key may be a `pkcs11:` URI: open the key, `build` the client with it,
+ * and close the opened key again if `build` throws. `ownedKey` is the key the client must close.
+ */
+export async function buildWithClientKey<T>(
+  options: { key: ClientKeyInput; cert: string | Buffer; pkcs11?: Pkcs11KeyOptions | undefined },
+  build: (key: string | Buffer | ExternalClientKey) => T,
+): Promise<{ built: T; ownedKey: ExternalClientKey | undefined }> {
+  const opened = await openClientKey(options.key, options.cert, options.pkcs11);
+  const ownedKey = opened.owned ? (opened.key as ExternalClientKey) : undefined;
+  try {
+    return { built: build(opened.key), ownedKey };
+  } catch (error) {
+    await ownedKey?.close();
+    throw error;
+  }
+}
+
+/** The PKCS#11 options from the command-line flags `--pkcs11-module` and `--pkcs11-pin-file`. */
+export function pkcs11OptionsFromFlags(values: { 'pkcs11-module'?: string | undefined; 'pkcs11-pin-file'?: string | undefined }): Pkcs11KeyOptions {
+  return {
+    ...(values['pkcs11-module'] === undefined ? {} : { modulePath: values['pkcs11-module'] }),
+    ...(values['pkcs11-pin-file'] === undefined ? {} : { pinFile: values['pkcs11-pin-file'] }),
+  };
+}
+
 /** The TLS options that present `key` in a handshake: `key` (PEM) or the engine key. */
 export function tlsKeyOptions(key: string | Buffer | ExternalClientKey): { key: string | Buffer } | ExternalClientKey['tlsKey'] {
   if (isPkcs11Uri(key)) throw new ConfigurationError('a pkcs11: key must be opened first (SessionBoundClient.create, openClientKey)');

@@ -8,6 +8,8 @@ export {
 export { ConnectionProofSigner, type ConnectionProofSignerOptions, type ProofConnectionState } from './connection-proofs.js';
 export {
   openClientKey,
+  buildWithClientKey,
+  pkcs11OptionsFromFlags,
   isPkcs11Uri,
   isExternalClientKey,
   tlsKeyOptions,

@@ -5,7 +5,7 @@ import { parseWwwAuthenticate } from '../challenge.js';
 import { ConfigurationError } from '../errors.js';
 import type { TlsVersion } from '../exporter.js';
 import { PROOF_HEADER } from '../proof/constants.js';
-import { isPkcs11Uri, openClientKey, tlsKeyOptions, type ClientKeyInput, type ExternalClientKey, type Pkcs11KeyOptions } from './client-key.js';
+import { buildWithClientKey, isPkcs11Uri, tlsKeyOptions, type ClientKeyInput, type ExternalClientKey, type Pkcs11KeyOptions } from './client-key.js';
 import { ConnectionProofSigner } from './connection-proofs.js';
 import { exchangeHttp2, Http2SessionPool, readHttp1Response } from './transport.js';
 
@@ -106,15 +106,9 @@ export class SessionBoundClient {
    * found and checked against `cert`) before this resolves, and closed by {@link close}.
    */
   static async create(options: SessionBoundClientOptions): Promise<SessionBoundClient> {
-    const opened = await openClientKey(options.key, options.cert, options.pkcs11);
-    try {
-      const client = new SessionBoundClient({ ...options, key: opened.key });
-      if (opened.owned) client.#ownedKey = opened.key as ExternalClientKey;
-      return client;
-    } catch (error) {
-      if (opened.owned) await (opened.key as ExternalClientKey).close();
-      throw error;
-    }
+    const { built, ownedKey } = await buildWithClientKey(options, (key) => new SessionBoundClient({ ...options, key }));
+    built.#ownedKey = ownedKey;
+    return built;
   }
 
   /** @throws {ConfigurationError} for a `pkcs11:` URI key: use {@link SessionBoundClient.create}. */
