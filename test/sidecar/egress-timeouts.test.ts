@@ -227,6 +227,14 @@ describe('egress upstream response timeout', () => {
 });
 
 describe('egress agent idle timeout', () => {
+  // The slow request: the upstream answers SLOW_MS after it got the request, so the connection is
+  // idle from SLOW_MS after sending at the earliest, and must not close before SLOW_MS + the idle
+  // timeout. Measured from sending, not from when the test saw the response: on a loaded machine
+  // the test sees it up to a scheduling stall late (76 ms and 115 ms seen), while the egress's idle
+  // timer runs from the moment the response ended on its side, and would look early by that much.
+  const SLOW_MS = IDLE_TIMEOUT_MS * 2;
+  /** Date.now() against libuv's millisecond clock the timers run on. */
+  const CLOCK_SLACK_MS = 10;
   let egress: EgressSidecar;
   let port: number;
   let upstream: Http2SecureServer;
@@ -295,21 +303,15 @@ describe('egress agent idle timeout', () => {
     try {
       await withTimeout(once(socket, 'connect'), REQUEST_DEADLINE_MS, 'connect to the egress');
       let text = '';
-      // When the last byte of the response arrived, taken in the 'data' handler: the poll below
-      // notices it later, by up to a whole scheduling delay on a loaded machine (seen: 76 ms).
-      let answeredAt: number | undefined;
-      const complete = () => text.endsWith('0\r\n\r\n') || /content-length: 16\r\n\r\nlate but in time$/i.test(text);
-      socket.setEncoding('utf8').on('data', (c: string) => {
-        text += c;
-        if (answeredAt === undefined && complete()) answeredAt = Date.now();
-      });
-      socket.write(`GET /up/late?ms=${IDLE_TIMEOUT_MS * 2} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`);
-      await waitFor(() => answeredAt !== undefined, { message: () => `the slow response, got ${JSON.stringify(text)}` });
+      socket.setEncoding('utf8').on('data', (c: string) => (text += c));
+      const sentAt = Date.now();
+      socket.write(`GET /up/late?ms=${SLOW_MS} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`);
+      await waitFor(() => text.endsWith('0\r\n\r\n') || /content-length: 16\r\n\r\nlate but in time$/i.test(text), { message: () => `the slow response, got ${JSON.stringify(text)}` });
       assert.match(text, /^HTTP\/1\.1 200 /, 'a request in flight longer than the idle timeout is answered');
       assert.match(text, /late but in time/);
       assert.equal(socket.destroyed, false, 'the connection survived the slow request');
-      const ms = await closedAfter(socket, answeredAt!, 'idle keep-alive connection');
-      assert.ok(ms >= IDLE_TIMEOUT_MS - 50, `closed ${ms} ms after the response, before the idle timeout`);
+      const ms = await closedAfter(socket, sentAt, 'idle keep-alive connection');
+      assert.ok(ms >= SLOW_MS + IDLE_TIMEOUT_MS - CLOCK_SLACK_MS, `closed ${ms} ms after the request, sooner than the response (${SLOW_MS} ms) plus the idle timeout`);
     } finally {
       socket.destroy();
     }
@@ -325,18 +327,19 @@ describe('egress agent idle timeout', () => {
       goawayCode = code;
     });
     try {
-      const stream = session.request({ ':path': `/up/late?ms=${IDLE_TIMEOUT_MS * 2}` });
+      const sentAt = Date.now();
+      const stream = session.request({ ':path': `/up/late?ms=${SLOW_MS}` });
       let body = '';
       stream.setEncoding('utf8').on('data', (c: string) => (body += c));
       const [headers] = (await withTimeout(once(stream, 'response'), REQUEST_DEADLINE_MS, 'h2c slow request: no response')) as [Record<string, unknown>];
       await withTimeout(once(stream, 'end'), REQUEST_DEADLINE_MS, 'h2c slow request: no end');
-      const answeredAt = Date.now();
       assert.equal(headers[':status'], 200);
       assert.equal(body, 'late but in time');
       assert.equal(goawayAt, undefined, 'no GOAWAY while the request was in flight');
       await waitFor(() => goawayAt !== undefined, { message: 'GOAWAY from the egress on the idle session' });
       assert.equal(goawayCode, h2.NGHTTP2_NO_ERROR);
-      assert.ok(goawayAt! - answeredAt >= IDLE_TIMEOUT_MS - 50, `GOAWAY ${goawayAt! - answeredAt} ms after the response`);
+      const ms = goawayAt! - sentAt;
+      assert.ok(ms >= SLOW_MS + IDLE_TIMEOUT_MS - CLOCK_SLACK_MS, `GOAWAY ${ms} ms after the request, sooner than the response (${SLOW_MS} ms) plus the idle timeout`);
       await waitFor(() => egress.state().agentSessions === 0, { message: 'the egress closed the idle h2c session' });
     } finally {
       session.destroy();
