@@ -19,7 +19,7 @@
  */
 import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { connect as tlsConnect, createSecureContext, type SecureContext } from 'node:tls';
@@ -142,7 +142,7 @@ function amortised(f: Figures, m: number): Sample {
   return { wallUs: (f.handshake.wallUs + f.sign.wallUs) / m + f.warm.wallUs, cpuUs: (f.handshake.cpuUs + f.sign.cpuUs) / m + f.warm.cpuUs };
 }
 
-function report(results: Record<KeyUnderTest['name'], Figures>, cSigns: number, expectedSigns: number): string {
+function report(results: Record<KeyUnderTest['name'], Figures>, cSigns: number, expectedSigns: number, load: string): string {
   const mem = results.memory;
   const hsm = results.softhsm2;
   const row = (label: string, a: Sample, b: Sample) =>
@@ -150,7 +150,9 @@ function report(results: Record<KeyUnderTest['name'], Figures>, cSigns: number, 
   const lines = [
     `# Client cost of a token-held key (SoftHSM2) vs a key in memory${quick ? ' (quick)' : ''}`,
     '',
-    `${new Date().toISOString()}, Node ${process.version}, OpenSSL ${process.versions.openssl}; P-256 keys, TLS 1.3, resource server in a child process (bench/rs-process.ts). ${REPEATS} alternating repeats, medians. Per repeat: ${SIGNS} proof signatures, ${HANDSHAKES} handshakes, ${WARM} warm requests, ${CONTEXTS} secure contexts. CPU = this process (SoftHSM2 runs in it).`,
+    `${new Date().toISOString()}, Node ${process.version}, OpenSSL ${process.versions.openssl}; P-256 keys, TLS 1.3, resource server in a child process (bench/rs-process.ts). ${REPEATS} alternating repeats, medians. Per repeat: ${SIGNS} proof signatures, ${HANDSHAKES} handshakes, ${WARM} warm requests, ${CONTEXTS} secure contexts. CPU = this process (SoftHSM2 runs in it). Load average (1 min) at start and end: ${load} on ${availableParallelism()} cores.`,
+    '',
+    'The warm request runs the same code for both keys (no signature): its ratio shows how far noise alone moves a ratio in this run.',
     '',
     '| figure (per operation) | memory CPU µs | SoftHSM2 CPU µs | ratio | memory wall µs | SoftHSM2 wall µs | ratio |',
     '|---|---|---|---|---|---|---|',
@@ -199,6 +201,7 @@ async function main(): Promise<void> {
   const tokens = { memory: await mint(issuer.privateKey, memoryPem.cert), softhsm2: await mint(issuer.privateKey, hsm.keys.p256.cert) };
   const samples: Record<KeyUnderTest['name'], Figures[]> = { memory: [], softhsm2: [] };
   const signsBefore = opened.signatures;
+  const loadAtStart = loadavg()[0] ?? 0;
   try {
     for (let r = 0; r < REPEATS; r++) {
       for (const k of r % 2 === 0 ? keys : [...keys].reverse()) {
@@ -207,7 +210,7 @@ async function main(): Promise<void> {
       }
     }
     const results = { memory: mergeRepeats(samples.memory), softhsm2: mergeRepeats(samples.softhsm2) };
-    const text = report(results, opened.signatures - signsBefore, REPEATS * (SIGNS + 1));
+    const text = report(results, opened.signatures - signsBefore, REPEATS * (SIGNS + 1), `${loadAtStart.toFixed(1)} / ${(loadavg()[0] ?? 0).toFixed(1)}`);
     const base = join(here, 'results', quick ? 'pkcs11-quick' : 'pkcs11');
     writeFileSync(`${base}.md`, text);
     writeFileSync(`${base}.json`, `${JSON.stringify({ date: new Date().toISOString(), node: process.version, quick, repeats: REPEATS, results, samples }, null, 2)}\n`);
