@@ -5,6 +5,7 @@
  * locks (`pg_advisory_xact_lock`), released by commit, rollback, or the end of a killed
  * instance's connection.
  */
+import { createHash } from 'node:crypto';
 import pg from 'pg';
 import { StoreError } from './contract.js';
 import type { Row, SqlDriver, SqlSession } from './driver.js';
@@ -27,6 +28,21 @@ export function redactedUrl(url: string): string {
   } catch {
     return 'postgres://(unparsable URL)';
   }
+}
+
+const names = new Map<string, string>();
+
+/**
+ * A named statement: each connection parses it once and afterwards only binds and executes it
+ * (the store issues a small, fixed set of statements).
+ */
+function prepared(sql: string, params: readonly unknown[]): pg.QueryConfig {
+  let name = names.get(sql);
+  if (name === undefined) {
+    name = `tether_${createHash('sha256').update(sql).digest('hex').slice(0, 16)}`;
+    names.set(sql, name);
+  }
+  return { name, text: sql, values: params as unknown[] };
 }
 
 export class PostgresDriver implements SqlDriver {
@@ -67,7 +83,7 @@ export class PostgresDriver implements SqlDriver {
   }
 
   query(sql: string, params: readonly unknown[] = []): Promise<Row[]> {
-    return this.#call(async () => (await this.#pool.query(sql, params as unknown[])).rows as Row[]);
+    return this.#call(async () => (await this.#pool.query(prepared(sql, params))).rows as Row[]);
   }
 
   transaction<T>(task: (tx: SqlSession) => Promise<T>, lock?: string): Promise<T> {
@@ -77,7 +93,7 @@ export class PostgresDriver implements SqlDriver {
       try {
         await client.query('BEGIN');
         if (lock !== undefined) await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`tether:${lock}`]);
-        const result = await task({ query: async (sql, params = []) => (await client.query(sql, params as unknown[])).rows as Row[] });
+        const result = await task({ query: async (sql, params = []) => (await client.query(prepared(sql, params))).rows as Row[] });
         await client.query('COMMIT');
         return result;
       } catch (error) {
