@@ -18,12 +18,27 @@ function normalizePercentEncoding(path: string): string {
   });
 }
 
+/** Recent normalizations (a client sends the same `htu` on every request): value -> result. */
+const normalized = new Map<string, string | null>();
+const NORMALIZED_ENTRIES = 256;
+
 /**
  * Normalize an absolute `http`/`https` URI to `scheme://authority/path` (no userinfo, query or
- * fragment). Returns `undefined` for anything else, including relative references.
+ * fragment). Returns `undefined` for anything else, including relative references. A pure
+ * function of `value`; the most recent results are remembered (bounded).
  */
 export function normalizeHtu(value: string): string | undefined {
-  if (typeof value !== 'string' || value.length === 0 || value.length > 4096 || UNSAFE.test(value)) return undefined;
+  if (typeof value !== 'string') return undefined;
+  const known = normalized.get(value);
+  if (known !== undefined) return known ?? undefined;
+  const result = normalizeUncached(value);
+  if (normalized.size >= NORMALIZED_ENTRIES) normalized.delete(normalized.keys().next().value as string);
+  normalized.set(value, result ?? null);
+  return result;
+}
+
+function normalizeUncached(value: string): string | undefined {
+  if (value.length === 0 || value.length > 4096 || UNSAFE.test(value)) return undefined;
   let url: URL;
   try {
     url = new URL(value);

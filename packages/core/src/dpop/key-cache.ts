@@ -37,18 +37,27 @@ export class DpopKeyCache {
   }
 
   /**
+   * The cached import of the `jwk` header parameter `value`, synchronously; `undefined` when it is
+   * not cached or its other members are refused (then {@link import} gives the answer).
+   */
+  get(value: unknown): ImportedDpopKey | undefined {
+    const id = cacheKey(value);
+    const hit = id === undefined ? undefined : this.#entries.get(id);
+    if (hit === undefined || refuseNonKeyMembers(value as Record<string, unknown>) !== undefined) return undefined;
+    // Most recently used last: Map keeps insertion order, so re-insert.
+    this.#entries.delete(id as string);
+    this.#entries.set(id as string, hit);
+    return hit;
+  }
+
+  /**
    * The imported key of the `jwk` header parameter `value`, from the cache or imported now
    * (`importDpopJwk`, whose refusals are returned unchanged). Never throws.
    */
   async import(value: unknown): Promise<ImportedDpopKey | (JwkImportResult & { ok: false })> {
+    const hit = this.get(value);
+    if (hit !== undefined) return hit;
     const id = cacheKey(value);
-    const hit = id === undefined ? undefined : this.#entries.get(id);
-    if (hit !== undefined && refuseNonKeyMembers(value as Record<string, unknown>) === undefined) {
-      // Most recently used last: Map keeps insertion order, so re-insert.
-      this.#entries.delete(id as string);
-      this.#entries.set(id as string, hit);
-      return hit;
-    }
     const imported = importDpopJwk(value);
     if (!imported.ok) return imported;
     const entry: ImportedDpopKey = { ok: true, jwk: imported.jwk, key: imported.key, algorithms: imported.algorithms, jkt: await jwkThumbprint(imported.jwk) };

@@ -34,6 +34,8 @@ export interface VerifyDpopProofOptions {
   htu: string;
   /** The access token presented with the proof: `ath` is then required and must match (RFC 9449 section 7). */
   accessToken?: string;
+  /** `ath` of `accessToken` when the caller has it already (the verifier computes it once per token). */
+  ath?: string;
   /** Nonce required in the proof: an exact value, or a source that checks and issues nonces. */
   nonce?: string | DpopNonceSource;
   /** Current time in seconds (default: the system clock). */
@@ -134,7 +136,8 @@ export async function verifyDpopProof(proof: string, options: VerifyDpopProofOpt
   if (!('jwk' in header)) fail('jwk_missing', 'jwk header parameter is required');
   if (typeof header.alg !== 'string' || !(accepted as readonly string[]).includes(header.alg)) fail('alg', 'alg not accepted');
   const alg = header.alg as DpopAlgorithm;
-  const imported = await (options.keyCache ?? sharedKeyCache).import(header.jwk);
+  const keyCache = options.keyCache ?? sharedKeyCache;
+  const imported = keyCache.get(header.jwk) ?? (await keyCache.import(header.jwk));
   if (!imported.ok) fail(imported.reason, imported.description);
   if (!imported.algorithms.includes(alg)) fail('alg', 'alg does not match the jwk');
   const jwkAlg = (header.jwk as Record<string, unknown>).alg;
@@ -154,7 +157,7 @@ export async function verifyDpopProof(proof: string, options: VerifyDpopProofOpt
   if (!dpopHtuMatches(htu, options.htu)) fail('htu_mismatch', 'htu mismatch');
   if (options.accessToken !== undefined) {
     if (ath === undefined) fail('ath_missing', 'ath claim is required with an access token');
-    if (!equalB64u(ath, accessTokenHash(options.accessToken))) fail('ath_mismatch', 'access token hash mismatch');
+    if (!equalB64u(ath, options.ath ?? accessTokenHash(options.accessToken))) fail('ath_mismatch', 'access token hash mismatch');
   }
 
   const required = options.nonce;
@@ -188,7 +191,8 @@ export async function verifyDpopProof(proof: string, options: VerifyDpopProofOpt
   let fresh: boolean;
   try {
     // Through iat + maxAge + skew inclusive, the last second the iat check above still passes.
-    fresh = await options.replayStore.use(dpopReplayKey(jti), iat + maxAge + skew + 1);
+    const used = options.replayStore.use(dpopReplayKey(jti), iat + maxAge + skew + 1);
+    fresh = used instanceof Promise ? await used : used;
   } catch (cause) {
     fail('replay_store_unavailable', 'replay check unavailable', cause);
   }

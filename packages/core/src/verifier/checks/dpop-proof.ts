@@ -26,6 +26,7 @@ export async function checkDpopProof(ctx: VerificationContext): Promise<void> {
     htm: input.method,
     htu,
     accessToken: ctx.token,
+    ath: ctx.ath,
     now: ctx.now,
     maxAge: dpop.maxAge,
     clockSkew: dpop.clockSkew,
