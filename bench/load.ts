@@ -16,6 +16,8 @@
  * - `session-per-request`: session-bound token with `jti`/`htm`/`htu` in every proof
  *   (`perRequestClaims` of `SessionBoundClient`): one signature per request.
  * - `dpop`: `Authorization: DPoP` with a fresh createDpopProof per request (as `DpopClient`).
+ * - `dpop-jose`: the same DPoP requests, to the RS's `/jose/` paths, where they are verified by the
+ *   jose-only reference (bench/jose-dpop.ts) instead of the library.
  *
  * `signatures` counts proofs signed by this process; it is the client-side figure of the matrix.
  *
@@ -24,13 +26,14 @@
  * `Outstanding`, which bench/matrix.ts names when a whole cell misses its deadline.
  */
 import { randomUUID, type KeyObject, type X509Certificate } from 'node:crypto';
+import { request as httpRequest } from 'node:http';
 import { connect as http2Connect, constants as h2, type ClientHttp2Session } from 'node:http2';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { createSessionBindingProof, deriveSessionExporter, PROOF_HEADER } from '@tether/core';
 import { createDpopProof, type DpopPublicJwk } from '@tether/core/dpop';
 import { Outstanding, REQUEST_TIMEOUT_MS, cancelAfter } from './deadline.js';
 
-export const MODES = ['bearer', 'certificate', 'session', 'session-per-request', 'dpop'] as const;
+export const MODES = ['bearer', 'certificate', 'session', 'session-per-request', 'dpop', 'dpop-jose'] as const;
 export type Mode = (typeof MODES)[number];
 
 export interface LoadCredentials {
@@ -61,6 +64,8 @@ export interface CellMeasurement {
   connectionsOpened: number;
   p50Ms: number;
   p99Ms: number;
+  /** CPU of a sidecar in the path during the timed window (egress-churn), µs. */
+  sidecarCpuMicros?: number;
 }
 
 const PROOF = PROOF_HEADER.toLowerCase();
@@ -110,7 +115,8 @@ export class Signer {
         });
         return { authorization: `Bearer ${token}`, [PROOF]: proof };
       }
-      case 'dpop': {
+      case 'dpop':
+      case 'dpop-jose': {
         this.signatures++;
         const proof = await createDpopProof({ privateKey: this.creds.dpopKey, publicJwk: this.creds.dpopJwk, htm: method, htu: this.htu, accessToken: token });
         return { authorization: `DPoP ${token}`, dpop: proof };
@@ -527,4 +533,48 @@ export async function agentMix(ctx: PatternContext, tokens: string[], shape: Age
   // finish() closes a window: reopen a zero-length one so the last pause is not counted twice.
   rec.resume();
   return rec.finish(signer);
+}
+
+/**
+ * Agent churn behind the egress: every request is a new plain HTTP/1.1 connection from the agent to
+ * the egress sidecar (`Connection: close`, `/api/...`), which keeps its upstream connection to the
+ * RS and adds Session-Binding Proofs for Bearer tokens (one per token and upstream connection).
+ * `dpop`: the agent signs a DPoP proof per request for the RS's URI (`ctx.target`); the egress
+ * forwards non-Bearer credentials unchanged.
+ */
+export async function churnBehindEgress(ctx: PatternContext, egress: { host: string; port: number }, tokens: string[], requests: number, concurrency: number): Promise<CellMeasurement> {
+  const signer = new Signer(ctx.creds, ctx.mode, htuOf(ctx.target));
+  const path = `/api${ctx.target.path}`;
+  await ctx.beforeTimed();
+  const rec = new Recorder(ctx.outstanding);
+  rec.start();
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: concurrency }, async (_, w) => {
+      while (next < requests) {
+        const i = next++;
+        const token = tokens[i % tokens.length] as string;
+        await rec.time(`agent ${w}: new connection to the egress, request ${i} of ${requests}`, async () => {
+          rec.connections++;
+          const headers = ctx.mode === 'dpop' ? await signer.headers(undefined as unknown as ConnState, token, 'GET') : { authorization: `Bearer ${token}` };
+          return plainGet(egress, path, headers);
+        });
+      }
+    }),
+  );
+  return rec.finish(signer);
+}
+
+/** One GET on a new plain HTTP/1.1 connection (`Connection: close`); 0 on an error or after REQUEST_TIMEOUT_MS. */
+function plainGet(to: { host: string; port: number }, path: string, headers: Record<string, string>): Promise<number> {
+  return new Promise((resolve) => {
+    const req = httpRequest({ host: to.host, port: to.port, path, agent: false, headers: { ...headers, connection: 'close' }, timeout: REQUEST_TIMEOUT_MS }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+      res.on('error', () => resolve(0));
+    });
+    req.on('timeout', () => req.destroy(new Error(`no response within ${REQUEST_TIMEOUT_MS} ms`)));
+    req.on('error', () => resolve(0));
+    req.end();
+  });
 }

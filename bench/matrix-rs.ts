@@ -4,10 +4,14 @@
  * over node:http2 (HTTP/1.1 allowed), DPoP enabled. `minimumBinding: 'none'` so one server process
  * serves every mode; a token carrying a binding is still held to it.
  *
+ * Paths under `/jose/` take the reference DPoP path instead (`dpop-jose` mode, bench/jose-dpop.ts):
+ * what a user would otherwise write with jose, behind the same token validation.
+ *
  * Runs as a child process with IPC. Argument: a directory holding ca.pem, server.pem, server.key,
- * jwks.json; optional second argument: idle timeout in ms after which the server drops a quiet
- * connection (the "keep-alive timeout" of the agent-like mix).
- * Messages: {cmd:'reset'} -> {ok}, {cmd:'report'} -> {cpuMicros, stats, connections, resumed}, {cmd:'exit'}.
+ * jwks.json, client.pem, client.key; optional second argument: idle timeout in ms after which the
+ * server drops a quiet connection (the "keep-alive timeout" of the agent-like mix).
+ * Messages: {cmd:'reset'} -> {ok}, {cmd:'report'} -> {cpuMicros, stats, connections, resumed},
+ * {cmd:'verify-costs', samples, rounds} -> VerifyCosts (bench/verify-cost.ts), {cmd:'exit'}.
  */
 import { createSecureServer } from 'node:http2';
 import { readFileSync } from 'node:fs';
@@ -15,18 +19,22 @@ import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { createSessionBoundVerifier, jwtAccessTokenValidator, localJwks } from '@tether/core';
 import { sessionBoundHandler, sessionBoundTlsOptions } from '@tether/core/node';
+import { joseDpopHandler } from './jose-dpop.js';
+import { measureVerifyCosts } from './verify-cost.js';
 
 const [dir, idleArg] = process.argv.slice(2);
 if (dir === undefined || process.send === undefined) throw new Error('usage: matrix-rs.ts DIR [IDLE_MS] (forked with IPC)');
 const read = (name: string) => readFileSync(`${dir}/${name}`, 'utf8');
 const idleMs = Number(idleArg ?? 0);
 
-const verifier = createSessionBoundVerifier({
-  tokens: jwtAccessTokenValidator({ keys: localJwks(JSON.parse(read('jwks.json'))), issuer: 'https://as.bench', audience: 'https://rs.bench' }),
-  minimumBinding: 'none',
-  dpop: {},
-});
+const tokens = jwtAccessTokenValidator({ keys: localJwks(JSON.parse(read('jwks.json'))), issuer: 'https://as.bench', audience: 'https://rs.bench' });
+const verifier = createSessionBoundVerifier({ tokens, minimumBinding: 'none', dpop: {} });
 const body = Buffer.from('{"ok":true}');
+const library = sessionBoundHandler(verifier, (_req, res) => {
+  res.writeHead(200, { 'content-type': 'application/json', 'content-length': body.length });
+  res.end(body);
+});
+const jose = joseDpopHandler(tokens, verifier.stats, body);
 const server = createSecureServer(
   {
     ...sessionBoundTlsOptions({ cert: read('server.pem'), key: read('server.key'), ca: read('ca.pem') }),
@@ -34,10 +42,7 @@ const server = createSecureServer(
     // Headroom for a client that keeps 32+ streams in flight.
     settings: { maxConcurrentStreams: 256, ...(process.env.TETHER_BENCH_HPACK === undefined ? {} : { headerTableSize: Number(process.env.TETHER_BENCH_HPACK) }) },
   },
-  sessionBoundHandler(verifier, (_req, res) => {
-    res.writeHead(200, { 'content-type': 'application/json', 'content-length': body.length });
-    res.end(body);
-  }),
+  (req, res) => (req.url?.startsWith('/jose/') === true ? jose(req, res) : library(req, res)),
 );
 // Idle HTTP/2 sessions (and HTTP/1.1 sockets) are closed after idleMs without activity.
 if (idleMs > 0) {
@@ -64,6 +69,9 @@ process.on('message', (msg: { cmd: string }) => {
   } else if (msg.cmd === 'report') {
     const used = process.cpuUsage(cpu);
     process.send?.({ cpuMicros: used.user + used.system, stats: verifier.stats, connections, resumed });
+  } else if (msg.cmd === 'verify-costs') {
+    const { samples, rounds } = msg as unknown as { samples: number; rounds: number };
+    void measureVerifyCosts(read('client.pem'), read('client.key'), samples, rounds).then((costs) => process.send?.(costs));
   } else if (msg.cmd === 'exit') {
     server.close();
     process.exit(0);

@@ -42,6 +42,7 @@ import { jwkThumbprint, publicJwkOf } from '@tether/core/dpop';
 import {
   MODES,
   agentMix,
+  churnBehindEgress,
   connectionPerRequest,
   keepAlivePool,
   longLivedH2,
@@ -54,6 +55,7 @@ import {
 import { lineChart } from './svg.js';
 import { ForkedChild, installExitGuards } from './children.js';
 import { Outstanding, withRunDeadline } from './deadline.js';
+import { verifyCostTable, verifyCostTargets, type VerifyCosts } from './verify-cost.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const args = process.argv.slice(2);
@@ -96,11 +98,13 @@ const config = quick
     };
 
 type TokenKind = 'bearer' | 'certificate' | 'session' | 'dpop';
-const tokenKind: Record<Mode, TokenKind> = { bearer: 'bearer', certificate: 'certificate', session: 'session', 'session-per-request': 'session', dpop: 'dpop' };
+const tokenKind: Record<Mode, TokenKind> = { bearer: 'bearer', certificate: 'certificate', session: 'session', 'session-per-request': 'session', dpop: 'dpop', 'dpop-jose': 'dpop' };
 
 interface Scenario {
   id: string;
-  pattern: 'h2-long' | 'conn-per-request' | 'conn-per-request-resumed' | 'h1-pool' | 'agent-mix';
+  pattern: 'h2-long' | 'conn-per-request' | 'conn-per-request-resumed' | 'h1-pool' | 'agent-mix' | 'egress-churn';
+  /** The modes this pattern runs (default: all). */
+  modes?: readonly Mode[];
   /** Requests per token on one connection (h2-long and h1-pool). */
   m?: number;
   tokens: number;
@@ -158,7 +162,26 @@ const allScenarios: Scenario[] = [
     rs: 'idle',
     run: (ctx, t) => agentMix(ctx, t, config.agent),
   },
+  {
+    id: 'egress-churn',
+    pattern: 'egress-churn',
+    tokens: config.perConnTokens,
+    description:
+      `agent churn behind the egress sidecar: a new plain HTTP/1.1 connection from the agent to the egress for every request (${config.perConnRequests} requests, ${config.perConnWorkers} agents, ${config.perConnTokens} tokens); ` +
+      'the egress keeps its HTTP/2 mTLS connection to the RS and adds the Session-Binding Proofs (Bearer tokens); DPoP: the agent signs a proof per request, the egress forwards it',
+    modes: ['bearer', 'session', 'dpop'],
+    rs: 'main',
+    run: async (ctx, t) => {
+      const egress = egressSidecar as { child: ForkedChild; address: { host: string; port: number } };
+      const meas = await churnBehindEgress({ ...ctx, beforeTimed: async () => (await ctx.beforeTimed(), await egress.child.ask({ cmd: 'reset' }, ASK_TIMEOUT_MS)) }, egress.address, t.slice(0, config.perConnTokens), config.perConnRequests, config.perConnWorkers);
+      const report = await egress.child.ask<{ cpuMicros: number; proofsSigned: number }>({ cmd: 'report' }, ASK_TIMEOUT_MS);
+      return { ...meas, sidecarCpuMicros: report.cpuMicros };
+    },
+  },
 ];
+/** The egress sidecar of the `egress-churn` pattern (a bench/sidecar-process.ts child), started in main. */
+let egressSidecar: { child: ForkedChild; address: { host: string; port: number } } | undefined;
+const modesOf = (s: Scenario): readonly Mode[] => s.modes ?? MODES;
 /** `--only ID,ID`: run a subset of the patterns (results go to matrix-focus.*). */
 const only = outIndexOf('--only')?.split(',');
 const scenarios = only === undefined ? allScenarios : allScenarios.filter((s) => only.includes(s.id));
@@ -211,6 +234,8 @@ interface Cell {
   p50Ms: number;
   p99Ms: number;
   rsFailures: Record<string, number>;
+  /** CPU µs per request of the sidecar in the path (egress-churn), else null. */
+  sidecarCpuUs: number | null;
 }
 
 const FIGURES = ['throughput', 'rsCpuUs', 'clientCpuUs', 'p50Ms', 'p99Ms'] as const;
@@ -224,8 +249,12 @@ async function main(): Promise<void> {
   writeFileSync(join(dir, 'ca.pem'), pki.ca.cert);
   writeFileSync(join(dir, 'server.pem'), pki.server.cert);
   writeFileSync(join(dir, 'server.key'), pki.server.key);
+  // The RS measures the in-process verification costs with the client's certificate and key.
+  writeFileSync(join(dir, 'client.pem'), client.cert);
+  writeFileSync(join(dir, 'client.key'), client.key);
   const { privateKey: asKey, publicKey: asPublic } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-  writeFileSync(join(dir, 'jwks.json'), JSON.stringify({ keys: [{ ...(await exportJWK(asPublic)), kid: 'b1', alg: 'ES256' }] }));
+  const jwks = { keys: [{ ...(await exportJWK(asPublic)), kid: 'b1', alg: 'ES256' }] };
+  writeFileSync(join(dir, 'jwks.json'), JSON.stringify(jwks));
 
   const certificate = new X509Certificate(client.cert);
   const dpopKey: KeyObject = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
@@ -264,12 +293,19 @@ async function main(): Promise<void> {
   // Two RS processes built the same way: `main` keeps connections open; `idle` drops a connection
   // after config.idleMs without traffic (the keep-alive timeout the agent-like mix runs into).
   const servers = { main: startRs('rs-main', dir, 0), idle: startRs('rs-idle', dir, config.idleMs) };
+  const egressChild = scenarios.some((x) => x.pattern === 'egress-churn') ? new ForkedChild('egress', join(here, 'sidecar-process.ts'), ASK_TIMEOUT_MS) : undefined;
   try {
     const ports = { main: ((await servers.main.ready) as { port: number }).port, idle: ((await servers.idle.ready) as { port: number }).port };
+    if (egressChild !== undefined) {
+      const material = { ca: pki.ca.cert, serverCert: pki.server.cert, serverKey: pki.server.key, clientCert: client.cert, clientKey: client.key, jwks, issuer: 'https://as.bench', audience: 'https://rs.bench' };
+      const start = { cmd: 'start', material, upstream: `https://127.0.0.1:${ports.main}` };
+      const { url } = await egressChild.ask<{ url: string }>(start, ASK_TIMEOUT_MS);
+      egressSidecar = { child: egressChild, address: { host: '127.0.0.1', port: Number(new URL(url).port) } };
+    }
 
     const runCell = async (scenario: Scenario, mode: Mode, repeat: number): Promise<Cell> => {
       const rs = servers[scenario.rs];
-      const target = { host: '127.0.0.1', port: ports[scenario.rs], path: '/resource' };
+      const target = { host: '127.0.0.1', port: ports[scenario.rs], path: mode === 'dpop-jose' ? '/jose/resource' : '/resource' };
       const outstanding = new Outstanding();
       const ctx: PatternContext = { creds, target, mode, beforeTimed: () => rs.ask({ cmd: 'reset' }, ASK_TIMEOUT_MS), outstanding };
       const meas = await withRunDeadline(`cell ${scenario.id}/${mode} (repeat ${repeat})`, CELL_DEADLINE_MS, outstanding, scenario.run(ctx, tokens[tokenKind[mode]]));
@@ -296,19 +332,21 @@ async function main(): Promise<void> {
         p50Ms: meas.p50Ms,
         p99Ms: meas.p99Ms,
         rsFailures: rep.stats.failures,
+        sidecarCpuUs: meas.sidecarCpuMicros === undefined ? null : meas.sidecarCpuMicros / n,
       };
     };
 
     // Warm-up (not recorded): JIT, JWT validation cache, TLS contexts. Every mode once on a
     // long-lived connection, then every other pattern once with session-bound credentials.
     const warm = scenarios.find((s) => s.pattern === 'h2-long') ?? (scenarios[0] as Scenario);
-    for (const mode of MODES) await runCell(warm, mode, -1);
+    for (const mode of modesOf(warm)) await runCell(warm, mode, -1);
     for (const s of scenarios.filter((x) => x.pattern !== 'h2-long')) await runCell(s, 'session', -1);
 
     const cells: Cell[] = [];
     for (let r = 0; r < config.repeats; r++) {
       for (const scenario of scenarios) {
-        const order = MODES.map((_, i) => MODES[(i + r) % MODES.length] as Mode);
+        const modes = modesOf(scenario);
+        const order = modes.map((_, i) => modes[(i + r) % modes.length] as Mode);
         for (const mode of order) {
           const t0 = Date.now();
           const cell = await runCell(scenario, mode, r);
@@ -321,10 +359,13 @@ async function main(): Promise<void> {
       console.error(`repeat ${r + 1}/${config.repeats} done (${((Date.now() - started) / 1000).toFixed(0)} s)`);
     }
 
-    const result = summarize(cells);
-    write(result, cells);
+    // Per-verification costs in the RS process, after the matrix (same run, same machine state).
+    const question = { cmd: 'verify-costs', samples: quick ? 300 : 2000, rounds: quick ? 2 : 5 };
+    const costs = await servers.main.ask<VerifyCosts>(question, 300_000);
+    const result = summarize(cells, costs);
+    write(result, cells, costs);
   } finally {
-    await Promise.all([servers.main.exit(), servers.idle.exit()]);
+    await Promise.all([servers.main.exit(), servers.idle.exit(), egressChild?.exit()]);
     rmSync(dir, { recursive: true, force: true });
   }
 }
@@ -347,11 +388,11 @@ interface ModeSummary {
   rsFailures: Record<string, number>;
 }
 
-function summarize(cells: Cell[]) {
+function summarize(cells: Cell[], costs: VerifyCosts) {
   const results: Record<string, Record<string, ModeSummary>> = {};
   for (const s of scenarios) {
     results[s.id] = {};
-    for (const mode of MODES) {
+    for (const mode of modesOf(s)) {
       const mine = cells.filter((c) => c.scenario === s.id && c.mode === mode);
       const ratio = {} as ModeSummary['ratio'];
       for (const f of FIGURES) {
@@ -392,16 +433,42 @@ function summarize(cells: Cell[]) {
     );
   const get = (sid: string, mode: Mode) => (results[sid] as Record<string, ModeSummary>)[mode] as ModeSummary;
   const targets: Array<{ claim: string; scenario: string; value: string; holds: boolean | null }> = [];
+  const fr3 = (r: { median: number; min: number; max: number }) => `${r.median.toFixed(3)} (${r.min.toFixed(3)}..${r.max.toFixed(3)})`;
   for (const m of config.mValues.filter((x) => x >= 100 && scenarios.some((s) => s.id === `h2-long-m${x}`))) {
     const sid = `h2-long-m${m}`;
-    const r = get(sid, 'session').ratio.throughput;
-    targets.push({ claim: `session-bound >= 0.95x bearer throughput (long-lived h2, M=${m})`, scenario: sid, value: `${r.median.toFixed(3)} (${r.min.toFixed(3)}..${r.max.toFixed(3)})`, holds: r.median >= 0.95 });
+    const r = get(sid, 'session').ratio;
+    targets.push({ claim: `session-bound RS CPU/request <= 1.05x bearer (long-lived h2, M=${m})`, scenario: sid, value: fr3(r.rsCpuUs), holds: r.rsCpuUs.median <= 1.05 });
+    targets.push({ claim: `session-bound >= 0.97x bearer throughput (long-lived h2, M=${m})`, scenario: sid, value: fr3(r.throughput), holds: r.throughput.median >= 0.97 });
     const d = pairRatio(sid, 'session', 'dpop', 'throughput');
     targets.push({ claim: `session-bound >= 2.5x DPoP throughput (long-lived h2, M=${m})`, scenario: sid, value: `${d.median.toFixed(2)} (${d.min.toFixed(2)}..${d.max.toFixed(2)})`, holds: d.median >= 2.5 });
+    const j = pairRatio(sid, 'session', 'dpop-jose', 'throughput');
+    targets.push({ claim: `session-bound vs jose's standard DPoP path, throughput (long-lived h2, M=${m}; informational)`, scenario: sid, value: `${j.median.toFixed(2)} (${j.min.toFixed(2)}..${j.max.toFixed(2)})`, holds: null });
   }
   for (const s of scenarios.filter((x) => x.pattern === 'h2-long')) {
-    const sigs = get(s.id, 'session').signaturesPerRun;
-    targets.push({ claim: `session-bound signatures = N (${s.tokens}), not N x M (${s.tokens * (s.m ?? 1)}) (M=${s.m})`, scenario: s.id, value: sigs.join(', '), holds: sigs.every((x) => x === s.tokens) });
+    const runs = get(s.id, 'session').verificationsPerRun;
+    targets.push({ claim: `RS proof verifications (its own counter) = N (${s.tokens}), not N x M (${s.tokens * (s.m ?? 1)}) (M=${s.m})`, scenario: s.id, value: runs.join(', '), holds: runs.every((x) => x === s.tokens) });
+  }
+  targets.push(...verifyCostTargets(costs, (sid, mode) => (scenarios.some((s) => s.id === sid) ? cells.filter((c) => c.scenario === sid && c.mode === mode) : [])));
+  const egress = scenarios.find((x) => x.pattern === 'egress-churn');
+  if (egress !== undefined) {
+    const session = get(egress.id, 'session');
+    const runs = session.verificationsPerRun;
+    targets.push({
+      claim: `egress-churn: RS proof verifications per cell for session-bound tokens <= one per token (${egress.tokens}), not one per agent connection (${config.perConnRequests}); 0 when the egress's upstream connection already carries the tokens' bindings (from the warm-up or an earlier repeat)`,
+      scenario: egress.id,
+      value: runs.join(', '),
+      holds: runs.every((x) => x <= egress.tokens),
+    });
+    const d = pairRatio(egress.id, 'session', 'dpop', 'throughput');
+    const sidecar = (mode: Mode) => median(cells.filter((c) => c.scenario === egress.id && c.mode === mode).map((c) => c.sidecarCpuUs ?? NaN));
+    targets.push({
+      claim: 'egress-churn: session-bound vs bearer and DPoP behind the same egress (informational)',
+      scenario: egress.id,
+      value:
+        `throughput ${session.ratio.throughput.median.toFixed(3)}x bearer (${session.ratio.throughput.min.toFixed(3)}..${session.ratio.throughput.max.toFixed(3)}), ${d.median.toFixed(2)}x DPoP (${d.min.toFixed(2)}..${d.max.toFixed(2)}); ` +
+        `RS CPU/request ${session.ratio.rsCpuUs.median.toFixed(2)}x bearer; egress CPU µs/request bearer ${sidecar('bearer').toFixed(0)}, session ${sidecar('session').toFixed(0)}, dpop ${sidecar('dpop').toFixed(0)}; RS verifications/request bearer ${get(egress.id, 'bearer').median.verificationsPerRequest.toFixed(3)}, session ${session.median.verificationsPerRequest.toFixed(3)}, dpop ${get(egress.id, 'dpop').median.verificationsPerRequest.toFixed(3)}`,
+      holds: null,
+    });
   }
   for (const sid of ['conn-per-request', 'conn-per-request-resumed', 'agent-mix', 'h1-pool'].filter((x) => scenarios.some((s) => s.id === x))) {
     const d = pairRatio(sid, 'session', 'dpop', 'throughput');
@@ -423,7 +490,7 @@ function fmt(x: number, digits = 1): string {
 }
 const fr = (r: { median: number; min: number; max: number }) => `${r.median.toFixed(2)} (${r.min.toFixed(2)}..${r.max.toFixed(2)})`;
 
-function write(summary: ReturnType<typeof summarize>, cells: Cell[]): void {
+function write(summary: ReturnType<typeof summarize>, cells: Cell[], costs: VerifyCosts): void {
   mkdirSync(outDir, { recursive: true });
   const base = `${only === undefined ? 'matrix' : 'matrix-focus'}${quick ? '-quick' : ''}`;
   const json = {
@@ -436,6 +503,7 @@ function write(summary: ReturnType<typeof summarize>, cells: Cell[]): void {
     scenarios: scenarios.map((s) => ({ id: s.id, pattern: s.pattern, m: s.m ?? null, tokens: s.tokens, description: s.description })),
     results: summary.results,
     targets: summary.targets,
+    verifyCosts: costs,
     cells,
   };
   writeFileSync(join(outDir, `${base}.json`), JSON.stringify(json, null, 2) + '\n');
@@ -451,7 +519,7 @@ function write(summary: ReturnType<typeof summarize>, cells: Cell[]): void {
     '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const s of scenarios) {
-    for (const mode of MODES) {
+    for (const mode of modesOf(s)) {
       const r = (summary.results[s.id] as Record<string, ModeSummary>)[mode] as ModeSummary;
       md.push(
         `| ${s.id} | ${mode} | ${fmt(r.median.throughput, 0)} | ${fr(r.ratio.throughput)} | ${fmt(r.median.rsCpuUs)} | ${fr(r.ratio.rsCpuUs)} | ${fmt(r.median.clientCpuUs)} | ${fr(r.ratio.clientCpuUs)} | ` +
@@ -461,6 +529,7 @@ function write(summary: ReturnType<typeof summarize>, cells: Cell[]): void {
   }
   md.push('', '## Patterns', '');
   for (const s of scenarios) md.push(`- \`${s.id}\`: ${s.description}`);
+  md.push('', ...verifyCostTable(costs));
   md.push('', '## Targets', '', '| claim | measured | holds |', '|---|---|---|');
   for (const t of summary.targets) md.push(`| ${t.claim} | ${t.value} | ${t.holds === null ? '-' : t.holds ? 'yes' : '**no**'} |`);
   const resumed = summary.results['conn-per-request-resumed']?.bearer?.median.resumedShare;

@@ -39,8 +39,10 @@ async function silentServer() {
     dpopJwk: publicJwkOf(dpopKey),
   };
   const target = { host: '127.0.0.1', port: (server.address() as AddressInfo).port, path: '/resource' };
+  const sockets = new Set<{ destroy(): void }>();
+  server.on('secureConnection', (socket: { destroy(): void }) => sockets.add(socket));
   const close = () => {
-    server.closeAllConnections?.();
+    for (const socket of sockets) socket.destroy();
     return new Promise<void>((resolve) => server.close(() => resolve()));
   };
   return { creds, target, streams, h1, close, server };

@@ -10,8 +10,10 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-const MODES = ['bearer', 'certificate', 'session', 'session-per-request', 'dpop'];
-const PATTERNS = ['h2-long-m1', 'h2-long-m10', 'h2-long-m100', 'h2-long-m1000', 'conn-per-request', 'conn-per-request-resumed', 'h1-pool', 'agent-mix'];
+const MODES = ['bearer', 'certificate', 'session', 'session-per-request', 'dpop', 'dpop-jose'];
+const PATTERNS = ['h2-long-m1', 'h2-long-m10', 'h2-long-m100', 'h2-long-m1000', 'conn-per-request', 'conn-per-request-resumed', 'h1-pool', 'agent-mix', 'egress-churn'];
+/** Modes per pattern: every mode, except agent churn behind the egress (bearer, session-bound, DPoP). */
+const modesOf = (p: string) => (p === 'egress-churn' ? ['bearer', 'session', 'dpop'] : MODES);
 
 test('bench/matrix.ts --quick writes JSON, Markdown and SVG results', { timeout: 180_000 }, async () => {
   const out = mkdtempSync(join(tmpdir(), 'tether-bench-test-'));
@@ -35,13 +37,14 @@ test('bench/matrix.ts --quick writes JSON, Markdown and SVG results', { timeout:
       scenarios: Array<{ id: string; tokens: number }>;
       results: Record<string, Record<string, { median: Record<string, number>; ratio: Record<string, { median: number; min: number; max: number }>; failures: number; signaturesPerRun: number[] }>>;
       targets: Array<{ claim: string; value: string; holds: boolean | null }>;
+      verifyCosts: Record<string, { cpuUsPerCall: number }>;
       cells: Array<{ scenario: string; mode: string; repeat: number; requests: number; verifications: number; cacheHits: number }>;
     };
     assert.equal(json.quick, true);
     assert.deepEqual(json.modes, MODES);
     assert.deepEqual(json.scenarios.map((s) => s.id), PATTERNS);
     for (const p of PATTERNS) {
-      for (const m of MODES) {
+      for (const m of modesOf(p)) {
         const r = json.results[p]?.[m];
         assert.ok(r, `${p}/${m} missing`);
         for (const f of ['throughput', 'rsCpuUs', 'clientCpuUs', 'p50Ms', 'p99Ms', 'signaturesPerRequest', 'verificationsPerRequest']) {
@@ -56,7 +59,10 @@ test('bench/matrix.ts --quick writes JSON, Markdown and SVG results', { timeout:
       assert.equal(json.results[p]?.bearer?.median.signaturesPerRequest, 0);
       // DPoP and per-request claims: the RS verifies one proof per request everywhere.
       assert.equal(json.results[p]?.dpop?.median.verificationsPerRequest, 1);
-      assert.equal(json.results[p]?.['session-per-request']?.median.verificationsPerRequest, 1);
+      if (p !== 'egress-churn') {
+        assert.equal(json.results[p]?.['session-per-request']?.median.verificationsPerRequest, 1);
+        assert.equal(json.results[p]?.['dpop-jose']?.median.verificationsPerRequest, 1);
+      }
     }
     // The resource server's own counters (not the load generator's): on one connection it verifies
     // N proofs for N tokens x M requests and serves the rest from its binding cache; DPoP verifies
@@ -74,14 +80,22 @@ test('bench/matrix.ts --quick writes JSON, Markdown and SVG results', { timeout:
       for (const c of mine.filter((x) => x.mode === 'dpop' || x.mode === 'session-per-request')) assert.equal(c.verifications, c.requests, `${s.id} ${c.mode}: one verification per request`);
       for (const c of mine.filter((x) => x.mode === 'bearer' || x.mode === 'certificate')) assert.equal(c.verifications, 0, `${s.id} ${c.mode}`);
     }
+    // Agent churn behind the egress: one new agent connection per request, yet at most one RS proof
+    // verification per token (the egress's upstream connection carries the bindings).
+    for (const c of json.cells.filter((x) => x.scenario === 'egress-churn' && x.mode === 'session')) {
+      assert.ok(c.verifications <= (json.scenarios.find((s) => s.id === 'egress-churn')?.tokens ?? 0), `egress-churn: ${c.verifications} verifications`);
+    }
     assert.ok(json.targets.length > 0 && json.targets.every((t) => typeof t.claim === 'string' && typeof t.value === 'string'));
-    assert.ok(json.cells.length >= PATTERNS.length * MODES.length);
+    assert.ok(json.cells.length >= PATTERNS.reduce((n, p) => n + modesOf(p).length, 0));
+    // The primitive row and the in-process verification costs, measured in the RS process.
+    for (const row of ['primitive', 'session-proof', 'dpop', 'dpop-jose']) assert.ok((json.verifyCosts[row]?.cpuUsPerCall ?? 0) > 0, row);
 
     const md = readFileSync(join(out, 'matrix-quick.md'), 'utf8');
     assert.match(md, /^# Benchmark matrix \(quick\)/);
     assert.match(md, /\| pattern \| mode \| req\/s \| x bearer \|/);
-    for (const p of PATTERNS) for (const m of MODES) assert.ok(md.includes(`| ${p} | ${m} |`), `table row ${p}/${m}`);
+    for (const p of PATTERNS) for (const m of modesOf(p)) assert.ok(md.includes(`| ${p} | ${m} |`), `table row ${p}/${m}`);
     assert.match(md, /## Targets/);
+    assert.match(md, /\| primitive \| raw `crypto\.verify` ES256/);
 
     for (const name of ['throughput', 'rs-cpu', 'client-cpu']) {
       const svg = readFileSync(join(out, `matrix-quick-${name}.svg`), 'utf8');
