@@ -16,6 +16,7 @@
  *
  *   npm run bench:pkcs11             # full run, writes bench/results/pkcs11.md and .json
  *   npm run bench:pkcs11 -- --quick  # seconds; writes pkcs11-quick.*
+ *   ... --out DIR                    # write the results to DIR instead of bench/results
  */
 import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -33,6 +34,8 @@ import { testPki } from '../test/helpers/pki.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const quick = process.argv.includes('--quick');
+const outIndex = process.argv.indexOf('--out');
+const outDir = outIndex === -1 ? join(here, 'results') : (process.argv[outIndex + 1] ?? join(here, 'results'));
 const REPEATS = quick ? 2 : 5;
 const SIGNS = quick ? 100 : 1000;
 const HANDSHAKES = quick ? 30 : 200;
@@ -211,7 +214,7 @@ async function main(): Promise<void> {
     }
     const results = { memory: mergeRepeats(samples.memory), softhsm2: mergeRepeats(samples.softhsm2) };
     const text = report(results, opened.signatures - signsBefore, REPEATS * (SIGNS + 1), `${loadAtStart.toFixed(1)} / ${(loadavg()[0] ?? 0).toFixed(1)}`);
-    const base = join(here, 'results', quick ? 'pkcs11-quick' : 'pkcs11');
+    const base = join(outDir, quick ? 'pkcs11-quick' : 'pkcs11');
     writeFileSync(`${base}.md`, text);
     writeFileSync(`${base}.json`, `${JSON.stringify({ date: new Date().toISOString(), node: process.version, quick, repeats: REPEATS, results, samples }, null, 2)}\n`);
     process.stdout.write(text);
