@@ -3,15 +3,15 @@
  * how strongly it must be bound, the deferred key binding request `tmb`
  * (draft-richer-oauth-tmb-claim), and the resulting `cnf`.
  */
-import { EXPORTER_LABEL, type Confirmation } from '@tether/core';
+import { EXPORTER_LABEL, isThumbprint, strongestBinding, type Confirmation } from '@tether/core';
 import type { BindingLevel, ResolvedClient } from './config.js';
 import type { Peer } from './connection.js';
 import type { DpopKey } from './dpop-request.js';
 import type { AuthorizationEngine } from './engine.js';
 import { OAuthError, invalidGrant, invalidRequest } from './errors.js';
 
-const LEVEL: Record<BindingLevel, number> = { none: 0, certificate: 1, session: 2 };
-export const maxLevel = (...levels: BindingLevel[]): BindingLevel => levels.reduce((a, b) => (LEVEL[b] > LEVEL[a] ? b : a), 'none');
+/** The strongest of `levels` (core's one binding order). */
+export const maxLevel = (...levels: BindingLevel[]): BindingLevel => strongestBinding(...levels);
 
 /** A parsed `tmb` request parameter (draft-richer-oauth-tmb-claim section 3). */
 export interface DeferredBinding {
@@ -56,7 +56,7 @@ export function parseTmb(value: string | undefined): DeferredBinding | undefined
     if (k !== 'x5t#S256' && k !== 'tls_exp') throw invalidRequest('tmb may only carry x5t#S256 and tls_exp', 'tmb_member');
   }
   const thumbprint = members['x5t#S256'];
-  if (typeof thumbprint !== 'string' || !/^[A-Za-z0-9_-]{43}$/.test(thumbprint) || Buffer.from(thumbprint, 'base64url').toString('base64url') !== thumbprint) {
+  if (!isThumbprint(thumbprint)) {
     throw invalidRequest('tmb needs an x5t#S256 certificate thumbprint', 'tmb_thumbprint');
   }
   if (members.tls_exp !== undefined && members.tls_exp !== EXPORTER_LABEL) throw invalidRequest('tmb names an unknown exporter label', 'tmb_tls_exp');

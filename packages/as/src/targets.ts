@@ -3,13 +3,13 @@
  * and scopes (RFC 6749 section 3.3), limited by the client's metadata, the subject token and the
  * targets' own scope lists.
  */
+import { SCOPE_LIST } from '@tether/core';
 import type { ResolvedClient } from './config.js';
 import type { AuthorizationEngine } from './engine.js';
 import { OAuthError } from './errors.js';
 import type { FormParams } from './form.js';
 
 const MAX_AUDIENCES = 20;
-const SCOPE_SYNTAX = /^[\x21\x23-\x5b\x5d-\x7e]+( [\x21\x23-\x5b\x5d-\x7e]+)*$/;
 
 export function splitScope(scope: string | undefined): string[] {
   return scope === undefined ? [] : scope.split(' ').filter((s) => s !== '');
@@ -21,7 +21,7 @@ export function splitScope(scope: string | undefined): string[] {
  */
 export function grantedScopes(requested: string | undefined, allowed: ReadonlySet<string>, fallback: string[], exceeds: { description: string; reason: string }): string[] {
   if (requested === undefined) return fallback;
-  if (!SCOPE_SYNTAX.test(requested)) throw new OAuthError('invalid_scope', 'The scope is malformed', { reason: 'scope_syntax' });
+  if (!SCOPE_LIST.test(requested)) throw new OAuthError('invalid_scope', 'The scope is malformed', { reason: 'scope_syntax' });
   const scopes = [...new Set(splitScope(requested))];
   if (scopes.some((s) => !allowed.has(s))) throw new OAuthError('invalid_scope', exceeds.description, { reason: exceeds.reason });
   return scopes;

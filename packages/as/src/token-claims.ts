@@ -3,10 +3,9 @@
  * types, RFC 8693 token-type URNs, the token response, and small readers of claims.
  */
 import type { JWTPayload } from 'jose';
-import type { Confirmation } from '@tether/core';
+import { TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_JWT, type Confirmation } from '@tether/core';
 
-export const TOKEN_TYPE_ACCESS_TOKEN = 'urn:ietf:params:oauth:token-type:access_token';
-export const TOKEN_TYPE_JWT = 'urn:ietf:params:oauth:token-type:jwt';
+export { TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_JWT };
 /** Token types accepted as subject, actor and requested token types (RFC 8693 section 3). */
 export const TOKEN_TYPES: ReadonlySet<string> = new Set([TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_JWT]);
 

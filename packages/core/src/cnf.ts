@@ -28,7 +28,8 @@ export type BindingRequirement =
   | { kind: 'dpop'; jkt: string }
   | { kind: 'invalid'; reason: string };
 
-function isThumbprint(value: unknown): value is string {
+/** A SHA-256 thumbprint (`x5t#S256`, `jkt`): canonical base64url of 32 bytes. The one syntax rule for thumbprints. */
+export function isThumbprint(value: unknown): value is string {
   return typeof value === 'string' && decodeBase64url(value)?.length === 32;
 }
 

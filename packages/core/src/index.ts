@@ -7,7 +7,17 @@ export * from './errors.js';
 export * from './proof/index.js';
 export { EXPORTER_LABEL, EXPORTER_LENGTH, deriveSessionExporter, type TlsVersion } from './exporter.js';
 export { certificateThumbprint, accessTokenHash, type CertificateInput } from './thumbprint.js';
-export { sessionBoundConfirmation, certificateBoundConfirmation, bindingRequirement, type Confirmation, type BindingRequirement } from './cnf.js';
+export { sessionBoundConfirmation, certificateBoundConfirmation, bindingRequirement, isThumbprint, type Confirmation, type BindingRequirement } from './cnf.js';
+export {
+  TOKEN_TYPE_ACCESS_TOKEN,
+  TOKEN_TYPE_JWT,
+  GRANT_TYPE_TOKEN_EXCHANGE,
+  SCOPE_TOKEN,
+  SCOPE_LIST,
+  BINDING_RANK,
+  strongestBinding,
+  type BindingStrength,
+} from './oauth-syntax.js';
 export { parseWwwAuthenticate, parseAuthorization, type Challenge, type Credentials } from './challenge.js';
 export { sessionBoundTlsOptions, type SessionBoundTlsOptions, type SessionBoundServerOptions } from './tls-options.js';
 export * from './verifier/index.js';

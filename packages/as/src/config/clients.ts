@@ -5,6 +5,7 @@
  */
 import { X509Certificate, createPublicKey, createHash, type KeyObject } from 'node:crypto';
 import { isIP } from 'node:net';
+import { isThumbprint } from '@tether/core';
 import type { z } from 'zod';
 import { ConfigError } from '../errors.js';
 import { DnSyntaxError, parseRfc4514 } from '../dn.js';
@@ -122,7 +123,7 @@ export function resolveClientEntry(
         }
       }
       if ('x5t#S256' in k) {
-        if (typeof k['x5t#S256'] !== 'string' || !/^[A-Za-z0-9_-]{43}$/.test(k['x5t#S256'])) problem(kp.concat('x5t#S256'), 'not a SHA-256 thumbprint');
+        if (!isThumbprint(k['x5t#S256'])) problem(kp.concat('x5t#S256'), 'not a SHA-256 thumbprint');
         else registeredThumbprints.add(k['x5t#S256']);
       }
     });

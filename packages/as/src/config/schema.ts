@@ -4,10 +4,11 @@
  */
 import type { X509Certificate } from 'node:crypto';
 import { z } from 'zod';
+import { GRANT_TYPE_TOKEN_EXCHANGE, SCOPE_TOKEN, isThumbprint } from '@tether/core';
 import type { NormalizedDn } from '../dn.js';
 
 export const GRANT_CLIENT_CREDENTIALS = 'client_credentials';
-export const GRANT_TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+export const GRANT_TOKEN_EXCHANGE = GRANT_TYPE_TOKEN_EXCHANGE;
 export const AUTH_METHODS = ['tls_client_auth', 'self_signed_tls_client_auth', 'private_key_jwt'] as const;
 export type AuthMethod = (typeof AUTH_METHODS)[number];
 export const BINDING_LEVELS = ['none', 'certificate', 'session'] as const;
@@ -26,8 +27,8 @@ export const identifier = z
   .min(1)
   .max(512)
   .regex(/^[\x21-\x7e]+$/, 'must be printable ASCII without spaces');
-export const scopeToken = /^[\x21\x23-\x5b\x5d-\x7e]+$/;
-export const thumbprint = z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'must be a base64url SHA-256 thumbprint (43 characters)');
+export const scopeToken = SCOPE_TOKEN;
+export const thumbprint = z.string().refine(isThumbprint, 'must be a base64url SHA-256 thumbprint (43 characters)');
 
 export const listenSchema = z
   .object({
