@@ -277,7 +277,7 @@ describe('clock faults at the authorization server', () => {
       }
     });
 
-    test('jti is remembered for as long as the proof is acceptable (retention iat + P + 2S covers iat + P + S)', async () => {
+    test('jti is remembered for as long as the proof is acceptable (retention min(iat + P + S, exp + S) + 1, the resource server rule)', async () => {
       // Client d's tokens live longer than the proof window, so the proof's own age is the limit.
       setClock(T0);
       const token = await as.token('d', { audience: spiffe('b') });
@@ -288,7 +288,7 @@ describe('clock faults at the authorization server', () => {
         assertIssued(await exchange('d', conn, token, proof), T0, 'first use');
         setClock(T0 + P + S);
         await as.server.runMaintenance();
-        await assertRefused(as, () => exchange('d', conn, token, proof), 400, 'invalid_grant', 'proof_replayed', 'replay at iat + P + S after pruning');
+        await assertRefused(as, () => exchange('d', conn, token, proof), 400, 'invalid_grant', 'proof_jti_replay', 'replay at iat + P + S after pruning');
         setClock(T0 + P + S + 1);
         await assertRefused(as, () => exchange('d', conn, token, proof), 400, 'invalid_grant', 'proof_iat_stale', 'replay at iat + P + S + 1: stale');
       } finally {

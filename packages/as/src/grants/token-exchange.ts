@@ -96,7 +96,7 @@ export const tokenExchange: Grant = {
       ownsToken: subject.client_id === client.client_id,
     });
     if (!decision.allowed) throw invalidGrant(decision.description, decision.reason);
-    if (decision.role === 'holder' && decision.mustProveSession) await verifyHolderProof(engine, req, peer as Peer, subjectToken);
+    if (decision.role === 'holder' && decision.mustProveSession) await verifyHolderProof(engine, req, peer as Peer, subjectToken, subject.exp);
 
     let inherited: BindingLevel = subjectBinding.kind === 'dpop' ? 'none' : subjectBinding.kind;
     if (actorToken !== undefined) inherited = maxLevel(inherited, await checkActor(engine, actorToken, client, peer, dpop));

@@ -18,4 +18,5 @@ export { BindingCache, type BindingEntry, type BindingCacheOptions } from './bin
 export { MemoryReplayStore, type ReplayStore, type MemoryReplayStoreOptions } from './replay-store.js';
 export { tlsConnectionContext, type ConnectionContext } from './connection.js';
 export { VERIFICATION_STEPS, type VerificationStep } from './steps.js';
-export { htuMatches } from './checks/per-request-claims.js';
+export { htuMatches, verifyPerRequestClaims, type ProofRequest, type ProofWindow } from './checks/per-request-claims.js';
+export type { PerRequestClaims } from './context.js';
