@@ -56,6 +56,7 @@ import { lineChart } from './svg.js';
 import { ForkedChild, installExitGuards } from './children.js';
 import { Outstanding, withRunDeadline } from './deadline.js';
 import { verifyCostTable, verifyCostTargets, type VerifyCosts } from './verify-cost.js';
+import { median } from './median.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const args = process.argv.slice(2);
@@ -196,12 +197,6 @@ function outIndexOf(flag: string): string | undefined {
 
 // ---------------------------------------------------------------------------------------------
 
-function median(xs: number[]): number {
-  const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
-  if (s.length === 0) return NaN;
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 === 1 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
-}
 const stat = (xs: number[]) => ({ median: median(xs), min: Math.min(...xs), max: Math.max(...xs) });
 
 interface RsReport {

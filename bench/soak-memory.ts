@@ -12,6 +12,7 @@
  * (`LD_PRELOAD`, Debian package libjemalloc2). `--rs-allocator auto` uses it when installed.
  */
 import { existsSync } from 'node:fs';
+import { median } from './median.js';
 
 const MiB = 1024 * 1024;
 export const RSS_BOUND_MIB_PER_HOUR = 5;
@@ -52,11 +53,6 @@ export interface RssGrowth {
   holds: boolean;
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length === 0 ? NaN : s.length % 2 === 1 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
-}
 
 /** RSS growth after warm-up from the samples taken under load after warm-up (see the file comment). */
 export function rssGrowth(afterWarmup: TimedRss[], boundMiB?: number): RssGrowth {

@@ -16,6 +16,7 @@ import { X509Certificate, createPrivateKey, generateKeyPairSync, randomBytes, si
 import { EmbeddedJWK, calculateJwkThumbprint, jwtVerify } from 'jose';
 import { MemoryReplayStore, accessTokenHash, createSessionBindingProof, verifySessionBindingProof } from '@tether/core';
 import { createDpopProof, publicJwkOf, verifyDpopProof } from '@tether/core/dpop';
+import { median } from './median.js';
 
 export const VERIFY_COST_ROWS = ['primitive', 'session-proof', 'dpop', 'dpop-jose'] as const;
 export type VerifyCostRow = (typeof VERIFY_COST_ROWS)[number];
@@ -30,11 +31,6 @@ async function cpuPerCall(samples: number, call: (i: number) => unknown): Promis
   return (used.user + used.system) / samples;
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 === 1 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
-}
 
 /** Measure every row; `certPem`/`keyPem` are the client certificate and key the proofs are made with. */
 export async function measureVerifyCosts(certPem: string, keyPem: string, samples: number, rounds: number): Promise<VerifyCosts> {
