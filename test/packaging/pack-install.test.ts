@@ -12,12 +12,19 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ROOT, ensureBuilt } from '../cli/helpers/cli.js';
-import { emptyProject, install, installedPackages, killAll, pack, run, type Packed } from './helpers/npm.js';
+import { emptyProject, install, installedPackages, killAll, pack, run, type Packed, type Ran } from './helpers/npm.js';
 
 const work = mkdtempSync(join(tmpdir(), 'tether-pack-'));
 const packed = new Map<string, Packed>();
 const BIN = (name: string) => join(ROOT, 'node_modules/.bin', name);
 
+const app = join(work, 'app');
+const CLI_PACKAGES = ['@tether/core', '@tether/pki', '@tether/as', '@tether/sidecar', '@tether/cli'];
+/** The CLI project as installed before @tether/demo was added, and what `tether demo` said then. */
+let cliInstall: { installed: Map<string, string>; demoWithoutPackage: Ran };
+
+// Packing and installing happen here, under the installs' own deadlines: a native addon built from source (the
+// AS's better-sqlite3 on Node 20) can take minutes on a loaded machine, longer than one test may.
 before(async () => {
   ensureBuilt();
   const { workspaces } = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { workspaces: string[] };
@@ -25,6 +32,12 @@ before(async () => {
     const p = await pack(join(ROOT, dir), work);
     packed.set(p.name, p);
   }
+  emptyProject(app);
+  await install(app, CLI_PACKAGES.map(tarball));
+  const installed = installedPackages(app);
+  const demoWithoutPackage = await run('npx', ['--no-install', 'tether', 'demo', '--json'], { cwd: app, timeoutMs: 60_000 });
+  cliInstall = { installed, demoWithoutPackage };
+  await install(app, [tarball('@tether/demo'), 'express@^5.0.0']);
 });
 
 after(() => {
@@ -56,7 +69,7 @@ test('every package packs its built dist (ESM and .d.ts), README and LICENSE, an
     const built = p.files.filter((f) => f.startsWith('dist/') && f.endsWith('.js'));
     assert.ok(built.length > 0 && built.every((f) => files.has(f.replace(/\.js$/, '.d.ts'))), `${p.name}: every dist module has its .d.ts`);
     const stale = built.filter((f) => !files.has(f.replace(/^dist\//, 'src/').replace(/\.js$/, '.ts')));
-    assert.deepEqual(stale, [], `${p.name}: no built file without a source`);
+    assert.deepEqual(stale, [], `${p.name}: no built file without a source (stale output: npm run clean && npm run build)`);
     assert.ok(!p.files.some((f) => f.endsWith('.tsbuildinfo') || f.includes('.test.')), `${p.name}: no build info or tests`);
     for (const field of ['name', 'version', 'description', 'license', 'keywords', 'engines', 'type']) {
       assert.ok(manifest[field] !== undefined, `${p.name}: package.json has ${field}`);
@@ -86,20 +99,13 @@ test('a verifier install is @tether/core and jose, nothing else', async () => {
   assert.equal(r.stdout.trim(), 'function', r.stderr);
 });
 
-const app = join(work, 'app');
-const CLI_PACKAGES = ['@tether/core', '@tether/pki', '@tether/as', '@tether/sidecar', '@tether/cli'];
-
 test('the CLI installs without the demo; npx tether demo --json runs once @tether/demo is added', async () => {
-  emptyProject(app);
-  await install(app, CLI_PACKAGES.map(tarball));
-  const installed = installedPackages(app);
+  const { installed, demoWithoutPackage: missing } = cliInstall;
   for (const name of CLI_PACKAGES) assert.match(installed.get(name) ?? '', /^file:/, `${name} from its tarball`);
   assert.ok(!installed.has('@tether/demo') && !installed.has('@modelcontextprotocol/sdk'), 'no demo or MCP SDK in a CLI install');
-  const missing = await run('npx', ['--no-install', 'tether', 'demo', '--json'], { cwd: app, timeoutMs: 60_000 });
   assert.equal(missing.code, 1);
   assert.match(missing.stderr, /needs the @tether\/demo package: npm install @tether\/demo/);
 
-  await install(app, [tarball('@tether/demo'), 'express@^5.0.0']);
   const demo = await run('npx', ['--no-install', 'tether', 'demo', '--json', '--calls', '2'], { cwd: app, timeoutMs: 180_000 });
   assert.equal(demo.code, 0, demo.stderr);
   const report = JSON.parse(demo.stdout) as { ok: boolean; honest: { succeeded: number; toolCalls: number } };

@@ -85,9 +85,13 @@ export function emptyProject(dir: string): void {
   writeFileSync(join(dir, 'package.json'), `${JSON.stringify({ name: 'tether-install-check', version: '1.0.0', private: true, type: 'module' }, null, 2)}\n`);
 }
 
-/** Install tarballs (and registry packages) into `dir`; third-party packages come from the npm cache when it has them. */
+/**
+ * Install tarballs (and registry packages) into `dir`; third-party packages come from the npm cache when it has them.
+ * The deadline allows for native addons built from source (better-sqlite3 for the AS's embedded store on Node 20: about
+ * 90 s of CPU here, several minutes on a loaded machine).
+ */
 export async function install(dir: string, specs: string[]): Promise<void> {
-  const r = await run('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', ...specs], { cwd: dir, timeoutMs: 240_000 });
+  const r = await run('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', ...specs], { cwd: dir, timeoutMs: 600_000 });
   if (r.code !== 0) throw new Error(`npm install failed in ${dir}: ${r.stderr.slice(-3000)}`);
 }
 
