@@ -1,18 +1,20 @@
 /**
  * The soak's memory verdict (issue 13 item 5) and the resource server's allocator.
  *
- * RSS growth is measured under load, robust to the allocator's sawtooth: the median RSS of the
- * first window after warm-up against the median of the last window of the run (each window 1/6 of
- * the time after warm-up, at most 300 s, at least 3 samples). The bound is 5 MiB per hour
- * after warm-up, and never less than 5 MiB: allocator noise does not shrink with the run, so a
- * shorter run is held to the same 5 MiB (a weaker check per minute), a longer one to 5 MiB/hour.
+ * RSS growth is measured under load, robust to the sawtooth of the V8 heap and the allocator
+ * (tens of MiB up and down within minutes): the least-squares line through every RSS sample after
+ * warm-up, its value at the last sample minus its value at the first. A window median is not
+ * robust to a square wave (which level is the majority depends on the window's phase); the fitted
+ * trend of a periodic signal over many periods is close to zero, and that of a leak is the leak.
+ * The bound is 5 MiB per hour after warm-up, and never less than 5 MiB: allocator noise does not
+ * shrink with the run, so a shorter run is held to the same 5 MiB (a weaker check per minute), a
+ * longer one to 5 MiB per hour.
  *
  * Allocator: with glibc's malloc the server's RSS creeps up under connection churn while its
  * allocated memory does not (see bench/results/soak.md); the deployment recommendation is jemalloc
  * (`LD_PRELOAD`, Debian package libjemalloc2). `--rs-allocator auto` uses it when installed.
  */
 import { existsSync } from 'node:fs';
-import { median } from './median.js';
 
 const MiB = 1024 * 1024;
 export const RSS_BOUND_MIB_PER_HOUR = 5;
@@ -44,31 +46,35 @@ export interface TimedRss {
 }
 
 export interface RssGrowth {
-  /** Seconds of each window. */
-  windowSeconds: number;
-  firstWindowMiB: number;
-  lastWindowMiB: number;
+  /** Seconds after warm-up covered by the samples. */
+  spanSeconds: number;
+  /** The least-squares line through every sample after warm-up, at its first and last sample (MiB). */
+  fittedStartMiB: number;
+  fittedEndMiB: number;
+  /** fittedEnd - fittedStart: the growth the run's trend shows, whatever the sawtooth around it. */
   growthMiB: number;
   boundMiB: number;
   holds: boolean;
 }
 
-
 /** RSS growth after warm-up from the samples taken under load after warm-up (see the file comment). */
 export function rssGrowth(afterWarmup: TimedRss[], boundMiB?: number): RssGrowth {
+  const n = afterWarmup.length;
   const first = afterWarmup[0]?.t ?? 0;
-  const last = afterWarmup[afterWarmup.length - 1]?.t ?? 0;
+  const last = afterWarmup[n - 1]?.t ?? 0;
   const span = last - first;
-  const windowSeconds = Math.min(300, span / 6);
-  const pick = (inWindow: (t: number) => boolean, fallback: TimedRss[]) => {
-    const chosen = afterWarmup.filter((s) => inWindow(s.t));
-    return (chosen.length >= 3 ? chosen : fallback).map((s) => s.rss / MiB);
-  };
-  const head = pick((t) => t <= first + windowSeconds, afterWarmup.slice(0, 3));
-  const tail = pick((t) => t >= last - windowSeconds, afterWarmup.slice(-3));
-  const firstWindowMiB = median(head);
-  const lastWindowMiB = median(tail);
-  const growthMiB = lastWindowMiB - firstWindowMiB;
+  const mt = afterWarmup.reduce((a, p) => a + p.t, 0) / Math.max(1, n);
+  const mv = afterWarmup.reduce((a, p) => a + p.rss / MiB, 0) / Math.max(1, n);
+  let num = 0;
+  let den = 0;
+  for (const p of afterWarmup) {
+    num += (p.t - mt) * (p.rss / MiB - mv);
+    den += (p.t - mt) ** 2;
+  }
+  const slope = den === 0 ? 0 : num / den;
+  const fittedStartMiB = mv + slope * (first - mt);
+  const fittedEndMiB = mv + slope * (last - mt);
   const bound = boundMiB ?? RSS_BOUND_MIB_PER_HOUR * Math.max(1, span / 3600);
-  return { windowSeconds, firstWindowMiB, lastWindowMiB, growthMiB, boundMiB: bound, holds: afterWarmup.length >= 2 && growthMiB <= bound };
+  const growthMiB = fittedEndMiB - fittedStartMiB;
+  return { spanSeconds: span, fittedStartMiB, fittedEndMiB, growthMiB, boundMiB: bound, holds: n >= 2 && growthMiB <= bound };
 }
