@@ -198,8 +198,7 @@ export async function issueClientCertificate(ca: IssuedCertificate, name: string
   if (options.publicKey !== undefined) {
     const spki = createPublicKey(options.publicKey).export({ type: 'spki', format: 'der' });
     const publicKey = await webcrypto.subtle.importKey('spki', spki, algorithm(keyType) as webcrypto.EcKeyImportParams, true, ['verify']);
-    const issued = await issueLeaf(issuer, ...subject, x509.ExtendedKeyUsage.clientAuth, { keyType, ...validity(options.days ?? 30), publicKey });
-    return issued;
+    return issueLeaf(issuer, ...subject, x509.ExtendedKeyUsage.clientAuth, { keyType, ...validity(options.days ?? 30), publicKey });
   }
   let keys: webcrypto.CryptoKeyPair | undefined;
   if (options.key !== undefined) {
