@@ -14,8 +14,8 @@
  *
  * Every failure is the same 401 `invalid_client`; the reason goes to logs and metrics only.
  */
-import { createLocalJWKSet, decodeJwt, decodeProtectedHeader, jwtVerify, type JWTVerifyGetKey } from 'jose';
-import { isCanonicalCompactJws } from '@tether/core/proof';
+import { createLocalJWKSet, decodeJwt, jwtVerify, type JWTVerifyGetKey } from 'jose';
+import { decodeCompactJws, hasPayloadExtension, jwsTyp } from '@tether/core/proof';
 import type { AuthMethod, ResolvedClient, ResolvedConfig } from './config.js';
 import { certificateCurrent, type Peer } from './connection.js';
 import { subjectMatches } from './dn.js';
@@ -140,24 +140,21 @@ async function privateKeyJwt(ctx: ClientAuthContext, assertion: string, clientId
   if (!settings.enabled) throw invalidClient('method_disabled');
   // jose's base64url decoder (atob) ignores whitespace, "=" padding and stray low bits, so without
   // this check `<assertion>==` or a respelled signature would authenticate as well.
-  if (assertion.length > MAX_ASSERTION_LENGTH || !isCanonicalCompactJws(assertion)) {
-    throw invalidClient('assertion_malformed');
-  }
-  let header: ReturnType<typeof decodeProtectedHeader>;
+  if (assertion.length > MAX_ASSERTION_LENGTH) throw invalidClient('assertion_malformed');
+  // core's one compact-JWS decoder: canonical base64url only (jose's atob-based decoder ignores
+  // whitespace, "=" padding and stray low bits, so `<assertion>==` would authenticate as well).
+  const jws = decodeCompactJws(assertion);
+  if (!jws.ok) throw invalidClient('assertion_malformed');
   let unverified: ReturnType<typeof decodeJwt>;
   try {
-    header = decodeProtectedHeader(assertion);
     unverified = decodeJwt(assertion);
   } catch {
     throw invalidClient('assertion_malformed');
   }
-  if (header.typ !== undefined) {
-    // A string only: String(['JWT']) would pass for "JWT".
-    const typ = typeof header.typ === 'string' ? header.typ.toLowerCase().replace(/^application\//, '') : undefined;
-    if (typ === undefined || !ASSERTION_TYPS.has(typ)) throw invalidClient('assertion_typ');
-  }
-  // jose ignores "b64" unless "crit" lists it (RFC 7797 requires that it does): refuse both.
-  if ('crit' in header || 'b64' in header) throw invalidClient('assertion_crit');
+  const { header } = jws;
+  // A string only: String(['JWT']) would pass for "JWT".
+  if (header.typ !== undefined && !ASSERTION_TYPS.has(jwsTyp(header) ?? '')) throw invalidClient('assertion_typ');
+  if (hasPayloadExtension(header)) throw invalidClient('assertion_crit');
   if (typeof header.alg !== 'string' || !(settings.algorithms as readonly string[]).includes(header.alg)) throw invalidClient('assertion_alg');
   const clientId = unverified.iss;
   if (typeof clientId !== 'string' || clientId === '') throw invalidClient('assertion_iss');

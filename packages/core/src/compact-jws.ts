@@ -38,3 +38,39 @@ export function decodeCompactJws(value: string): DecodedCompactJws | CompactJwsD
   if (header === undefined) return { ok: false, defect: 'header' };
   return { ok: true, header, payload, signature, signingInput: Buffer.from(value.slice(0, second), 'latin1') };
 }
+
+/*
+ * The header rules every JWS tether reads shares (Session-Binding Proofs, DPoP proofs, access
+ * tokens at resource servers and at the AS, subject and actor tokens, client assertions), in one
+ * place so they cannot drift apart.
+ */
+
+/** `typ` as RFC 7515 section 4.1.9 compares it: lowercase, without the optional `application/` prefix. */
+export function jwsTyp(header: Record<string, unknown>): string | undefined {
+  if (typeof header.typ !== 'string') return undefined;
+  const lower = header.typ.toLowerCase();
+  return lower.startsWith('application/') ? lower.slice('application/'.length) : lower;
+}
+
+/** Whether `typ` names `expected` (given lowercase, without `application/`). */
+export function hasTyp(header: Record<string, unknown>, expected: string): boolean {
+  return jwsTyp(header) === expected;
+}
+
+/**
+ * `crit` (an extension tether does not implement) or `b64` (RFC 7797: an unencoded payload, which
+ * jose honours when `crit` lists it and ignores otherwise, so two parsers read two payloads).
+ * Refused in every JWS.
+ */
+export function hasPayloadExtension(header: Record<string, unknown>): boolean {
+  return 'crit' in header || 'b64' in header;
+}
+
+/** Header parameters that carry or point to a key or certificate (RFC 7515 sections 4.1.2-4.1.8). */
+const KEY_PARAMETERS = ['jwk', 'jku', 'x5c', 'x5u', 'x5t', 'x5t#S256'] as const;
+
+/** Whether the header carries or points to a key through a parameter other than those `allowed`. */
+export function carriesKey(header: Record<string, unknown>, allowed: ReadonlyArray<(typeof KEY_PARAMETERS)[number]> = []): boolean {
+  for (const name of KEY_PARAMETERS) if (name in header && !allowed.includes(name)) return true;
+  return false;
+}

@@ -1,6 +1,6 @@
 import { timingSafeEqual, type KeyObject } from 'node:crypto';
 import { verifyJwsSignature } from '../proof/jws-signature.js';
-import { decodeCompactJws } from '../compact-jws.js';
+import { carriesKey, decodeCompactJws, hasPayloadExtension, hasTyp } from '../compact-jws.js';
 import { decodeBase64url, decodeJsonObject, encodeBase64url, sha256 } from '../encoding.js';
 import { InvalidDpopProofError, UseDpopNonceError } from '../errors.js';
 import { accessTokenHash } from '../thumbprint.js';
@@ -14,9 +14,6 @@ import { DpopKeyCache } from './key-cache.js';
 const HTTP_METHOD = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 /** RFC 9449 section 8.1: nonce = 1*NQCHAR (%x21 / %x23-5B / %x5D-7E). */
 const NONCE = /^[\x21\x23-\x5b\x5d-\x7e]+$/;
-/** Header parameters that name a key some other way than an embedded `jwk`: refused, never followed. */
-const OTHER_KEY_PARAMS = ['jku', 'x5u', 'x5c', 'x5t', 'x5t#S256'] as const;
-
 /**
  * Server-provided nonces (RFC 9449 sections 8 and 9). `issue` returns a fresh, unpredictable
  * nonce (for the `DPoP-Nonce` header); `check` says whether a nonce from a proof is still
@@ -82,13 +79,6 @@ function parseJsonObject(bytes: Uint8Array | undefined, what: string, fail: Fail
 
 type Fail = (reason: string, description: string, cause?: unknown) => never;
 
-/** `typ` per RFC 7515 section 4.1.9: case-insensitive, "application/" prefix optional. */
-function isDpopTyp(typ: unknown): boolean {
-  if (typeof typ !== 'string') return false;
-  const lower = typ.toLowerCase();
-  return lower === DPOP_TYP || lower === `application/${DPOP_TYP}`;
-}
-
 function equalB64u(a: string, b: string): boolean {
   const x = decodeBase64url(a);
   const y = decodeBase64url(b);
@@ -130,9 +120,9 @@ export async function verifyDpopProof(proof: string, options: VerifyDpopProofOpt
   const jws = decodeCompactJws(proof);
   if (!jws.ok) fail('malformed', jws.defect === 'header' ? 'malformed proof header' : 'malformed proof');
   const { header } = jws;
-  if (!isDpopTyp(header.typ)) fail('typ', 'wrong typ');
-  if ('crit' in header || 'b64' in header) fail('crit', 'unsupported header parameter');
-  for (const name of OTHER_KEY_PARAMS) if (name in header) fail('header_key', 'the key must be given as jwk only');
+  if (!hasTyp(header, DPOP_TYP)) fail('typ', 'wrong typ');
+  if (hasPayloadExtension(header)) fail('crit', 'unsupported header parameter');
+  if (carriesKey(header, ['jwk'])) fail('header_key', 'the key must be given as jwk only');
   if (!('jwk' in header)) fail('jwk_missing', 'jwk header parameter is required');
   if (typeof header.alg !== 'string' || !(accepted as readonly string[]).includes(header.alg)) fail('alg', 'alg not accepted');
   const alg = header.alg as DpopAlgorithm;

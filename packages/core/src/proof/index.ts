@@ -10,3 +10,4 @@ export {
 export { verifyJwsSignature } from './jws-signature.js';
 export { signCompactJws, isJwsSigner, type JwsSigner } from './signer.js';
 export { isCanonicalCompactJws } from '../encoding.js';
+export { decodeCompactJws, jwsTyp, hasTyp, hasPayloadExtension, carriesKey, type DecodedCompactJws, type CompactJwsDefect } from '../compact-jws.js';

@@ -1,6 +1,6 @@
 import { timingSafeEqual, type KeyObject, type X509Certificate } from 'node:crypto';
 import { verifyJwsSignature } from './jws-signature.js';
-import { decodeCompactJws } from '../compact-jws.js';
+import { carriesKey, decodeCompactJws, hasPayloadExtension, hasTyp } from '../compact-jws.js';
 import { decodeBase64url, decodeJsonObject } from '../encoding.js';
 import { InvalidProofError } from '../errors.js';
 import { EXPORTER_LENGTH } from '../exporter.js';
@@ -9,7 +9,6 @@ import { algorithmsForKey, type ProofAlgorithm } from './algorithms.js';
 import { MAX_PROOF_LENGTH, PROOF_TYP } from './constants.js';
 
 /** Header parameters that name or carry a key. The proof key is always the connection's certificate. */
-const KEY_HEADER_PARAMS = ['jwk', 'jku', 'x5c', 'x5u'] as const;
 const HTTP_METHOD = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const MAX_CLAIM_LENGTH = 2048;
 
@@ -64,12 +63,6 @@ function parseJsonObject(bytes: Uint8Array | undefined, what: string): Record<st
   return decodeJsonObject(bytes) ?? fail('malformed', `malformed ${what}`);
 }
 
-/** `typ` per RFC 7515 section 4.1.9: case-insensitive, "application/" prefix optional. */
-function isProofTyp(typ: unknown): boolean {
-  if (typeof typ !== 'string') return false;
-  const lower = typ.toLowerCase();
-  return lower === PROOF_TYP || lower === `application/${PROOF_TYP}`;
-}
 
 function optionalString(claims: Record<string, unknown>, name: string): string | undefined {
   const value = claims[name];
@@ -109,11 +102,10 @@ export async function verifySessionBindingProof(
   const jws = decodeCompactJws(proof);
   if (!jws.ok) fail('malformed', jws.defect === 'header' ? 'malformed proof header' : 'malformed proof');
   const { header } = jws;
-  if (!isProofTyp(header.typ)) fail('typ', 'wrong typ');
-  if ('crit' in header || 'b64' in header) fail('crit', 'unsupported header parameter');
-  for (const name of KEY_HEADER_PARAMS) {
-    if (name in header) fail('header_key', 'key parameters are not allowed in the proof header');
-  }
+  if (!hasTyp(header, PROOF_TYP)) fail('typ', 'wrong typ');
+  if (hasPayloadExtension(header)) fail('crit', 'unsupported header parameter');
+  // The certificate is the connection's: only its thumbprint may be named.
+  if (carriesKey(header, ['x5t', 'x5t#S256'])) fail('header_key', 'key parameters are not allowed in the proof header');
   const publicKey = options.publicKey ?? options.certificate.publicKey;
   let allowed: readonly ProofAlgorithm[] = algorithmsForKey(publicKey);
   if (options.algorithms !== undefined) allowed = allowed.filter((a) => options.algorithms?.includes(a));

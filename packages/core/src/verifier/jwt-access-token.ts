@@ -1,4 +1,5 @@
 import { errors as joseErrors, jwtVerify, type JWTVerifyGetKey } from 'jose';
+import { hasPayloadExtension } from '../compact-jws.js';
 import { decodeBase64url, decodeJsonObject, isCanonicalCompactJws } from '../encoding.js';
 import { ConfigurationError, InvalidTokenError } from '../errors.js';
 import type { AccessTokenClaims, AccessTokenValidator } from './access-token.js';
@@ -43,7 +44,7 @@ function invalid(reason: string, description: string, cause?: unknown): InvalidT
 function assertCompactJws(token: string): void {
   if (!isCanonicalCompactJws(token)) throw invalid('invalid', 'The access token is invalid');
   const header = decodeJsonObject(decodeBase64url(token.slice(0, token.indexOf('.'))));
-  if (header === undefined || 'crit' in header || 'b64' in header) throw invalid('invalid', 'The access token is invalid');
+  if (header === undefined || hasPayloadExtension(header)) throw invalid('invalid', 'The access token is invalid');
 }
 
 /**
