@@ -11,14 +11,13 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { jwtAccessTokenValidator, localJwks } from '@tether/core';
 import { SessionBoundClient } from '@tether/core/client';
 import type { DevPki } from '@tether/pki';
-import { startIngress, type IngressSidecar } from '@tether/sidecar';
+import type { IngressSidecar } from '@tether/sidecar';
 import { AUDIENCE, ISSUER, TestIssuer } from '../helpers/issuer.js';
 import { testPki } from '../helpers/pki.js';
 import { findBinary, freePort, ProxyProcess } from '../helpers/proxy-process.js';
-import { startEchoApp, type EchoApp } from '../sidecar/helpers/stack.js';
+import { startEchoApp, startTestIngress, type EchoApp } from '../sidecar/helpers/stack.js';
 import { ResourceProcess, ensureBuilt, killAll } from '../cli/helpers/cli.js';
 
 const HAPROXY = findBinary('/usr/sbin/haproxy', '/usr/bin/haproxy');
@@ -36,17 +35,7 @@ const frontends = { plain: 0, proxied: 0, resource: 0 };
 const work = mkdtempSync(join(tmpdir(), 'tether-haproxy-'));
 
 function ingress(proxyProtocol: boolean): Promise<IngressSidecar> {
-  return startIngress({
-    listen: '127.0.0.1:0',
-    cert: pki.server.cert,
-    key: pki.server.key,
-    ca: pki.ca.cert,
-    upstream: app.url,
-    tokens: jwtAccessTokenValidator({ keys: localJwks(issuer.jwks), issuer: ISSUER, audience: AUDIENCE }),
-    proxyProtocol,
-    drainTimeoutMs: 1000,
-    log: { level: 'silent' },
-  });
+  return startTestIngress(pki, issuer, app, { proxyProtocol, drainTimeoutMs: 1000 });
 }
 
 const port = (url: string) => new URL(url).port;

@@ -16,14 +16,14 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
-import { jwtAccessTokenValidator, localJwks, parseWwwAuthenticate } from '@tether/core';
+import { parseWwwAuthenticate } from '@tether/core';
 import { SessionBoundClient } from '@tether/core/client';
 import type { DevPki } from '@tether/pki';
-import { startIngress, type IngressSidecar } from '@tether/sidecar';
-import { AUDIENCE, ISSUER, TestIssuer } from '../helpers/issuer.js';
+import type { IngressSidecar } from '@tether/sidecar';
+import { TestIssuer } from '../helpers/issuer.js';
 import { testPki } from '../helpers/pki.js';
 import { findBinary, freePort, ProxyProcess } from '../helpers/proxy-process.js';
-import { startEchoApp, type EchoApp } from '../sidecar/helpers/stack.js';
+import { startEchoApp, startTestIngress, type EchoApp } from '../sidecar/helpers/stack.js';
 
 const NGINX = findBinary('/usr/sbin/nginx', '/usr/bin/nginx');
 
@@ -79,17 +79,7 @@ before(async () => {
   pki = await testPki();
   issuer = await TestIssuer.create();
   app = await startEchoApp();
-  ingress = await startIngress({
-    listen: '127.0.0.1:0',
-    cert: pki.server.cert,
-    key: pki.server.key,
-    ca: pki.ca.cert,
-    upstream: app.url,
-    tokens: jwtAccessTokenValidator({ keys: localJwks(issuer.jwks), issuer: ISSUER, audience: AUDIENCE }),
-    minimumBinding: 'certificate',
-    drainTimeoutMs: 1000,
-    log: { level: 'silent' },
-  });
+  ingress = await startTestIngress(pki, issuer, app, { minimumBinding: 'certificate', drainTimeoutMs: 1000 });
   port = await freePort();
   const files: Record<string, string> = {
     'ca.pem': pki.ca.cert,

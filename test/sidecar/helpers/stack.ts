@@ -115,6 +115,20 @@ export async function startEchoApp(): Promise<EchoApp> {
   return app;
 }
 
+/** An ingress on 127.0.0.1:0 in front of `app`, with the development PKI's server certificate, accepting `issuer`'s tokens. */
+export function startTestIngress(pki: DevPki, issuer: TestIssuer, app: EchoApp, config: Partial<IngressConfig> = {}): Promise<IngressSidecar> {
+  return startIngress({
+    listen: '127.0.0.1:0',
+    cert: pki.server.cert,
+    key: pki.server.key,
+    ca: pki.ca.cert,
+    upstream: app.url,
+    tokens: jwtAccessTokenValidator({ keys: localJwks(issuer.jwks), issuer: ISSUER, audience: AUDIENCE }),
+    log: { level: 'silent' },
+    ...config,
+  });
+}
+
 export interface Stack {
   pki: DevPki;
   issuer: TestIssuer;
@@ -130,17 +144,10 @@ export async function startStack(
   const pki = await testPki();
   const issuer = await TestIssuer.create();
   const app = await startEchoApp();
-  const ingress = await startIngress({
-    listen: '127.0.0.1:0',
-    cert: pki.server.cert,
-    key: pki.server.key,
-    ca: pki.ca.cert,
-    upstream: app.url,
-    tokens: jwtAccessTokenValidator({ keys: localJwks(issuer.jwks), issuer: ISSUER, audience: AUDIENCE }),
+  const ingress = await startTestIngress(pki, issuer, app, {
     authorizationServers: [ISSUER],
     metricsListen: '127.0.0.1:0',
     drainTimeoutMs: 2000,
-    log: { level: 'silent' },
     ...options.ingress,
   });
   const egress = await startEgress({
