@@ -1,27 +1,21 @@
 /**
- * What the authorization server knows about the TLS connection a request arrived on: the client
- * certificate, whether OpenSSL verified its chain, which trust anchor it chains to, and the
- * exporter. Read once per connection (renegotiation is disabled, so the certificate cannot change).
+ * What the authorization server knows about the TLS connection a request arrived on: core's
+ * connection context (certificate, thumbprint, whether OpenSSL verified the chain, protocol, the
+ * exporter; the same object the resource-server verifier uses), plus which trust anchor the chain
+ * ends at, for tls_client_auth. Read once per connection (renegotiation is disabled, so the
+ * certificate cannot change).
  */
 import { X509Certificate } from 'node:crypto';
 import type { TLSSocket, DetailedPeerCertificate } from 'node:tls';
-import { certificateThumbprint, deriveSessionExporter, type TlsVersion } from '@tether/core';
+import type { TlsVersion } from '@tether/core';
+import { tlsConnectionContext, type ConnectionContext } from '@tether/core/verifier';
 
-export interface Peer {
-  /** The TLS socket (or the HTTP/2 session's socket proxy). */
-  socket: TLSSocket;
-  certificate: X509Certificate | undefined;
-  thumbprint: string | undefined;
-  /** OpenSSL verified the chain against the listener's CA bundle. */
-  authorized: boolean;
+export interface Peer extends ConnectionContext {
   /** DER of the chain's top certificate, as Node reports it (the trust anchor when `authorized`). */
-  anchor: Buffer | undefined;
-  protocol: string | null;
-  /** The connection's exporter (draft section 2.2). Throws `TlsExporterError`. */
-  exporter(): Buffer;
+  readonly anchor: Buffer | undefined;
 }
 
-const cache = new WeakMap<object, Peer>();
+const cache = new WeakMap<ConnectionContext, Peer>();
 
 function chainTop(socket: TLSSocket): Buffer | undefined {
   let cert: DetailedPeerCertificate | undefined;
@@ -42,34 +36,32 @@ function chainTop(socket: TLSSocket): Buffer | undefined {
 }
 
 /**
- * Describe the connection of a request. `key` identifies the connection for caching: the TLS socket
- * for HTTP/1.1, the HTTP/2 session for HTTP/2.
+ * Describe the connection of a request. `lifetime` identifies the connection: the TLS socket for
+ * HTTP/1.1, the HTTP/2 session for HTTP/2.
  */
-export function peerOf(socket: TLSSocket, key: object, tlsVersions: readonly TlsVersion[]): Peer {
-  const cached = cache.get(key);
-  if (cached !== undefined) return cached;
-  const tls = typeof socket.getPeerX509Certificate === 'function';
-  let certificate: X509Certificate | undefined;
-  try {
-    certificate = tls ? (socket.getPeerX509Certificate() ?? undefined) : undefined;
-  } catch {
-    certificate = undefined;
+export function peerOf(socket: TLSSocket, lifetime: Parameters<typeof tlsConnectionContext>[1], tlsVersions: readonly TlsVersion[]): Peer {
+  const context = tlsConnectionContext(socket, lifetime, tlsVersions);
+  let peer = cache.get(context);
+  if (peer === undefined) {
+    const { id, protocol, authorized, certificate, thumbprint } = context;
+    peer = {
+      id,
+      protocol,
+      authorized,
+      certificate,
+      thumbprint,
+      anchor: certificate !== undefined && authorized ? chainTop(socket) : undefined,
+      get publicKey() {
+        return context.publicKey;
+      },
+      get closed() {
+        return context.closed;
+      },
+      exporter: () => context.exporter(),
+      onClose: (listener) => context.onClose(listener),
+    };
+    cache.set(context, peer);
   }
-  const authorized = tls && socket.authorized === true;
-  let ekm: Buffer | undefined;
-  const peer: Peer = {
-    socket,
-    certificate,
-    thumbprint: certificate === undefined ? undefined : certificateThumbprint(certificate),
-    authorized,
-    anchor: certificate !== undefined && authorized ? chainTop(socket) : undefined,
-    protocol: tls ? socket.getProtocol() : null,
-    exporter() {
-      ekm ??= deriveSessionExporter(socket, tlsVersions);
-      return ekm;
-    },
-  };
-  cache.set(key, peer);
   return peer;
 }
 

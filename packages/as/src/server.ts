@@ -109,7 +109,7 @@ function isResolved(config: unknown): config is ResolvedConfig {
 }
 
 /** The raw TLS socket of a request and the object that identifies its connection. */
-function connectionOf(request: AnyRequest): { socket: TLSSocket; key: object } {
+function connectionOf(request: AnyRequest): { socket: TLSSocket; key: Parameters<typeof peerOf>[1] } {
   const raw = request.raw as IncomingMessage | Http2ServerRequest;
   const session = 'stream' in raw ? raw.stream?.session : undefined;
   if (session !== undefined) return { socket: session.socket as TLSSocket, key: session };
