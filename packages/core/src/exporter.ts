@@ -14,6 +14,17 @@ const EMPTY_CONTEXT = Buffer.alloc(0);
 export type TlsVersion = 'TLSv1.3' | 'TLSv1.2';
 
 /**
+ * Whether the TLS handshake of `socket` has completed, as Node records it: `true`, `false`, or
+ * `undefined` when the object does not say (the HTTP/2 session's socket proxy). Node has no public
+ * "handshake done" flag; `_secureEstablished` (set just before 'secure'/'secureConnect') is the one
+ * it keeps. This is the one place tether reads it.
+ */
+export function tlsHandshakeDone(socket: object): boolean | undefined {
+  const flag = (socket as { _secureEstablished?: unknown })._secureEstablished;
+  return typeof flag === 'boolean' ? flag : undefined;
+}
+
+/**
  * Derive the Session-Binding exporter value (EKM) of a TLS connection.
  *
  * Fails with {@link TlsExporterError} when:
@@ -32,10 +43,9 @@ export function deriveSessionExporter(
     throw new TlsExporterError('not a TLS socket');
   }
   if (socket.destroyed) throw new TlsExporterError('the TLS connection is closed');
-  // getProtocol() reports a version before the handshake ends, and Node has no public "handshake
-  // done" flag; `_secureEstablished` (set just before 'secure'/'secureConnect') is the one it keeps.
-  // OpenSSL also refuses to export before the handshake, so a missing flag still fails closed below.
-  if ((socket as { _secureEstablished?: unknown })._secureEstablished === false) {
+  // getProtocol() reports a version before the handshake ends. OpenSSL also refuses to export
+  // before the handshake, so an object without the flag still fails closed below.
+  if (tlsHandshakeDone(socket) === false) {
     throw new TlsExporterError('TLS handshake not complete');
   }
   const protocol = socket.getProtocol();

@@ -5,7 +5,7 @@
  */
 export * from './errors.js';
 export * from './proof/index.js';
-export { EXPORTER_LABEL, EXPORTER_LENGTH, deriveSessionExporter, type TlsVersion } from './exporter.js';
+export { EXPORTER_LABEL, EXPORTER_LENGTH, deriveSessionExporter, tlsHandshakeDone, type TlsVersion } from './exporter.js';
 export { certificateThumbprint, accessTokenHash, type CertificateInput } from './thumbprint.js';
 export { sessionBoundConfirmation, certificateBoundConfirmation, bindingRequirement, isThumbprint, type Confirmation, type BindingRequirement } from './cnf.js';
 export {

@@ -21,6 +21,7 @@ import { Agent as HttpsAgent } from 'node:https';
 import { isIP } from 'node:net';
 import type { Readable } from 'node:stream';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
+import { tlsHandshakeDone } from '@tether/core';
 import type { Logger } from '../../log.js';
 import { errorMessage } from '../../shared/errors.js';
 import { egressError } from '../errors.js';
@@ -341,7 +342,7 @@ export class UpstreamPool {
         this.#opened(socket, generation);
         resolve();
       };
-      if ((socket as { _secureEstablished?: boolean })._secureEstablished === true) onSecure();
+      if (tlsHandshakeDone(socket) === true) onSecure();
       else {
         socket.once('secureConnect', onSecure);
         socket.once('error', reject);
