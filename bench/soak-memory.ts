@@ -10,9 +10,9 @@
  * shrink with the run, so a shorter run is held to the same 5 MiB (a weaker check per minute), a
  * longer one to 5 MiB per hour.
  *
- * Allocator: with glibc's malloc the server's RSS creeps up under connection churn while its
- * allocated memory does not (see bench/results/soak.md); the deployment recommendation is jemalloc
- * (`LD_PRELOAD`, Debian package libjemalloc2). `--rs-allocator auto` uses it when installed.
+ * Allocator: the server runs on glibc's malloc, as Node does by default (`--rs-allocator glibc`,
+ * the default); `jemalloc` preloads libjemalloc (Debian package libjemalloc2) to compare, `auto`
+ * uses it when installed. bench/results/soak.md says what the comparison showed.
  */
 import { existsSync } from 'node:fs';
 

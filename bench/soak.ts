@@ -15,7 +15,7 @@
  * sign per-request claims (0.25), --token-lifetime s (60), --cache-per-connection n (32),
  * --cache-max n (512), --heap-bound-mib n (16), --rss-bound-mib n (5 per hour after warm-up, at
  * least 5; see bench/soak-memory.ts), --warmup s (min(360, duration/5): the replay store's fill),
- * --sample s (5), --rs-allocator auto|jemalloc|glibc (auto: jemalloc when installed),
+ * --sample s (5), --rs-allocator glibc|jemalloc|auto (glibc, Node's default; auto: jemalloc when installed),
  * --rs-node-options "FLAGS" (extra Node flags for the server), --out dir (bench/results).
  *
  * Deadlines: every honest request and every attacker step has one (REQUEST_TIMEOUT_MS); the run
@@ -150,7 +150,7 @@ async function runGenerator(): Promise<void> {
   // Warm-up covers the replay store's fill: per-request ids are kept for the proof's acceptance
   // window (proofMaxAge 300 s + clockSkew 30 s), so the live set is steady only after that.
   const warmup = num('warmup', Math.min(360, duration / 5));
-  const allocator = resolveAllocator(arg('rs-allocator') ?? 'auto');
+  const allocator = resolveAllocator(arg('rs-allocator') ?? 'glibc');
   const sampleEvery = Math.max(0.5, num('sample', 5));
   const outDir = arg('out') ?? join(here, 'results');
   const inFlight = 8;
