@@ -221,3 +221,17 @@ describe('two tether as instances on one PostgreSQL database', () => {
     t.diagnostic(`acknowledged before the kill: ${acknowledged.length} of ${tokens.length}`);
   });
 });
+
+test('tether as --dev --pki DIR --store postgres://...: two development instances share one database and one set of keys', async (t) => {
+  const storeUrl = await postgres.createDatabase(`multi_${++databases}`);
+  const pki = join(dir, 'pki');
+  const args = (data: string) => ['--dev', '--pki', pki, '--listen', '127.0.0.1:0', '--data', join(dir, data), '--store', storeUrl, '--log-level', 'warn'];
+  const [a, b] = await Promise.all([spawnAs(t, args('dev-a')), spawnAs(t, args('dev-b'))]);
+  const client = new TokenClient({ ca: readFileSync(join(pki, 'ca.pem'), 'utf8') });
+  t.after(() => client.close());
+  const kidsA = await jwks(client, a.ready.listening);
+  assert.equal(kidsA.length, 2);
+  assert.deepEqual(await jwks(client, b.ready.listening), kidsA, 'one set of keys, created once');
+  assert.equal(await a.stop(), 0);
+  assert.equal(await b.stop(), 0);
+});
