@@ -1,8 +1,9 @@
 /** Messages between the demo orchestrator and its child processes. */
+import { GRANT_TYPE_TOKEN_EXCHANGE, TOKEN_TYPE_ACCESS_TOKEN } from '@tether/core';
 import type { EgressRoute } from '@tether/sidecar';
 
-export const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
-export const TOKEN_TYPE_ACCESS_TOKEN = 'urn:ietf:params:oauth:token-type:access_token';
+export const TOKEN_EXCHANGE = GRANT_TYPE_TOKEN_EXCHANGE;
+export { TOKEN_TYPE_ACCESS_TOKEN };
 
 export interface EgressStartParams {
   certFile: string;

@@ -1,5 +1,5 @@
 import { randomUUID, type KeyObject, type X509Certificate } from 'node:crypto';
-import { certificateBoundConfirmation, sessionBoundConfirmation, type Confirmation } from '@tether/core';
+import { SCOPE_LIST, certificateBoundConfirmation, sessionBoundConfirmation, type Confirmation } from '@tether/core';
 import { integer, oneOf, parseCommandArgs, required, wantsHelp } from '../util/args.js';
 import { resolveContext, type CommandContext } from '../util/context.js';
 import { usageError } from '../util/errors.js';
@@ -114,7 +114,7 @@ export async function devTokenCommand(args: string[], context?: Partial<CommandC
   if (binding !== 'none' && values.cert === undefined) throw usageError('--cert is required unless --binding none');
   const ttl = integer(values.ttl, '--ttl', 1, 31_536_000, 3600);
   const scope = text(values.scope, '--scope');
-  if (scope !== undefined && !/^[\x21\x23-\x5b\x5d-\x7e]+( [\x21\x23-\x5b\x5d-\x7e]+)*$/.test(scope)) {
+  if (scope !== undefined && !SCOPE_LIST.test(scope)) {
     throw usageError('--scope must be scope tokens separated by single spaces (RFC 6749 section 3.3)');
   }
   const kid = text(values.kid, '--kid');
