@@ -94,12 +94,19 @@ export async function startTestAs(
   const pki = await asPki();
   const dataDir = options.dataDir ?? tempDir();
   const skew = { ms: 0 };
-  const server = await startAuthorizationServer(baseConfig(pki, dataDir, overrides), {
-    logger: silentLogger,
-    clock: () => Date.now() + skew.ms,
-    defaultMetrics: false,
-    ...options.start,
-  });
+  let server: AuthorizationServer;
+  try {
+    server = await startAuthorizationServer(baseConfig(pki, dataDir, overrides), {
+      logger: silentLogger,
+      clock: () => Date.now() + skew.ms,
+      defaultMetrics: false,
+      ...options.start,
+    });
+  } catch (error) {
+    // A start that fails (a refused configuration, for example) leaves no directory behind.
+    if (options.dataDir === undefined) removeDir(dataDir);
+    throw error;
+  }
   const clients = new Map<string, TokenClient>();
   const client = (name: string): TokenClient => {
     let c = clients.get(name);
