@@ -17,11 +17,14 @@ const groups = new Set<ChildProcess>();
 
 /**
  * The environment for npm in another project: the `npm_*` variables that `npm test` sets for its own run
- * (prefixes, the workspace's config) must not leak into an install elsewhere.
+ * (prefixes, the workspace's config) must not leak into an install elsewhere. `npm_config_nodedir` stays: it says
+ * where the running Node's headers are (scripts/test-on-node.sh sets it), which native addons are built against.
  */
 function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
-  for (const [name, value] of Object.entries(process.env)) if (!name.toLowerCase().startsWith('npm_')) env[name] = value;
+  for (const [name, value] of Object.entries(process.env)) {
+    if (!name.toLowerCase().startsWith('npm_') || name.toLowerCase() === 'npm_config_nodedir') env[name] = value;
+  }
   return { ...env, NO_UPDATE_NOTIFIER: '1', ...extra };
 }
 
