@@ -168,7 +168,7 @@ test('tether as --config FILE runs; argument and configuration errors exit 2 wit
     await usage([], /--config FILE or --dev --pki DIR is required/);
     await usage(['--dev'], /--dev needs --pki/);
     await usage(['--dev', '--pki', pkiDir, '--listen', 'nope'], /--listen must be HOST:PORT/);
-    await usage(['--bogus'], /Unknown option/i);
+    await usage(['--bogus'], /^tether as: unknown option --bogus \(see 'tether as --help'\)\n$/);
     await usage(['--config', file, '--listen', '127.0.0.1:1'], /--listen is only used with --dev/);
     await usage(['--dev', '--pki', join(dir, 'missing')], /invalid configuration/);
     writeFileSync(file, JSON.stringify({ tls: {}, dataDir: 'x', clients: [{ client_id: 'a', token_endpoint_auth_method: 'magic' }] }));

@@ -180,7 +180,7 @@ describe('sidecar commands', () => {
     ['a plain-http route', () => ['--listen', '127.0.0.1:0', ...base(), '--route', 'a=http://localhost:1'], /https/],
     ['a missing certificate file', () => ['--listen', '127.0.0.1:0', '--cert', '/nonexistent/c.pem', '--key', files.clientKey, '--route', 'a=https://localhost:1'], /cannot read --cert/],
     ['a key that does not match the certificate', () => ['--listen', '127.0.0.1:0', '--cert', files.clientCert, '--key', files.otherKey, '--route', 'a=https://localhost:1'], /does not belong/],
-    ['an unknown option', () => ['--listen', '127.0.0.1:0', '--bogus'], /bogus/],
+    ['an unknown option', () => ['--listen', '127.0.0.1:0', '--bogus'], /^tether egress: unknown option --bogus \(see 'tether egress --help'\)$/m],
     ['--token-endpoint without --egress-token', () => ['--listen', '127.0.0.1:0', ...base(), '--route', 'a=https://localhost:1', '--token-endpoint', 'https://as.example/token', '--client-id', 'x'], /--egress-token/],
     ['an egress token for an unknown route', () => ['--listen', '127.0.0.1:0', ...base(), '--route', 'a=https://localhost:1', '--token-endpoint', 'https://as.example/token', '--client-id', 'x', '--egress-token', 'b'], /unknown route b/],
     ['a plain-http token endpoint', () => ['--listen', '127.0.0.1:0', ...base(), '--route', 'a=https://localhost:1', '--token-endpoint', 'http://as.example/token', '--client-id', 'x', '--egress-token', 'a'], /https/],

@@ -6,8 +6,8 @@
  * closes and resolves 0.
  */
 import { isIP } from 'node:net';
-import { parseArgs } from 'node:util';
 import { pino } from 'pino';
+import { CommandArgsError, parseCommandArgs } from '@tether/core/internal';
 import { resolve } from 'node:path';
 import { loadConfigFile, resolveConfig, type AuthorizationServerConfig, type ResolvedConfig } from './config.js';
 import { devConfig } from './dev.js';
@@ -121,7 +121,7 @@ export async function runAuthorizationServerCommand(argv: readonly string[], con
     help?: boolean;
   };
   try {
-    ({ values } = parseArgs({
+    ({ values } = parseCommandArgs({
       args: [...argv],
       options: {
         config: { type: 'string' },
@@ -140,7 +140,9 @@ export async function runAuthorizationServerCommand(argv: readonly string[], con
       allowPositionals: false,
     }));
   } catch (error) {
-    stderr.write(`tether as: ${(error as Error).message.split('\n')[0]} (see 'tether as --help')\n`);
+    // The one argument parser of every tether command (`@tether/core/internal`): one line naming the option.
+    if (!(error instanceof CommandArgsError)) throw error;
+    stderr.write(`tether as: ${error.message} (see 'tether as --help')\n`);
     return 2;
   }
   if (values.help === true) {

@@ -4,7 +4,8 @@
  * 1 on a runtime failure (e.g. the port is taken), 2 on bad arguments or configuration, reported
  * as one line on standard error without a stack.
  */
-import { parseArgs, type ParseArgsConfig } from 'node:util';
+import type { ParseArgsConfig } from 'node:util';
+import { CommandArgsError, parseCommandArgs } from '@tether/core/internal';
 import { jwksFromFile, jwtAccessTokenValidator, remoteJwks, type AccessTokenValidator } from '@tether/core';
 import { isConfigError, LOG_LEVELS, readConfigFile, SidecarConfigError, type LogLevel } from './config.js';
 import { checkCredentialFiles, followCredentialFiles, openCredentialKey, reloadOnSighup, type CredentialFiles } from './credentials-args.js';
@@ -92,11 +93,12 @@ const common = {
   help: { type: 'boolean', short: 'h' },
 } as const satisfies ParseArgsConfig['options'];
 
+/** The one argument parser of every tether command (`@tether/core/internal`); its errors are configuration errors (exit 2). */
 function parse<O extends NonNullable<ParseArgsConfig['options']>>(argv: readonly string[], options: O) {
   try {
-    return parseArgs({ args: [...argv], options, allowPositionals: false, strict: true }).values;
+    return parseCommandArgs({ args: [...argv], options, allowPositionals: false, strict: true }).values;
   } catch (error) {
-    throw new SidecarConfigError(error instanceof Error ? error.message.split('\n')[0] as string : String(error));
+    throw error instanceof CommandArgsError ? new SidecarConfigError(error.message) : error;
   }
 }
 

@@ -1,6 +1,7 @@
 import { readFileSync, statSync } from 'node:fs';
 import { isIP } from 'node:net';
-import { parseArgs, type ParseArgsConfig } from 'node:util';
+import type { ParseArgsConfig } from 'node:util';
+import { CommandArgsError, parseCommandArgs as parseArgs } from '@tether/core/internal';
 import { usageError } from './errors.js';
 
 /** True when `--help` or `-h` appears before a `--` terminator. */
@@ -12,25 +13,12 @@ export function wantsHelp(args: readonly string[]): boolean {
   return false;
 }
 
-/**
- * `util.parseArgs` in strict mode, with its errors turned into one-line usage errors (exit 2).
- */
+/** The one argument parser of every tether command (`@tether/core/internal`); its errors are usage errors (exit 2). */
 export function parseCommandArgs<T extends ParseArgsConfig>(config: T): ReturnType<typeof parseArgs<T>> {
   try {
-    return parseArgs(config); // strict by default
+    return parseArgs(config);
   } catch (error) {
-    const code = (error as { code?: unknown }).code;
-    const message = error instanceof Error ? error.message : String(error);
-    const quoted = /'([^']+)'/.exec(message)?.[1];
-    if (code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' && quoted !== undefined) throw usageError(`unknown option ${quoted}`);
-    if (code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL' && quoted !== undefined) throw usageError(`unexpected argument '${quoted}'`);
-    if (code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' && quoted !== undefined) {
-      const option = quoted.replace(/ <value>$/, '');
-      if (/argument missing/.test(message)) throw usageError(`option ${option} needs a value`);
-      if (/ambiguous/.test(message)) throw usageError(`option ${option} needs a value (write ${option.split(', ').pop()}=VALUE for a value starting with '-')`);
-      if (/does not take an argument/.test(message)) throw usageError(`option ${option} does not take a value`);
-    }
-    throw usageError(message.split(/\r?\n/).join(' '));
+    throw error instanceof CommandArgsError ? usageError(error.message, error) : error;
   }
 }
 
