@@ -166,7 +166,9 @@ describe('two tether as instances on one PostgreSQL database', () => {
   });
 
   test('one key rotation, published by both jwks_uris (advisory lock: never two rotations)', async (t) => {
-    const p = await startPair(t, { signingKeys: { algorithm: 'ES256', rotationInterval: 4, checkInterval: 1 } });
+    // 10 s: the first rotation must come after both instances are up and read (on a loaded machine the second
+    // instance's start alone took more than 4 s, and a rotation before the first read was counted as a second one).
+    const p = await startPair(t, { signingKeys: { algorithm: 'ES256', rotationInterval: 10, checkInterval: 1 } });
     const before = await jwks(p.agent, p.urlA);
     assert.deepEqual(await jwks(p.agent, p.urlB), before);
     const [active, next] = before as [string, string];
@@ -176,7 +178,7 @@ describe('two tether as instances on one PostgreSQL database', () => {
         after = await jwks(p.agent, p.urlA);
         return after[0] !== active && (await jwks(p.agent, p.urlB)).join() === after.join();
       },
-      { timeoutMs: 15_000, intervalMs: 100, message: () => `a rotation published by both (A: ${after.join()})` },
+      { timeoutMs: 25_000, intervalMs: 100, message: () => `a rotation published by both (A: ${after.join()})` },
     );
     assert.equal(after[0], next, 'the pre-published next key signs after the rotation');
     assert.equal(after.length, 3, `active, a new next, the retired key: one rotation, not two (${after.join()})`);
