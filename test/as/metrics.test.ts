@@ -11,27 +11,12 @@ import { connect as http2Connect, constants as h2 } from 'node:http2';
 import { X509Certificate } from 'node:crypto';
 import type { IssuedCertificate } from '@tether/pki';
 import { createServer } from 'node:net';
+import { httpAnswer, type HttpAnswer } from '../helpers/http-answer.js';
 import { removeDir, spiffe, startTestAs, tempDir, type TestAs } from './helpers/setup.js';
 
-interface PlainResponse {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  body: string;
-}
-
-/** One plain HTTP request on its own connection (closed afterwards), 5 s timeout. */
-function plain(url: string, method = 'GET'): Promise<PlainResponse> {
-  return new Promise((resolve, reject) => {
-    const req = httpRequest(url, { method, agent: false, timeout: 5000 }, (res) => {
-      let body = '';
-      res.setEncoding('utf8').on('data', (c: string) => (body += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
-      res.on('error', reject);
-    });
-    req.on('timeout', () => req.destroy(new Error(`${method} ${url}: no answer within 5 s`)));
-    req.on('error', reject);
-    req.end();
-  });
+/** One plain HTTP request on its own connection (closed afterwards), 5 s deadline. */
+function plain(url: string, method = 'GET'): Promise<HttpAnswer> {
+  return httpAnswer(`${method} ${url}`, (onResponse) => httpRequest(url, { method, agent: false }, onResponse), 5000);
 }
 
 /** `tether_as_request_duration_seconds_count` samples of `endpoint`, by status label, from the exposition text. */

@@ -35,7 +35,7 @@ const frontends = { plain: 0, proxied: 0, resource: 0 };
 const work = mkdtempSync(join(tmpdir(), 'tether-haproxy-'));
 
 function ingress(proxyProtocol: boolean): Promise<IngressSidecar> {
-  return startTestIngress(pki, issuer, app, { proxyProtocol, drainTimeoutMs: 1000 });
+  return startTestIngress(pki, issuer, app.url, { proxyProtocol, drainTimeoutMs: 1000 });
 }
 
 const port = (url: string) => new URL(url).port;

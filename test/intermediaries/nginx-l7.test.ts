@@ -79,7 +79,7 @@ before(async () => {
   pki = await testPki();
   issuer = await TestIssuer.create();
   app = await startEchoApp();
-  ingress = await startTestIngress(pki, issuer, app, { minimumBinding: 'certificate', drainTimeoutMs: 1000 });
+  ingress = await startTestIngress(pki, issuer, app.url, { minimumBinding: 'certificate', drainTimeoutMs: 1000 });
   port = await freePort();
   const files: Record<string, string> = {
     'ca.pem': pki.ca.cert,

@@ -9,7 +9,7 @@
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
+import { request as httpRequest } from 'node:http';
 import { connect as http2Connect, constants as h2, type ClientHttp2Session } from 'node:http2';
 import { connect as netConnect } from 'node:net';
 import { describe, it, type TestContext } from 'node:test';
@@ -17,6 +17,7 @@ import { DISCOVERY_PATH } from '@tether/sidecar';
 import { connectWithoutSettingsAck } from '../helpers/h2-unacked.js';
 import { AUDIENCE } from '../helpers/issuer.js';
 import { padding } from '../helpers/limits.js';
+import { httpAnswer, type HttpAnswer } from '../helpers/http-answer.js';
 import { deadline, waitFor, withTimeout } from '../helpers/wait.js';
 import { startStack, type Stack } from './helpers/stack.js';
 
@@ -24,26 +25,9 @@ const REQUEST_DEADLINE_MS = 10_000;
 /** The egress's upstream response timeout here: /slow?ms=5000 through it gets a 504. */
 const UPSTREAM_TIMEOUT_MS = 1000;
 
-interface Answer {
-  status: number;
-  headers: IncomingHttpHeaders;
-  body: string;
-}
-
 /** One HTTP/1.1 request to the egress on a fresh connection. */
-function get(port: number, path: string, headers: Record<string, string> = {}): Promise<Answer> {
-  const req = httpRequest({ host: '127.0.0.1', port, path, headers, agent: false });
-  const answered = new Promise<Answer>((resolve, reject) => {
-    req.on('response', (res) => {
-      let body = '';
-      res.setEncoding('utf8').on('data', (c: string) => (body += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    req.end();
-  });
-  return withTimeout(answered, REQUEST_DEADLINE_MS, `GET ${path}: no complete answer`, () => req.destroy());
+function get(port: number, path: string, headers: Record<string, string> = {}): Promise<HttpAnswer> {
+  return httpAnswer(`GET ${path}`, (onResponse) => httpRequest({ host: '127.0.0.1', port, path, headers, agent: false }, onResponse), REQUEST_DEADLINE_MS);
 }
 
 /** One h2c request on `session`: its status (0 when the stream was reset first) and reset code. */

@@ -8,11 +8,10 @@ import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { it } from 'node:test';
-import { jwtAccessTokenValidator, localJwks } from '@tether/core';
-import { startIngress } from '@tether/sidecar';
-import { AUDIENCE, ISSUER, TestIssuer } from '../helpers/issuer.js';
+import { TestIssuer } from '../helpers/issuer.js';
 import { testPki } from '../helpers/pki.js';
 import { deadline, waitFor } from '../helpers/wait.js';
+import { startTestIngress } from './helpers/stack.js';
 
 async function readyz(url: string): Promise<{ status: number; body: unknown }> {
   const res = await fetch(`${url}/readyz`, { signal: deadline(5000, '/readyz') });
@@ -29,16 +28,7 @@ it('/readyz follows the application: 503 upstream_unreachable while it is down, 
 
   const pki = await testPki();
   const issuer = await TestIssuer.create();
-  const ingress = await startIngress({
-    listen: '127.0.0.1:0',
-    cert: pki.server.cert,
-    key: pki.server.key,
-    ca: pki.ca.cert,
-    upstream: `http://127.0.0.1:${port}`,
-    tokens: jwtAccessTokenValidator({ keys: localJwks(issuer.jwks), issuer: ISSUER, audience: AUDIENCE }),
-    metricsListen: '127.0.0.1:0',
-    log: { level: 'silent' },
-  });
+  const ingress = await startTestIngress(pki, issuer, `http://127.0.0.1:${port}`, { metricsListen: '127.0.0.1:0' });
   t.after(() => ingress.close());
   const ops = ingress.metrics!.url;
   assert.deepEqual(await readyz(ops), { status: 503, body: { status: 'not_ready', reason: 'upstream_unreachable' } });

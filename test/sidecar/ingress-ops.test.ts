@@ -21,7 +21,7 @@ import { padding } from '../helpers/limits.js';
 import { testPki } from '../helpers/pki.js';
 import { deadline, waitFor, withTimeout } from '../helpers/wait.js';
 import { spawnSidecar } from './helpers/child.js';
-import { startEchoApp, startStack, type Stack } from './helpers/stack.js';
+import { startEchoApp, startStack, startTestIngress, type Stack } from './helpers/stack.js';
 
 const REQUEST_DEADLINE_MS = 10_000;
 const METADATA = '/.well-known/oauth-protected-resource';
@@ -126,16 +126,7 @@ describe('ingress readiness', () => {
   it('/readyz: 503 certificate_expired when the server certificate is past its notAfter', async (t) => {
     const pki = await createDevPki({ days: 0 }); // notAfter: now
     const issuer = await TestIssuer.create();
-    const ingress = await startIngress({
-      listen: '127.0.0.1:0',
-      cert: pki.server.cert,
-      key: pki.server.key,
-      ca: pki.ca.cert,
-      upstream: 'http://127.0.0.1:1',
-      tokens: jwtAccessTokenValidator({ keys: localJwks(issuer.jwks), issuer: ISSUER, audience: AUDIENCE }),
-      metricsListen: '127.0.0.1:0',
-      log: { level: 'silent' },
-    });
+    const ingress = await startTestIngress(pki, issuer, 'http://127.0.0.1:1', { metricsListen: '127.0.0.1:0' });
     t.after(() => ingress.close());
     const notAfter = Date.parse(new X509Certificate(pki.server.cert).validTo);
     await waitFor(() => Date.now() > notAfter, { message: 'the certificate expired' });

@@ -8,13 +8,14 @@
  */
 import assert from 'node:assert/strict';
 import { createPrivateKey, X509Certificate } from 'node:crypto';
-import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
+import { request as httpRequest } from 'node:http';
 import { connect as http2Connect, type ClientHttp2Session, type OutgoingHttpHeaders } from 'node:http2';
 import { describe, it, type TestContext } from 'node:test';
 import type { TLSSocket } from 'node:tls';
 import { createSessionBindingProof, deriveSessionExporter } from '@tether/core';
 import type { IssuedCertificate } from '@tether/pki';
 import { openRawConnection, type RawConnection } from '../adapters/raw.js';
+import { httpAnswer, type HttpAnswer } from '../helpers/http-answer.js';
 import { connectWithoutSettingsAck, type UnackedConnection } from '../helpers/h2-unacked.js';
 import { closesWithin, h2Call, padding } from '../helpers/limits.js';
 import { startStack, type Stack } from './helpers/stack.js';
@@ -199,16 +200,8 @@ describe('ingress request limits, HTTP/2', () => {
 // ---------------------------------------------------------------------------------------------
 // The egress's agent-facing listener (plain HTTP/1.1 and h2c on loopback)
 
-function agentH1(stack: Stack, headers: Record<string, string>): Promise<{ status: number; headers: IncomingHttpHeaders; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = httpRequest(`${stack.egress.url}/api/echo`, { headers, agent: false }, (res) => {
-      let body = '';
-      res.setEncoding('utf8').on('data', (c: string) => (body += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
-    });
-    req.on('error', reject);
-    req.end();
-  });
+function agentH1(stack: Stack, headers: Record<string, string>): Promise<HttpAnswer> {
+  return httpAnswer('agent GET /api/echo', (onResponse) => httpRequest(`${stack.egress.url}/api/echo`, { headers, agent: false }, onResponse));
 }
 
 describe('egress agent listener header limit', () => {

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
-import { createServer as createHttpServer, request as httpRequest, type ClientRequest, type IncomingMessage } from 'node:http';
+import { createServer as createHttpServer, request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect as http2Connect, createSecureServer, type Http2SecureServer, type ServerHttp2Session } from 'node:http2';
@@ -14,13 +14,14 @@ import { request as httpsRequest } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { createServer as createTlsServer, type Server as TlsServer } from 'node:tls';
-import { SessionBoundClient, jwtAccessTokenValidator, localJwks, parseWwwAuthenticate } from '@tether/core';
-import { decodePrincipal, startEgress, startIngress } from '@tether/sidecar';
-import { AUDIENCE, ISSUER, TestIssuer } from '../helpers/issuer.js';
+import { SessionBoundClient, parseWwwAuthenticate } from '@tether/core';
+import { decodePrincipal, startEgress } from '@tether/sidecar';
+import { AUDIENCE, TestIssuer } from '../helpers/issuer.js';
 import { testPki } from '../helpers/pki.js';
 import { startEchoServer, testVerifier, type RunningServer } from '../helpers/servers.js';
+import { httpAnswer } from '../helpers/http-answer.js';
 import { deadline, waitFor, withTimeout } from '../helpers/wait.js';
-import { startStack, type Stack } from './helpers/stack.js';
+import { startStack, startTestIngress, type Stack } from './helpers/stack.js';
 
 /** Deadline for one request (and its body): far beyond any answer these tests expect. */
 const REQUEST_DEADLINE_MS = 10_000;
@@ -28,22 +29,6 @@ const REQUEST_DEADLINE_MS = 10_000;
 /** `fetch` that fails with a message naming the request if it (or its body) takes longer than the deadline. */
 function call(url: string, init: RequestInit = {}): Promise<Response> {
   return fetch(url, { ...init, signal: deadline(REQUEST_DEADLINE_MS, `${init.method ?? 'GET'} ${url}`) });
-}
-
-/** One node:http(s) request (`start` sends it); its status and body, within the deadline. */
-function rawRequest(what: string, start: (onResponse: (res: IncomingMessage) => void) => ClientRequest): Promise<{ status: number; headers: IncomingMessage['headers']; body: string }> {
-  let req: ClientRequest | undefined;
-  const answered = new Promise<{ status: number; headers: IncomingMessage['headers']; body: string }>((resolve, reject) => {
-    req = start((res) => {
-      let body = '';
-      res.setEncoding('utf8').on('data', (c: string) => (body += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    req.end();
-  });
-  return withTimeout(answered, REQUEST_DEADLINE_MS, `${what}: no complete response`, () => req?.destroy());
 }
 
 async function listenTls(server: TlsServer | Http2SecureServer): Promise<number> {
@@ -275,7 +260,7 @@ describe('egress -> ingress -> application', () => {
       await client.close();
     }
     // And as a plain bearer token without a proof:
-    const plain = await rawRequest('attacker GET with a plain bearer token', (onResponse) =>
+    const plain = await httpAnswer('attacker GET with a plain bearer token', (onResponse) =>
       httpsRequest(`${stack.ingress.url}${path('attacker-bearer')}`, { cert: attacker.cert, key: attacker.key, ca: stack.pki.ca.cert, headers: bearer(token), agent: false }, onResponse),
     );
     assert.equal(plain.status, 401);
@@ -374,7 +359,7 @@ describe('egress -> ingress -> application', () => {
     assert.equal(wrongAud.status, 403);
     assert.equal(((await wrongAud.json()) as { error: string }).error, 'token_not_allowed');
     for (const path of ['/api/../x', '/api/%2E%2e/x', '/api/./x']) {
-      const { status } = await rawRequest(`GET ${path}`, (onResponse) =>
+      const { status } = await httpAnswer(`GET ${path}`, (onResponse) =>
         httpRequest({ host: '127.0.0.1', port: (stack.egress.endpoint as { port: number }).port, path, headers: bearer(token), agent: false }, onResponse),
       );
       assert.equal(status, 400, path);
@@ -451,15 +436,7 @@ describe('Unix sockets on both local sides', () => {
     await once(app, 'listening');
     const pki = await testPki();
     const issuer = await TestIssuer.create();
-    const ingress = await startIngress({
-      listen: '127.0.0.1:0',
-      cert: pki.server.cert,
-      key: pki.server.key,
-      ca: pki.ca.cert,
-      upstream: `unix:${appPath}`,
-      tokens: jwtAccessTokenValidator({ keys: localJwks(issuer.jwks), issuer: ISSUER, audience: AUDIENCE }),
-      log: { level: 'silent' },
-    });
+    const ingress = await startTestIngress(pki, issuer, `unix:${appPath}`);
     const egress = await startEgress({
       listen: `unix:${egressPath}`,
       cert: pki.clients.client!.cert,
@@ -471,7 +448,7 @@ describe('Unix sockets on both local sides', () => {
     try {
       assert.equal(statSync(egressPath).mode & 0o777, 0o600);
       const token = await issuer.sessionBound(pki.clients.client!.cert);
-      const { status, body } = await rawRequest('GET /api/uds over the Unix socket', (onResponse) =>
+      const { status, body } = await httpAnswer('GET /api/uds over the Unix socket', (onResponse) =>
         httpRequest({ socketPath: egressPath, path: '/api/uds', headers: { authorization: `Bearer ${token}` }, agent: false }, onResponse),
       );
       assert.equal(status, 200);

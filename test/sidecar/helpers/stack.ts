@@ -115,14 +115,17 @@ export async function startEchoApp(): Promise<EchoApp> {
   return app;
 }
 
-/** An ingress on 127.0.0.1:0 in front of `app`, with the development PKI's server certificate, accepting `issuer`'s tokens. */
-export function startTestIngress(pki: DevPki, issuer: TestIssuer, app: EchoApp, config: Partial<IngressConfig> = {}): Promise<IngressSidecar> {
+/**
+ * An ingress on 127.0.0.1:0 in front of `upstream` (an application's URL or `unix:` path), with the development PKI's
+ * server certificate (`pki` may be any development PKI), accepting `issuer`'s tokens.
+ */
+export function startTestIngress(pki: DevPki, issuer: TestIssuer, upstream: string, config: Partial<IngressConfig> = {}): Promise<IngressSidecar> {
   return startIngress({
     listen: '127.0.0.1:0',
     cert: pki.server.cert,
     key: pki.server.key,
     ca: pki.ca.cert,
-    upstream: app.url,
+    upstream,
     tokens: jwtAccessTokenValidator({ keys: localJwks(issuer.jwks), issuer: ISSUER, audience: AUDIENCE }),
     log: { level: 'silent' },
     ...config,
@@ -144,7 +147,7 @@ export async function startStack(
   const pki = await testPki();
   const issuer = await TestIssuer.create();
   const app = await startEchoApp();
-  const ingress = await startTestIngress(pki, issuer, app, {
+  const ingress = await startTestIngress(pki, issuer, app.url, {
     authorizationServers: [ISSUER],
     metricsListen: '127.0.0.1:0',
     drainTimeoutMs: 2000,
