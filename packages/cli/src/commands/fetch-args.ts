@@ -4,6 +4,7 @@
  */
 import { integer, parseCommandArgs, readOptionFile, valueOrFile } from '../util/args.js';
 import { usageError } from '../util/errors.js';
+import { pkcs11Options } from '../util/pem.js';
 import type { CommandContext } from '../util/context.js';
 
 const B64TOKEN = /^[A-Za-z0-9\-._~+/]+=*$/;
@@ -52,7 +53,8 @@ export interface FetchPlan {
   http1: boolean;
   allowTls12: boolean;
   perRequestClaims: boolean;
-  pkcs11: { module?: string; pinFile?: string };
+  /** `--pkcs11-module` / `--pkcs11-pin-file`, as SessionBoundClient.create takes them. */
+  pkcs11: ReturnType<typeof pkcs11Options>;
 }
 
 function parseUrl(positionals: string[]): URL {
@@ -126,6 +128,6 @@ export function parseFetchArgs(args: string[], env: CommandContext['env']): Fetc
     http1: values['http1.1'] === true,
     allowTls12: values['allow-tls12'] === true,
     perRequestClaims: values['per-request-claims'] === true,
-    pkcs11: { module: values['pkcs11-module'], pinFile: values['pkcs11-pin-file'] },
+    pkcs11: pkcs11Options(values),
   };
 }

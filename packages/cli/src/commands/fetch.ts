@@ -3,7 +3,7 @@ import { ConfigurationError, parseWwwAuthenticate, SessionBoundClient, type Sess
 import { wantsHelp } from '../util/args.js';
 import { resolveContext, type CommandContext } from '../util/context.js';
 import { describeError, runtimeError, usageError } from '../util/errors.js';
-import { loadCaBundle, loadClientCredentials, PKCS11_HELP, pkcs11Options } from '../util/pem.js';
+import { loadCaBundle, loadClientCredentials, PKCS11_HELP } from '../util/pem.js';
 import { parseFetchArgs, type FetchPlan } from './fetch-args.js';
 
 export const fetchHelp = `Usage: tether fetch URL --cert FILE --key FILE|pkcs11:URI [--ca FILE] [--token TOKEN] [options]
@@ -97,7 +97,7 @@ async function openClient(plan: FetchPlan): Promise<SessionBoundClient> {
     return await SessionBoundClient.create({
       cert: cert.pem,
       key,
-      pkcs11: pkcs11Options({ 'pkcs11-module': plan.pkcs11.module, 'pkcs11-pin-file': plan.pkcs11.pinFile }),
+      pkcs11: plan.pkcs11,
       ...(ca === undefined ? {} : { ca }),
       protocol: plan.http1 ? 'http/1.1' : 'h2',
       allowTls12: plan.allowTls12,
