@@ -58,7 +58,8 @@ function assertRefusal(res: { status: number; headers: Record<string, unknown>; 
   assert.equal(body.error, error);
   assert.equal(res.headers['cache-control'], 'no-store');
   const challenge = String(res.headers['www-authenticate']);
-  if (error === 'unauthorized') assert.equal(challenge, 'Bearer', 'no token: a bare challenge');
+  // No token: a challenge without an error, naming only the RFC 9728 metadata.
+  if (error === 'unauthorized') assert.match(challenge, /^Bearer resource_metadata="https:\/\/127\.0\.0\.1:\d+\/\.well-known\/oauth-protected-resource"$/, 'no token: a bare challenge');
   else assert.match(challenge, new RegExp(`^Bearer error="${error}"`));
 }
 

@@ -15,8 +15,8 @@ import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { createServer as createTlsServer, type Server as TlsServer } from 'node:tls';
 import { SessionBoundClient, parseWwwAuthenticate } from '@tether/core';
-import { decodePrincipal, startEgress } from '@tether/sidecar';
-import { AUDIENCE, TestIssuer } from '../helpers/issuer.js';
+import { EgressDirectory, decodePrincipal, startEgress } from '@tether/sidecar';
+import { AUDIENCE, ISSUER, TestIssuer } from '../helpers/issuer.js';
 import { testPki } from '../helpers/pki.js';
 import { startEchoServer, testVerifier, type RunningServer } from '../helpers/servers.js';
 import { httpAnswer } from '../helpers/http-answer.js';
@@ -423,6 +423,32 @@ describe('egress -> ingress -> application', () => {
     const health = await call(`${stack.egress.metrics!.url}/healthz`);
     assert.equal(health.status, 200);
     assert.deepEqual(await health.json(), { status: 'ok' });
+  });
+
+  it('a first 401 names the RFC 9728 metadata, which an agent behind the egress reaches through it (MCP discovery)', async () => {
+    const first = await call(`${stack.egress.url}/api/mcp`);
+    assert.equal(first.status, 401);
+    await first.arrayBuffer();
+    const challenge = parseWwwAuthenticate(first.headers.get('www-authenticate') ?? undefined).find((c) => c.scheme === 'bearer');
+    const metadataUrl = challenge?.params.resource_metadata;
+    assert.equal(metadataUrl, `${stack.ingress.url}/.well-known/oauth-protected-resource`, 'the challenge names the ingress metadata at the authority the egress dialled');
+    // The agent cannot dial the ingress (no key); the egress's discovery document says which route leads there.
+    const directory = await EgressDirectory.load([stack.egress.url], { timeoutMs: REQUEST_DEADLINE_MS });
+    assert.equal(directory.resolve(metadataUrl)?.href, `${stack.egress.url}/api/.well-known/oauth-protected-resource`);
+    assert.equal(directory.resolve('https://elsewhere.example/.well-known/oauth-protected-resource'), undefined);
+    const metadata = await directory.fetch(metadataUrl, { signal: deadline(REQUEST_DEADLINE_MS, 'metadata') });
+    assert.equal(metadata.status, 200);
+    assert.deepEqual(((await metadata.json()) as { authorization_servers?: string[] }).authorization_servers, [ISSUER]);
+    await assert.rejects(directory.fetch('https://elsewhere.example/x'), /no egress route leads to/);
+    // A refusal with an error carries it too (straight to the ingress: the egress would not forward a token that is not a JWT).
+    const client = stack.pki.clients.client!;
+    const refused = await httpAnswer('GET with a malformed token', (onResponse) =>
+      httpsRequest(`${stack.ingress.url}/mcp`, { cert: client.cert, key: client.key, ca: stack.pki.ca.cert, headers: bearer('not-a-jwt'), agent: false }, onResponse),
+    );
+    assert.equal(refused.status, 401);
+    const refusedChallenge = parseWwwAuthenticate(refused.headers['www-authenticate']).find((c) => c.scheme === 'bearer');
+    assert.equal(refusedChallenge?.params.error, 'invalid_token');
+    assert.equal(refusedChallenge?.params.resource_metadata, metadataUrl);
   });
 });
 

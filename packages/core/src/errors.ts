@@ -83,7 +83,15 @@ export abstract class TetherError extends Error {
 
   /** The `WWW-Authenticate` value for this error. */
   get challenge(): string {
-    const params: Array<[string, string]> = [];
+    return this.challengeWith([]);
+  }
+
+  /**
+   * The `WWW-Authenticate` value with `extra` auth-params last: parameters only the server knows,
+   * such as RFC 9728 `resource_metadata` (the URL of its protected-resource metadata).
+   */
+  challengeWith(extra: ReadonlyArray<readonly [string, string]>): string {
+    const params: Array<readonly [string, string]> = [];
     if (this.realm !== undefined) params.push(['realm', this.realm]);
     if (this.error !== undefined) {
       params.push(['error', this.error]);
@@ -91,6 +99,7 @@ export abstract class TetherError extends Error {
     }
     params.push(...this.challengeParams());
     for (const [k, v] of this.authParams) params.push([k, v]);
+    params.push(...extra);
     if (params.length === 0) return this.scheme;
     return `${this.scheme} ${params.map(([k, v]) => `${k}=${quote(v)}`).join(', ')}`;
   }
@@ -100,7 +109,12 @@ export abstract class TetherError extends Error {
    * refusal, the 400 `invalid_request` included, carries its challenge (RFC 6750 section 3.1).
    */
   get headers(): Record<string, string> {
-    return { ...this.responseHeaders, 'www-authenticate': this.challenge };
+    return this.headersWith([]);
+  }
+
+  /** {@link headers} with `extra` auth-params in the challenge (see {@link challengeWith}). */
+  headersWith(extra: ReadonlyArray<readonly [string, string]>): Record<string, string> {
+    return { ...this.responseHeaders, 'www-authenticate': this.challengeWith(extra) };
   }
 
   /** RFC 6750-style JSON body: public fields only. */

@@ -39,6 +39,7 @@ export { IDENTITY_HEADERS, IDENTITY_PREFIXES } from './headers.js';
 export type { LogOptions } from './log.js';
 export type { MetricsServer } from './servers.js';
 export { DISCOVERY_PATH } from './egress/index.js';
+export { EgressDirectory, type EgressDirectoryOptions, type UpstreamFetch } from './egress/directory.js';
 export { SidecarError, type ErrorDefinition, type ErrorTable } from './shared/errors.js';
 export { TokenSource, TokenFetchError, type TokenCredentials, type TokenEndpointConfig } from './token-source.js';
 export {

@@ -116,14 +116,14 @@ export function resetOversizedHttp2Request(req: NodeRequest, maxHeaderBytes: num
  * any further header the error carries (`DPoP-Nonce` on `use_dpop_nonce`, RFC 9449 section 9).
  * Over HTTP/1.1, a request whose body has not arrived gets `Connection: close` ({@link hasUnreadBody}).
  */
-export function sendRefusal(res: NodeResponse, error: TetherError): void {
+export function sendRefusal(res: NodeResponse, error: TetherError, challengeParams: ReadonlyArray<readonly [string, string]> = []): void {
   if (res.headersSent) {
     res.end();
     return;
   }
   const body = JSON.stringify(error.toJSON());
   const headers: Record<string, string> = {
-    ...error.headers,
+    ...error.headersWith(challengeParams),
     'content-type': 'application/json',
     'cache-control': 'no-store',
     'content-length': String(Buffer.byteLength(body)),

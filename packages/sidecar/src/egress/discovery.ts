@@ -12,17 +12,24 @@ export const DISCOVERY_PATH = '/.well-known/tether-egress';
 
 export interface DiscoveryRoute {
   name: string;
+  /** `https://host[:port]` of the upstream. */
+  origin: URL;
   basePath: string;
   audiences: readonly string[];
   egressToken: boolean;
 }
 
-/** The document: the `cnf` of the egress certificate, the `tmb` parameter value and the routes. */
+/**
+ * The document: the `cnf` of the egress certificate, the `tmb` parameter value and the routes.
+ * Each route names its upstream (`https://host[:port][/base]`) and its local path (`/NAME`), so an
+ * agent can turn an upstream URL it was given (RFC 9728 `resource_metadata`, an AS's endpoints)
+ * into the URL to ask the egress for (`@tether/sidecar` `EgressDirectory`).
+ */
 export function discoveryDocument(cnf: Confirmation, routes: Iterable<DiscoveryRoute>): unknown {
   return {
     cnf,
     tmb: JSON.stringify(cnf),
-    routes: [...routes].map((r) => ({ name: r.name, audience: r.audiences, egress_token: r.egressToken })),
+    routes: [...routes].map((r) => ({ name: r.name, path: `/${r.name}`, upstream: r.origin.origin + r.basePath, audience: r.audiences, egress_token: r.egressToken })),
   };
 }
 

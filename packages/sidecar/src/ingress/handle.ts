@@ -14,7 +14,7 @@ import type { ConnectionTracker } from '../servers.js';
 import type { AnyResponse } from '../shared/respond.js';
 import type { ClientConnections } from './connections.js';
 import { ingressError, type IngressErrorCode } from './errors.js';
-import { isMetadataPath, serveMetadata, type MetadataOptions } from './metadata.js';
+import { isMetadataPath, resourceMetadataParam, serveMetadata, type MetadataOptions } from './metadata.js';
 import type { IngressMetrics } from './metrics.js';
 import type { IngressStats, Route } from './types.js';
 
@@ -58,13 +58,14 @@ function account(ctx: HandlerContext, res: AnyResponse): Exchange {
 }
 
 /** Verification failed: the draft's 401 (or the verifier's status) with its challenge. */
-function refuse(ctx: HandlerContext, res: AnyResponse, error: unknown): void {
+function refuse(ctx: HandlerContext, req: Req, res: AnyResponse, error: unknown): void {
   const refusal = isTetherError(error) ? error : new InvalidTokenError({ reason: 'internal', description: 'The access token could not be verified' });
   ctx.log.info({ reason: refusal.reason, status: refusal.statusCode, error: refusal.error }, 'request refused');
   // The body is not read: HTTP/1.1 gets `Connection: close` (sendRefusal), and HTTP/2 a
   // RST_STREAM NO_ERROR once the response is sent (Node skips that, and keeps reading the
   // upload, if the request was resumed).
-  sendRefusal(res, refusal);
+  // RFC 9728 section 5.1: the challenge names the metadata, where a client finds the AS (MCP discovery).
+  sendRefusal(res, refusal, [resourceMetadataParam(ctx.metadata, req)]);
 }
 
 /** The server's request handler. */
@@ -93,7 +94,7 @@ export function createRequestHandler(ctx: HandlerContext): (req: Req, res: AnyRe
       (principal) => ctx.proxy(req, res, principal, () => exchange.closed),
       (error: unknown) => {
         exchange.route = 'refused';
-        refuse(ctx, res, error);
+        refuse(ctx, req, res, error);
       },
     );
   };

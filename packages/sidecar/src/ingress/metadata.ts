@@ -37,6 +37,19 @@ export function metadataDocument(options: MetadataOptions, authority: string): R
   return body;
 }
 
+/** The authority the client addressed (`:authority` or `Host`), else the listener's. */
+function requestAuthority(options: MetadataOptions, req: IncomingMessage | Http2ServerRequest): string {
+  return (req.headers[':authority'] as string | undefined) ?? req.headers.host ?? describeEndpoint(options.listen);
+}
+
+/**
+ * The RFC 9728 section 5.1 `resource_metadata` challenge parameter for a refusal: where this
+ * ingress serves its metadata, at the authority the client used (the client reached it there).
+ */
+export function resourceMetadataParam(options: MetadataOptions, req: IncomingMessage | Http2ServerRequest): [string, string] {
+  return ['resource_metadata', `https://${requestAuthority(options, req)}${METADATA_PATH}`];
+}
+
 /**
  * Answer a metadata request: 200 with the document (cacheable for 5 minutes), or 405 for methods
  * other than GET and HEAD. A request body is never read: HTTP/1.1 closes the connection instead.
@@ -48,7 +61,6 @@ export function serveMetadata(options: MetadataOptions, req: IncomingMessage | H
     sendError(res, error, { headers: { allow: 'GET, HEAD' }, closeUnreadBody: true });
     return error;
   }
-  const authority = (req.headers[':authority'] as string | undefined) ?? req.headers.host ?? describeEndpoint(options.listen);
-  sendJson(res, 200, metadataDocument(options, authority), { headers: { 'cache-control': 'max-age=300' }, closeUnreadBody: true });
+  sendJson(res, 200, metadataDocument(options, requestAuthority(options, req)), { headers: { 'cache-control': 'max-age=300' }, closeUnreadBody: true });
   return undefined;
 }
