@@ -17,6 +17,7 @@ import type { ResolvedClient, ResolvedConfig, ResolvedResource } from './config.
 import type { DpopNonces } from './dpop-nonce.js';
 import { verifyTokenRequestDpop } from './dpop-request.js';
 import { OAuthError } from './errors.js';
+import { TrustedIssuers } from './external/issuers.js';
 import { GRANTS } from './grants/index.js';
 import { introspect } from './introspection.js';
 import { verifyAccessTokenSignature } from './jwt.js';
@@ -55,6 +56,8 @@ export class AuthorizationEngine {
   readonly log: Logger;
   /** Epoch milliseconds. */
   readonly clock: () => number;
+  /** Identity providers whose tokens may be exchanged (external/). */
+  readonly trustedIssuers: TrustedIssuers;
   #urls: EngineUrls | undefined;
   readonly #configClients: ResolvedClient[];
   #clients = new Map<string, ResolvedClient>();
@@ -77,6 +80,7 @@ export class AuthorizationEngine {
     this.#dpopNonces = deps.dpopNonces;
     this.#dpopReplay = { use: (key, expiresAt) => deps.store.rememberOnce('dpop', key, expiresAt) };
     this.#configClients = deps.config.clients;
+    this.trustedIssuers = new TrustedIssuers(deps.config.trustedIssuers);
     for (const r of deps.config.resources) this.#resources.set(r.identifier, r);
     this.setRegisteredClients([]);
   }

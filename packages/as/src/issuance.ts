@@ -25,6 +25,8 @@ export interface IssueSpec {
   issuedTokenType: string | undefined;
   /** The subject token of an exchange: revoking it revokes this one. */
   parentJti?: string;
+  /** Further claims (an external subject's `sub_id` and allow-listed claims); never override the ones set here. */
+  claims?: Record<string, unknown>;
 }
 
 export async function issueToken(engine: AuthorizationEngine, spec: IssueSpec): Promise<TokenResponse> {
@@ -38,6 +40,7 @@ export async function issueToken(engine: AuthorizationEngine, spec: IssueSpec): 
   if (spec.parentJti !== undefined) await engine.store.recordExchange(spec.parentJti, jti, now + lifetime + engine.config.tokens.clockSkew);
   const scope = spec.scopes.length > 0 ? { scope: spec.scopes.join(' ') } : {};
   const token = signAccessToken(key.alg, key.kid, key.key, {
+    ...spec.claims,
     iss: engine.urls.issuer,
     sub: spec.sub,
     aud: spec.audiences.length === 1 ? spec.audiences[0] : spec.audiences,

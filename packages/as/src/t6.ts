@@ -16,6 +16,17 @@
  *
  * An intended recipient is named in the token's `aud` or `may_act`, or trusted for the token's
  * client by `token_exchange.subject_clients` (token-exchange.ts decides that).
+ *
+ * A subject token from a trusted external issuer (`trustedIssuers`, an IdP's token for a person)
+ * carries no binding tether can check, so who holds it proves nothing: only the clients the
+ * issuer's entry names may exchange it, and only over mTLS, so that the successor is bound to
+ * their certificate. A stolen browser token is useless to anyone else.
+ *
+ * | external subject       | requester                                              | decision                          |
+ * |------------------------|--------------------------------------------------------|-----------------------------------|
+ * | any                    | not in the issuer's `clients`                          | refused `external_client_not_allowed` |
+ * | any                    | in `clients`, not mTLS-authenticated or no certificate on the connection | refused `external_not_mtls` |
+ * | any                    | in `clients`, mTLS-authenticated on this connection    | requester (successor bound to its certificate) |
  */
 import type { BindingRequirement } from '@tether/core';
 
@@ -57,4 +68,22 @@ export function decideExchange(subject: SubjectBinding, requester: ExchangeReque
   if (!requester.intendedRecipient) return refused('not_holder_nor_recipient');
   if (!requester.mtls) return refused('recipient_not_mtls');
   return { allowed: true, role: 'recipient' };
+}
+
+export interface ExternalExchangeRequester {
+  /** Named in the issuer's `clients`. */
+  listed: boolean;
+  /** Authenticated with mutual TLS. */
+  mtls: boolean;
+  /** `x5t#S256` of the certificate on this connection (mTLS listener only). */
+  connectionThumbprint: string | undefined;
+}
+
+/** Who may exchange a subject token issued by a trusted external issuer (second table above). */
+export function decideExternalExchange(requester: ExternalExchangeRequester): { allowed: true } | { allowed: false; reason: string; description: string } {
+  if (!requester.listed) return { allowed: false, reason: 'external_client_not_allowed', description: 'The client may not exchange tokens of this issuer' };
+  if (!requester.mtls || requester.connectionThumbprint === undefined) {
+    return { allowed: false, reason: 'external_not_mtls', description: 'Tokens of this issuer can only be exchanged by a client authenticated with mutual TLS' };
+  }
+  return { allowed: true };
 }

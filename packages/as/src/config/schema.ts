@@ -75,6 +75,30 @@ export const clientSchema = z
   })
   .strict();
 
+/** RFC 8693 token types an external subject token may be declared as. */
+export const EXTERNAL_TOKEN_TYPES = ['urn:ietf:params:oauth:token-type:access_token', 'urn:ietf:params:oauth:token-type:id_token'] as const;
+export type ExternalTokenType = (typeof EXTERNAL_TOKEN_TYPES)[number];
+/** Asymmetric signature algorithms only: `none` and HMAC (a secret shared with the IdP) are never accepted. */
+export const EXTERNAL_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519'] as const;
+export const DEFAULT_EXTERNAL_ALGORITHMS = ['RS256', 'ES256', 'PS256', 'EdDSA'] as const;
+
+/** An identity provider whose tokens may be exchanged (grants/token-exchange.ts, external/). */
+export const trustedIssuerSchema = z
+  .object({
+    issuer: z.url(),
+    jwksUri: z.url().optional(),
+    discovery: z.boolean().default(false),
+    caFiles: z.array(nonEmpty).max(20).default([]),
+    audiences: z.array(nonEmpty).min(1).max(100),
+    subjectTokenTypes: z.array(z.enum(EXTERNAL_TOKEN_TYPES)).min(1).default([...EXTERNAL_TOKEN_TYPES]),
+    claims: z.array(z.string().regex(/^[A-Za-z0-9_.:-]{1,100}$/, 'must be a claim name')).max(50).default([]),
+    clients: z.array(identifier).min(1).max(1000),
+    algorithms: z.array(z.string().min(1).max(20)).min(1).max(20).default([...DEFAULT_EXTERNAL_ALGORITHMS]),
+    /** Milliseconds for one JWKS or discovery fetch. */
+    fetchTimeoutMs: z.number().int().min(100).max(60_000).default(5000),
+  })
+  .strict();
+
 export const resourceSchema = z
   .object({
     identifier,
@@ -166,6 +190,7 @@ export const configSchema = z
       .default({ enabled: true, maxDelegationDepth: 5 }),
     resources: z.array(resourceSchema).max(10_000).default([]),
     clients: z.array(clientSchema).max(10_000).default([]),
+    trustedIssuers: z.array(trustedIssuerSchema).max(100).default([]),
     limits: z
       .object({
         bodyBytes: z.number().int().min(1024).max(1_048_576).default(16_384),
@@ -212,13 +237,28 @@ export interface ResolvedResource {
   scopes: Set<string> | undefined;
 }
 
-export interface ResolvedConfig extends Omit<ParsedConfig, 'clients' | 'resources' | 'tls'> {
+export interface ResolvedTrustedIssuer {
+  issuer: string;
+  /** Where the keys are: a JWKS URL, or the issuer's OIDC discovery document. */
+  keys: { jwksUri: string } | { discovery: string };
+  /** PEM trust anchors for the IdP's HTTPS (the default CAs when empty). */
+  ca: string[];
+  audiences: string[];
+  subjectTokenTypes: Set<ExternalTokenType>;
+  claims: string[];
+  clients: Set<string>;
+  algorithms: string[];
+  fetchTimeoutMs: number;
+}
+
+export interface ResolvedConfig extends Omit<ParsedConfig, 'clients' | 'resources' | 'tls' | 'trustedIssuers'> {
   tls: { cert: string; key: string; allowTls12: boolean };
   /** Trust anchors for tls_client_auth (PEM) and their parsed forms. */
   clientCaPem: string[];
   clientCaCerts: X509Certificate[];
   clients: ResolvedClient[];
   resources: ResolvedResource[];
+  trustedIssuers: ResolvedTrustedIssuer[];
 }
 
 

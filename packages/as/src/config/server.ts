@@ -9,6 +9,7 @@ import { isAbsolute, resolve as resolvePath } from 'node:path';
 import { ConfigError } from '../errors.js';
 import { storeUrlProblem } from '../store/url.js';
 import { crossCheckClient, formatPath, resolveClientEntry, splitPemCertificates } from './clients.js';
+import { resolveTrustedIssuers } from './trusted-issuers.js';
 import { configSchema, type AuthMethod, type ResolvedClient, type ResolvedConfig, type ResolvedResource } from './schema.js';
 
 /**
@@ -133,6 +134,9 @@ export function resolveConfig(input: unknown, baseDir = process.cwd()): Resolved
   // Cross references (after every identifier is known)
   c.clients.forEach((cl, i) => crossCheckClient(cl, (...p) => ['clients', i, ...p], problem, targetIds, clientIds));
 
+  // Identity providers whose tokens may be exchanged
+  const trustedIssuers = resolveTrustedIssuers(c, problem, file, c.issuer);
+
   if (issues.length > 0) throw new ConfigError(issues);
   return {
     ...c,
@@ -142,6 +146,7 @@ export function resolveConfig(input: unknown, baseDir = process.cwd()): Resolved
     clientCaCerts: caCerts,
     clients,
     resources,
+    trustedIssuers,
   };
 }
 

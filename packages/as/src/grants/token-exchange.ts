@@ -4,6 +4,7 @@
  * decision 5), with the actor chain in `act`. Who may exchange is T6 (t6.ts); the actor token,
  * when sent, must represent the requester and be held by it (no splicing).
  */
+import { decodeJwt } from 'jose';
 import { bindingRequirement } from '@tether/core';
 import { bindingLevel, confirmation, maxLevel, parseTmb } from '../binding.js';
 import type { BindingLevel, ResolvedClient } from '../config.js';
@@ -11,6 +12,8 @@ import type { Peer } from '../connection.js';
 import type { DpopKey } from '../dpop-request.js';
 import type { AuthorizationEngine } from '../engine.js';
 import { invalidGrant, invalidRequest } from '../errors.js';
+import { exchangeExternalSubject } from '../external/exchange.js';
+import type { TrustedIssuer } from '../external/issuers.js';
 import { verifyHolderProof } from '../holder-proof.js';
 import { issueToken } from '../issuance.js';
 import { decideExchange } from '../t6.js';
@@ -64,6 +67,27 @@ function actorChain(subject: OwnTokenClaims, client: ResolvedClient): ActClaim |
   return prior === undefined ? { sub: client.client_id } : { sub: client.client_id, act: prior };
 }
 
+/**
+ * The trusted external issuer a subject token names, by its unverified `iss` (verification is by
+ * that issuer's keys). Undefined for this server's own tokens, for tokens without a readable
+ * `iss` (the own-token checks refuse those), and when no external issuer is configured; an `iss`
+ * that is neither this server nor a trusted issuer is refused here.
+ */
+function externalIssuer(engine: AuthorizationEngine, token: string): TrustedIssuer | undefined {
+  if (engine.trustedIssuers.size === 0) return undefined;
+  let iss: unknown;
+  try {
+    iss = decodeJwt(token).iss;
+  } catch {
+    throw invalidGrant('The subject_token is not valid', 'subject_malformed');
+  }
+  if (typeof iss !== 'string') throw invalidGrant('The subject_token is not valid', 'subject_malformed');
+  if (iss === engine.urls.issuer) return undefined;
+  const trusted = engine.trustedIssuers.get(iss);
+  if (trusted === undefined) throw invalidGrant('The subject_token is not valid', 'subject_issuer_untrusted');
+  return trusted;
+}
+
 export const tokenExchange: Grant = {
   parameters: ['subject_token', 'subject_token_type', 'actor_token', 'actor_token_type', 'requested_token_type', 'scope', 'audience', 'resource', 'tmb'],
   enabled: (engine) => engine.config.tokenExchange.enabled,
@@ -71,13 +95,16 @@ export const tokenExchange: Grant = {
     const p = req.params;
     const client = auth.client;
     const subjectToken = p.require('subject_token');
-    tokenType(p.require('subject_token_type'), 'subject_token_type');
+    const subjectType = p.require('subject_token_type');
+    const requestedType = p.get('requested_token_type') ?? TOKEN_TYPE_ACCESS_TOKEN;
+    tokenType(requestedType, 'requested_token_type');
+    const trusted = externalIssuer(engine, subjectToken);
+    if (trusted !== undefined) return exchangeExternalSubject(engine, { req, auth, dpop }, { trusted, subjectToken, subjectTokenType: subjectType, requestedTokenType: requestedType });
+    tokenType(subjectType, 'subject_token_type');
     const actorToken = p.get('actor_token');
     const actorType = p.get('actor_token_type');
     if ((actorToken === undefined) !== (actorType === undefined)) throw invalidRequest('actor_token and actor_token_type go together', 'actor_token_type');
     tokenType(actorType, 'actor_token_type');
-    const requestedType = p.get('requested_token_type') ?? TOKEN_TYPE_ACCESS_TOKEN;
-    tokenType(requestedType, 'requested_token_type');
     const tmb = parseTmb(p.get('tmb'));
 
     // The subject token: issued here, current, not revoked, with a binding tether understands.
