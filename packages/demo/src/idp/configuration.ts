@@ -1,0 +1,72 @@
+/**
+ * The oidc-provider configuration of the demo identity provider: authorization code flow with PKCE
+ * (S256, which is all oidc-provider 9 implements) for public native clients, RFC 9068 JWT access
+ * tokens for one resource (RFC 8707), ES256 ID tokens. Keys are generated at each start.
+ */
+import { generateKeyPairSync, randomBytes, randomUUID } from 'node:crypto';
+import { errors, type Account } from './provider-module.js';
+import { DEFAULT_RESOURCE_SCOPES, type IdentityProviderOptions, type IdentityProviderUser } from './options.js';
+
+/** The path of the provider's interaction pages (served by interactions.ts). */
+export const INTERACTION_PATH = '/interaction/';
+
+function signingJwk(): Record<string, unknown> {
+  const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  return { ...privateKey.export({ format: 'jwk' }), kid: randomUUID(), alg: 'ES256', use: 'sig' };
+}
+
+function account(user: IdentityProviderUser): Account {
+  return {
+    accountId: user.sub,
+    claims: () => ({ sub: user.sub, ...(user.email === undefined ? {} : { email: user.email, email_verified: true }) }),
+  };
+}
+
+export function providerConfiguration(options: IdentityProviderOptions): Record<string, unknown> {
+  const users = new Map(options.users.map((u) => [u.sub, u]));
+  const scope = (options.resourceScopes ?? DEFAULT_RESOURCE_SCOPES).join(' ');
+  const accessTokenTTL = options.accessTokenTtl ?? 300;
+  return {
+    clients: options.clients.map((c) => ({
+      client_id: c.client_id,
+      redirect_uris: c.redirect_uris,
+      application_type: 'native',
+      token_endpoint_auth_method: 'none',
+      grant_types: ['authorization_code'],
+      response_types: ['code'],
+      id_token_signed_response_alg: 'ES256',
+    })),
+    jwks: { keys: [signingJwk()] },
+    cookies: { keys: [randomBytes(32).toString('base64url')] },
+    findAccount: (_ctx: unknown, sub: string) => {
+      const user = users.get(sub);
+      return user === undefined ? undefined : account(user);
+    },
+    claims: { openid: ['sub'], email: ['email', 'email_verified'] },
+    responseTypes: ['code'],
+    pkce: { required: () => true },
+    issueRefreshToken: () => false,
+    interactions: { url: (_ctx: unknown, interaction: { uid: string }) => `${INTERACTION_PATH}${interaction.uid}` },
+    features: {
+      devInteractions: { enabled: false },
+      resourceIndicators: {
+        enabled: true,
+        defaultResource: () => options.resource,
+        useGrantedResource: () => true,
+        getResourceServerInfo: (_ctx: unknown, indicator: string) => {
+          if (indicator !== options.resource) throw new errors.InvalidTarget();
+          return { scope, audience: options.resource, accessTokenTTL, accessTokenFormat: 'jwt', jwt: { sign: { alg: 'ES256' } } };
+        },
+      },
+    },
+    ttl: {
+      AccessToken: accessTokenTTL,
+      AuthorizationCode: 60,
+      IdToken: options.idTokenTtl ?? 300,
+      Interaction: 600,
+      Session: 3600,
+      Grant: 3600,
+    },
+  };
+}
+
