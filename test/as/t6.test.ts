@@ -1,7 +1,7 @@
 /** The T6 decision (packages/as/src/t6.ts) row by row, as its doc comment's table states it. */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { decideExchange, type ExchangeRequester, type SubjectBinding } from '@tether/as';
+import { decideExchange, decideExternalExchange, type ExchangeRequester, type ExternalExchangeRequester, type SubjectBinding } from '@tether/as';
 
 const T = 'A'.repeat(43);
 const OTHER = 'B'.repeat(43);
@@ -28,5 +28,18 @@ test('T6 decision table', () => {
     const d = decideExchange(subject, requester);
     const got = !d.allowed ? `refused ${d.reason}` : d.role === 'holder' ? (d.mustProveSession ? 'holder+proof' : 'holder') : d.role;
     assert.equal(got, expected, label);
+  }
+});
+
+test('T6 for subject tokens of a trusted external issuer', () => {
+  const rows: Array<[string, ExternalExchangeRequester, string]> = [
+    ['not listed, over mTLS', { listed: false, mtls: true, connectionThumbprint: T }, 'refused external_client_not_allowed'],
+    ['listed, not mTLS-authenticated', { listed: true, mtls: false, connectionThumbprint: T }, 'refused external_not_mtls'],
+    ['listed, mTLS but no certificate on this connection', { listed: true, mtls: true, connectionThumbprint: undefined }, 'refused external_not_mtls'],
+    ['listed, mTLS', { listed: true, mtls: true, connectionThumbprint: T }, 'allowed'],
+  ];
+  for (const [label, requester, expected] of rows) {
+    const d = decideExternalExchange(requester);
+    assert.equal(d.allowed ? 'allowed' : `refused ${d.reason}`, expected, label);
   }
 });

@@ -22,6 +22,7 @@ export {
   type AuthorizationServerConfig,
   type ResolvedConfig,
   type ResolvedClient,
+  type ResolvedTrustedIssuer,
   type ClientMetadata,
   type AuthMethod,
   type BindingLevel,
@@ -47,7 +48,7 @@ export {
 export { OAuthError, ConfigError, type OAuthErrorCode } from './errors.js';
 export { TOKEN_TYPE_ACCESS_TOKEN, TOKEN_TYPE_JWT, PATHS, type TokenResponse, type OwnTokenClaims, type ActClaim } from './engine.js';
 export { JWT_BEARER_ASSERTION } from './client-auth.js';
-export { decideExchange, type ExchangeRequester, type SubjectBinding, type T6Decision } from './t6.js';
+export { decideExchange, decideExternalExchange, type ExchangeRequester, type ExternalExchangeRequester, type SubjectBinding, type T6Decision } from './t6.js';
 export { parseRfc4514, parseNodeSubject, dnEquals, subjectMatches, normalizeValue, DnSyntaxError, type NormalizedDn } from './dn.js';
 export { parseSubjectAltName, sanDnsMatches, sanUriMatches, sanIpMatches, sanEmailMatches } from './san.js';
 export { TokenClient, type TokenClientOptions, type TokenRequestResult } from './token-client.js';
