@@ -144,7 +144,7 @@ async function authorize(change: (params: URLSearchParams) => void): Promise<URL
   return location.searchParams;
 }
 
-test('the provider refuses an authorization request without PKCE, with plain, or for another resource', { timeout: 30_000 }, async () => {
+test('the provider refuses an authorization request without PKCE, with plain, for another resource, or from an unknown client', { timeout: 30_000 }, async () => {
   const none = await authorize((p) => {
     p.delete('code_challenge');
     p.delete('code_challenge_method');
@@ -159,6 +159,13 @@ test('the provider refuses an authorization request without PKCE, with plain, or
   assert.match(String(plain.get('error_description')), /code_challenge_method/);
   const other = await authorize((p) => p.set('resource', 'https://elsewhere.test'));
   assert.equal(other.get('error'), 'invalid_target');
+  // An unknown client cannot be redirected to: the provider's own error page, with nothing loaded from elsewhere.
+  const request = authorizationRequest(metadata, { clientId: 'unknown-app', redirectUri: 'http://127.0.0.1:9/callback', scope: SCOPE, resource: RESOURCE });
+  const unknown = await httpsCall(request.url, { ca: pki.ca.cert, timeoutMs: TIMEOUT });
+  assert.equal(unknown.status, 400);
+  assert.match(unknown.body, /invalid_client/);
+  assert.doesNotMatch(unknown.body, /https?:\/\//);
+  assert.match(String(unknown.headers['content-security-policy']), /default-src 'none'/);
 });
 
 test('loginWithForms (no browser) gives an equivalent token; a wrong password is an error naming it', { timeout: 30_000 }, async () => {

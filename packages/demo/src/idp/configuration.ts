@@ -5,6 +5,7 @@
  */
 import { generateKeyPairSync, randomBytes, randomUUID } from 'node:crypto';
 import { errors, type Account } from './provider-module.js';
+import { errorPage, PAGE_HEADERS } from './pages.js';
 import { DEFAULT_RESOURCE_SCOPES, type IdentityProviderOptions, type IdentityProviderUser } from './options.js';
 
 /** The path of the provider's interaction pages (served by interactions.ts). */
@@ -47,8 +48,18 @@ export function providerConfiguration(options: IdentityProviderOptions): Record<
     pkce: { required: () => true },
     issueRefreshToken: () => false,
     interactions: { url: (_ctx: unknown, interaction: { uid: string }) => `${INTERACTION_PATH}${interaction.uid}` },
+    // The provider's own error page (the default one loads a web font from elsewhere); only the OAuth error code and description are shown.
+    renderError: (ctx: { type: string; body: string; set(headers: Record<string, string>): void }, out: { error?: string; error_description?: string }) => {
+      ctx.set(PAGE_HEADERS);
+      ctx.type = 'html';
+      ctx.body = errorPage(`${out.error ?? 'error'}: ${out.error_description ?? ''}`);
+    },
     features: {
       devInteractions: { enabled: false },
+      // Sign-in only: no logout pages, no PAR, no DPoP at this provider.
+      rpInitiatedLogout: { enabled: false },
+      pushedAuthorizationRequests: { enabled: false },
+      dPoP: { enabled: false },
       resourceIndicators: {
         enabled: true,
         defaultResource: () => options.resource,
