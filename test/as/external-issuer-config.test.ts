@@ -80,6 +80,8 @@ describe('trustedIssuers configuration', () => {
     expectIssue(config([entry({ algorithms: ['XS1'] })]), /^trustedIssuers\[0\]\.algorithms\[0\]: unsupported algorithm XS1/);
     expectIssue(config([entry({ clients: ['a', 'pkj'] })]), /^trustedIssuers\[0\]\.clients\[1\]: client 'pkj' authenticates with private_key_jwt/);
     expectIssue(config([entry(), entry()]), /^trustedIssuers\[1\]\.issuer: duplicate issuer/);
+    expectIssue(config([entry({ clients: ['cc'] })], { clients: [standardClient('cc', { grant_types: ['client_credentials'] })] }), /^trustedIssuers\[0\]\.clients\[0\]: client 'cc' does not have the token-exchange grant type/);
+    expectIssue(config([entry()], { tokenExchange: { enabled: false } }), /^trustedIssuers: needs tokenExchange\.enabled/);
     expectIssue(config([entry({ issuer: 'https://as.example' })], { issuer: 'https://as.example' }), /^trustedIssuers\[0\]\.issuer: is this server’s own issuer/);
   });
 

@@ -13,7 +13,7 @@ import { EXPORTER_LABEL, certificateThumbprint } from '@tether/core';
 import { createDpopProof } from '@tether/core/dpop';
 import { JWT_BEARER_ASSERTION, type TokenRequestResult } from '@tether/as';
 import { ACCESS_TOKEN_TYPE, JWT_TYPE, TOKEN_EXCHANGE, claimsOf, clientWith, removeDir, standardClient, startTestAs, tempDir, type TestAs } from './helpers/setup.js';
-import { closedPort, idpKey, mintIdpToken, startTestIdp, type IdpKey, type TestIdp } from './helpers/idp.js';
+import { closedPort, idpKey, mintIdpToken, silentServer, startTestIdp, type IdpKey, type SilentServer, type TestIdp } from './helpers/idp.js';
 
 const ID_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:id_token';
 const AUD = 'mcp-client';
@@ -26,7 +26,8 @@ describe('token exchange of external (IdP) subject tokens', () => {
   let key: IdpKey;
   let key384: IdpKey;
   let impostor: IdpKey;
-  const iss = { a: '', b: '', down: '', untrusted: '', mismatch: '' };
+  let silent: SilentServer;
+  const iss = { a: '', b: '', down: '', untrusted: '', mismatch: '', silent: '' };
   const pkjKey = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
 
   before(async () => {
@@ -36,6 +37,8 @@ describe('token exchange of external (IdP) subject tokens', () => {
     key384 = await idpKey('idp-384', 'ES384');
     impostor = await idpKey('idp-1');
     const down = await closedPort();
+    silent = await silentServer();
+    iss.silent = `https://127.0.0.1:${silent.port}/silent`;
     iss.a = `${idp.url}/idp`;
     iss.b = `${idp.url}/b`;
     iss.down = `https://127.0.0.1:${down}/down`;
@@ -57,6 +60,7 @@ describe('token exchange of external (IdP) subject tokens', () => {
         { issuer: iss.down, jwksUri: `https://127.0.0.1:${down}/jwks`, ...common, clients: ['a'], fetchTimeoutMs: 2000 },
         { issuer: iss.untrusted, jwksUri: `${idp.url}/b/jwks`, audiences: [AUD], clients: ['a'] },
         { issuer: iss.mismatch, discovery: true, ...common, clients: ['a'] },
+        { issuer: iss.silent, discovery: true, ...common, clients: ['a'], fetchTimeoutMs: 500 },
       ],
     });
     // A client registered at run time, listed for the IdP, that authenticates without mTLS.
@@ -74,6 +78,7 @@ describe('token exchange of external (IdP) subject tokens', () => {
   after(async () => {
     await as?.close();
     await idp?.close();
+    await silent?.close();
     if (dir !== undefined) removeDir(dir);
   });
 
@@ -220,6 +225,31 @@ describe('token exchange of external (IdP) subject tokens', () => {
     await refused(async () => exchange('a', await personToken({ iss: iss.untrusted })), 503, 'temporarily_unavailable', 'external_issuer_unavailable', 'IdP certificate not trusted (no caFiles)');
     await refused(async () => exchange('a', await personToken({ iss: iss.mismatch })), 503, 'temporarily_unavailable', 'external_issuer_unavailable', 'discovery names another issuer');
     assert.equal(idp.hits.get('/mismatch/.well-known/openid-configuration'), 1);
+    const started = Date.now();
+    await refused(async () => exchange('a', await personToken({ iss: iss.silent })), 503, 'temporarily_unavailable', 'external_issuer_unavailable', 'IdP accepts the connection and never answers');
+    assert.ok(Date.now() - started < 4000, `answered after ${Date.now() - started} ms (fetchTimeoutMs 500)`);
+    assert.ok(silent.connections() >= 1, 'the fetch did reach the silent IdP');
+  });
+
+  test('a person whose IdP sub is the name of a client here is refused', async () => {
+    await refused(async () => exchange('a', await personToken({ sub: 'b' })), 400, 'invalid_grant', 'external_sub_is_client', 'sub = a client_id');
+    await refused(async () => exchange('a', await personToken({ sub: 'spiffe://tether.local/b' })), 400, 'invalid_grant', 'external_sub_is_client', 'sub = a client identifier');
+  });
+
+  test('the person stays named along the chain: a later exchange carries sub_id and the allowed claims', async () => {
+    const first = await exchange('a', await personToken(), { audience: 'spiffe://tether.local/b' });
+    assert.equal(first.status, 200, first.text);
+    const r = await exchange('b', first.json?.access_token as string, { audience: 'https://open.example' });
+    assert.equal(r.status, 200, r.text);
+    const c = claimsOf(r.json?.access_token as string);
+    assert.equal(c.sub, 'alice');
+    assert.equal(c.client_id, 'b');
+    assert.deepEqual(c.act, { sub: 'b', act: { sub: 'a' } });
+    assert.deepEqual(c.sub_id, { format: 'iss_sub', iss: iss.a, sub: 'alice' });
+    assert.equal(c.email, 'alice@example.com');
+    assert.deepEqual(c.cnf, { 'x5t#S256': thumb('b'), tls_exp: EXPORTER_LABEL });
+    const own = claimsOf(await as.token('a', { audience: 'spiffe://tether.local/b' }));
+    assert.equal(own.sub_id, undefined);
   });
 
   test('keys are cached: one discovery and one JWKS fetch for many exchanges', () => {

@@ -94,3 +94,33 @@ export async function closedPort(): Promise<number> {
   await new Promise<void>((resolve) => s.close(() => resolve()));
   return port;
 }
+
+export interface SilentServer {
+  port: number;
+  /** Connections accepted so far. */
+  connections(): number;
+  close(): Promise<void>;
+}
+
+/** A TCP server that accepts connections and never answers (a hung IdP). */
+export async function silentServer(): Promise<SilentServer> {
+  const { createServer: createTcp } = await import('node:net');
+  const sockets = new Set<import('node:net').Socket>();
+  let count = 0;
+  const s = createTcp((socket) => {
+    count++;
+    sockets.add(socket);
+    socket.on('error', () => undefined);
+    socket.on('close', () => sockets.delete(socket));
+  });
+  s.listen(0, '127.0.0.1');
+  await once(s, 'listening');
+  return {
+    port: (s.address() as { port: number }).port,
+    connections: () => count,
+    async close() {
+      for (const socket of sockets) socket.destroy();
+      await new Promise<void>((resolve) => s.close(() => resolve()));
+    },
+  };
+}

@@ -5,7 +5,7 @@
  * allow-list, and requesting clients that can authenticate with mTLS.
  */
 import type { ParsedConfig, ResolvedTrustedIssuer } from './schema.js';
-import { EXTERNAL_ALGORITHMS } from './schema.js';
+import { EXTERNAL_ALGORITHMS, GRANT_TOKEN_EXCHANGE } from './schema.js';
 import { splitPemCertificates, type Problem } from './clients.js';
 
 /**
@@ -37,6 +37,7 @@ export function resolveTrustedIssuers(
   file: (path: ReadonlyArray<PropertyKey>, name: string) => string | undefined,
   ownIssuer: string | undefined,
 ): ResolvedTrustedIssuer[] {
+  if (c.trustedIssuers.length > 0 && !c.tokenExchange.enabled) problem(['trustedIssuers'], 'needs tokenExchange.enabled');
   const seen = new Set<string>();
   const configured = new Map(c.clients.map((cl) => [cl.client_id, cl]));
   return c.trustedIssuers.map((t, i) => {
@@ -74,6 +75,7 @@ export function resolveTrustedIssuers(
       if (cl !== undefined && !MTLS_METHODS.has(cl.token_endpoint_auth_method)) {
         problem(at('clients', j), `client '${id}' authenticates with ${cl.token_endpoint_auth_method}; exchanging external tokens needs tls_client_auth or self_signed_tls_client_auth`);
       }
+      if (cl !== undefined && !cl.grant_types.includes(GRANT_TOKEN_EXCHANGE)) problem(at('clients', j), `client '${id}' does not have the token-exchange grant type`);
     });
     return {
       issuer: t.issuer,

@@ -15,7 +15,7 @@ import type { AuthorizationEngine } from '../engine.js';
 import { issueToken } from '../issuance.js';
 import { decideExternalExchange } from '../t6.js';
 import { grantedScopes, requestedAudiences, restrictToResources, splitScope } from '../targets.js';
-import type { ActClaim, TokenResponse } from '../token-claims.js';
+import type { ActClaim, OwnTokenClaims, TokenResponse } from '../token-claims.js';
 import type { TrustedIssuer } from './issuers.js';
 import { verifyExternalSubject, type ExternalSubject } from './verify-subject.js';
 
@@ -52,6 +52,11 @@ export async function exchangeExternalSubject(engine: AuthorizationEngine, reque
   if (p.get('tmb') !== undefined) throw invalidRequest('tmb is not accepted with an external subject_token', 'external_tmb');
 
   const subject = await verifyExternalSubject(engine, x.trusted, x.subjectToken, x.subjectTokenType);
+  // A person whose IdP `sub` is a client's name here would read, to a resource checking `sub`, as
+  // that workload; `sub_id` tells them apart, but not every resource reads it.
+  if (engine.client(subject.sub) !== undefined || engine.recipient(subject.sub) !== undefined) {
+    throw invalidGrant('The subject_token names a client of this server as its subject', 'external_sub_is_client');
+  }
   const act: ActClaim = { sub: client.client_id };
   if (engine.config.tokenExchange.maxDelegationDepth < 1) throw invalidGrant('The delegation chain is too long', 'delegation_depth');
 
@@ -73,4 +78,17 @@ export async function exchangeExternalSubject(engine: AuthorizationEngine, reque
     issuedTokenType: x.requestedTokenType,
     claims: { ...subject.claims, sub_id: { format: 'iss_sub', iss: subject.iss, sub: subject.sub } },
   });
+}
+
+/**
+ * What a later exchange of a successor carries on (the own-token path): its `sub_id` naming the
+ * person at the IdP, and the claims the IdP's entry still allows. Undefined for tokens that did
+ * not come from an external subject.
+ */
+export function carriedClaims(engine: AuthorizationEngine, subject: OwnTokenClaims): Record<string, unknown> | undefined {
+  const subId = subject.sub_id as Record<string, unknown> | undefined;
+  if (typeof subId !== 'object' || subId === null || subId.format !== 'iss_sub' || typeof subId.iss !== 'string') return undefined;
+  const claims: Record<string, unknown> = { sub_id: subId };
+  for (const name of engine.trustedIssuers.get(subId.iss)?.config.claims ?? []) if (subject[name] !== undefined) claims[name] = subject[name];
+  return claims;
 }

@@ -12,7 +12,7 @@ import type { Peer } from '../connection.js';
 import type { DpopKey } from '../dpop-request.js';
 import type { AuthorizationEngine } from '../engine.js';
 import { invalidGrant, invalidRequest } from '../errors.js';
-import { exchangeExternalSubject } from '../external/exchange.js';
+import { carriedClaims, exchangeExternalSubject } from '../external/exchange.js';
 import type { TrustedIssuer } from '../external/issuers.js';
 import { verifyHolderProof } from '../holder-proof.js';
 import { issueToken } from '../issuance.js';
@@ -149,6 +149,8 @@ export const tokenExchange: Grant = {
       lifetimeCap: subject.exp,
       issuedTokenType: requestedType,
       parentJti: subject.jti,
+      // A person from an IdP stays named as such along the chain.
+      claims: carriedClaims(engine, subject),
     });
   },
 };
