@@ -84,7 +84,10 @@ test('Chromium signs alice in through the login and consent pages; the code is r
     await Promise.all([page.waitForNavigation(), page.click('#approve')]);
     assert.ok(page.url().startsWith(`${loopback.redirectUri}?`), `the browser landed on the redirect URI, not ${page.url()}`);
     const code = codeFrom((await loopback.response).params, request, metadata);
-    const tokens = await redeemCode(metadata, { ca: pki.ca.cert, timeoutMs: TIMEOUT, clientId: CLIENT, redirectUri: loopback.redirectUri, resource: RESOURCE, code, request });
+    // The code is bound to the code_challenge: another verifier does not redeem it (RFC 7636 section 4.6).
+    const redeem = { ca: pki.ca.cert, timeoutMs: TIMEOUT, clientId: CLIENT, redirectUri: loopback.redirectUri, resource: RESOURCE, code };
+    await assert.rejects(redeemCode(metadata, { ...redeem, request: { ...request, codeVerifier: 'x'.repeat(43) } }), /invalid_grant/);
+    const tokens = await redeemCode(metadata, { ...redeem, request });
     const claims = await verifyAccessToken(tokens.accessToken);
     assert.equal(claims.sub, 'alice');
     assert.equal(claims.client_id, CLIENT);
@@ -94,7 +97,7 @@ test('Chromium signs alice in through the login and consent pages; the code is r
     assert.equal(id.sub, 'alice');
     assert.equal(id.email, ALICE.email);
     // A code is good once (RFC 6749 section 4.1.2).
-    await assert.rejects(redeemCode(metadata, { ca: pki.ca.cert, timeoutMs: TIMEOUT, clientId: CLIENT, redirectUri: loopback.redirectUri, resource: RESOURCE, code, request }), /invalid_grant/);
+    await assert.rejects(redeemCode(metadata, { ...redeem, request }), /invalid_grant/);
   } finally {
     await page.close();
     await loopback.close();
