@@ -92,6 +92,7 @@ test('Chromium signs alice in through the login and consent pages; the code is r
     assert.equal(claims.sub, 'alice');
     assert.equal(claims.client_id, CLIENT);
     assert.equal(claims.scope, 'tether');
+    assert.equal(claims.email, ALICE.email, 'the user claim the AS maps is in the access token');
     assert.ok(tokens.expiresIn > 0 && tokens.expiresIn <= 300);
     const id = await verifyIdToken(tokens.idToken, request.nonce);
     assert.equal(id.sub, 'alice');
@@ -174,7 +175,10 @@ test('the provider refuses an authorization request without PKCE, with plain, fo
 test('loginWithForms (no browser) gives an equivalent token; a wrong password is an error naming it', { timeout: 30_000 }, async () => {
   const tokens: LoginTokens = await loginWithForms({ issuer: idp.issuer, ca: pki.ca.cert, clientId: CLIENT, user: 'alice', password: ALICE.password, resource: RESOURCE, scope: SCOPE, timeoutMs: TIMEOUT });
   const claims = await verifyAccessToken(tokens.accessToken);
-  assert.deepEqual({ sub: claims.sub, client_id: claims.client_id, scope: claims.scope, aud: claims.aud }, { sub: 'alice', client_id: CLIENT, scope: 'tether', aud: RESOURCE });
+  assert.deepEqual({ sub: claims.sub, client_id: claims.client_id, scope: claims.scope, aud: claims.aud, email: claims.email }, { sub: 'alice', client_id: CLIENT, scope: 'tether', aud: RESOURCE, email: ALICE.email });
+  // Bob has no email: none in his token; without the resource scope, no scope claim.
+  const bob = await verifyAccessToken((await loginWithForms({ issuer: idp.issuer, ca: pki.ca.cert, clientId: CLIENT, user: 'bob', password: 'another one', resource: RESOURCE, scope: 'openid', timeoutMs: TIMEOUT })).accessToken);
+  assert.deepEqual([bob.sub, bob.aud, bob.email, bob.scope], ['bob', RESOURCE, undefined, undefined]);
   await assert.rejects(
     loginWithForms({ issuer: idp.issuer, ca: pki.ca.cert, clientId: CLIENT, user: 'alice', password: 'nope', resource: RESOURCE, timeoutMs: TIMEOUT }),
     /login form was refused: 401 Wrong username or password/,

@@ -6,7 +6,7 @@
 import { generateKeyPairSync, randomBytes, randomUUID } from 'node:crypto';
 import { errors, type Account } from './provider-module.js';
 import { errorPage, PAGE_HEADERS } from './pages.js';
-import { DEFAULT_RESOURCE_SCOPES, type IdentityProviderOptions, type IdentityProviderUser } from './options.js';
+import { DEFAULT_ACCESS_TOKEN_CLAIMS, DEFAULT_RESOURCE_SCOPES, type IdentityProviderOptions, type IdentityProviderUser } from './options.js';
 
 /** The path of the provider's interaction pages (served by interactions.ts). */
 export const INTERACTION_PATH = '/interaction/';
@@ -16,11 +16,20 @@ function signingJwk(): Record<string, unknown> {
   return { ...privateKey.export({ format: 'jwk' }), kid: randomUUID(), alg: 'ES256', use: 'sig' };
 }
 
+function userClaims(user: IdentityProviderUser): Record<string, unknown> {
+  return { sub: user.sub, ...(user.email === undefined ? {} : { email: user.email, email_verified: true }) };
+}
+
 function account(user: IdentityProviderUser): Account {
-  return {
-    accountId: user.sub,
-    claims: () => ({ sub: user.sub, ...(user.email === undefined ? {} : { email: user.email, email_verified: true }) }),
-  };
+  return { accountId: user.sub, claims: () => userClaims(user) };
+}
+
+/** The user's claims named in `names`, for an access token (RFC 9068 section 2.2.3.1 allows identity claims). */
+function accessTokenExtras(users: Map<string, IdentityProviderUser>, names: readonly string[], accountId: string | undefined): Record<string, unknown> | undefined {
+  const user = accountId === undefined ? undefined : users.get(accountId);
+  if (user === undefined) return undefined;
+  const claims = userClaims(user);
+  return Object.fromEntries(names.filter((n) => n !== 'sub' && claims[n] !== undefined).map((n) => [n, claims[n]]));
 }
 
 export function providerConfiguration(options: IdentityProviderOptions): Record<string, unknown> {
@@ -44,6 +53,7 @@ export function providerConfiguration(options: IdentityProviderOptions): Record<
       return user === undefined ? undefined : account(user);
     },
     claims: { openid: ['sub'], email: ['email', 'email_verified'] },
+    extraTokenClaims: (_ctx: unknown, token: { accountId?: string }) => accessTokenExtras(users, options.accessTokenClaims ?? DEFAULT_ACCESS_TOKEN_CLAIMS, token.accountId),
     responseTypes: ['code'],
     pkce: { required: () => true },
     issueRefreshToken: () => false,

@@ -33,6 +33,11 @@ export interface IdentityProviderOptions {
   resource: string;
   /** The scopes a client may ask for at that resource (default `['tether']`). */
   resourceScopes?: readonly string[];
+  /**
+   * The user's claims copied into every access token, for the AS to map (default `['email']`; the
+   * claims are `email` and `email_verified` when the user has an email). `sub` is always there.
+   */
+  accessTokenClaims?: readonly string[];
   /** Access token lifetime in seconds (default 300). */
   accessTokenTtl?: number;
   /** ID token lifetime in seconds (default 300). */
@@ -40,6 +45,7 @@ export interface IdentityProviderOptions {
 }
 
 export const DEFAULT_RESOURCE_SCOPES: readonly string[] = ['tether'];
+export const DEFAULT_ACCESS_TOKEN_CLAIMS: readonly string[] = ['email'];
 
 /** The deadline of one request to the identity provider (reading a form body included). */
 export const IDP_REQUEST_TIMEOUT_MS = 10_000;
