@@ -7,7 +7,7 @@
  * the token, and bound to the requester's certificate (at least `certificate`; `session` when the
  * client or policy asks).
  */
-import { bindingLevel, confirmation, maxLevel } from '../binding.js';
+import { bindingLevel, confirmation } from '../binding.js';
 import type { Peer } from '../connection.js';
 import { invalidGrant, invalidRequest } from '../errors.js';
 import type { TokenRequest } from '../grants/grant.js';
@@ -62,8 +62,8 @@ export async function exchangeExternalSubject(engine: AuthorizationEngine, reque
 
   const audiences = requestedAudiences(engine, p, client);
   const scopes = restrictToResources(engine, externalScopes(request, subject), audiences, p.get('scope') !== undefined);
-  // Never a bearer successor: the person's token was carried by a browser.
-  const level = maxLevel('certificate', bindingLevel(engine, client, audiences, 'certificate', 1));
+  // Never a bearer successor (inherited level `certificate`): the person's token was carried by a browser.
+  const level = bindingLevel(engine, client, audiences, 'certificate', 1);
   const cnf = await confirmation(engine, level, undefined, peer as Peer, client, dpop);
   return issueToken(engine, {
     grant: 'token_exchange',
