@@ -184,3 +184,14 @@ test('loginWithForms (no browser) gives an equivalent token; a wrong password is
     /login form was refused: 401 Wrong username or password/,
   );
 });
+
+test('the interaction routes answer bad or stale requests with a 4xx page, never a 500', { timeout: 30_000 }, async () => {
+  const call = (path: string, method = 'GET', body?: string) =>
+    httpsCall(new URL(path, idp.issuer), { ca: pki.ca.cert, timeoutMs: TIMEOUT, method, ...(body === undefined ? {} : { body, headers: { 'content-type': 'application/x-www-form-urlencoded' } }) });
+  const stale = await call('/interaction/abcdef');
+  assert.equal(stale.status, 400);
+  assert.match(stale.body, /expired or is not valid/);
+  assert.equal((await call('/interaction/abcdef/login', 'POST', 'username=alice&password=x')).status, 400);
+  assert.equal((await call('/interaction/abcdef/login')).status, 404, 'the form is POST only');
+  assert.equal((await call('/interaction/no$such%2Fuid')).status, 404);
+});
