@@ -1,6 +1,7 @@
 /**
- * `tether demo` (issue 6): the agent delegation chain over MCP, run end to end by the BUILT CLI as
- * a child process (eight more processes underneath it), checked through its --json report.
+ * `tether demo` (issues 6 and 16): the agent delegation chain over MCP, starting at a login at the
+ * identity provider, run end to end by the BUILT CLI as a child process (nine more processes
+ * underneath it), checked through its --json report.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -33,13 +34,21 @@ test('demo --json: the MCP chain works, amortizes proofs per hop, and refuses ev
   assert.equal(h.toolCalls, 3 * (CALLS + 1));
   assert.equal(h.succeeded, h.toolCalls);
   assert.equal(h.progressNotifications, 3 * 5, 'every progress notification of the streamed tool arrived');
+  // Each user logged in at the identity provider and sits at the top: C saw sub = the person, acted for by B on behalf of A.
   assert.deepEqual(
     h.principals.map((p) => [p.user, p.sub, p.actChain]),
-    ['alice', 'bob', 'carol'].map((u) => [u, u, ['agent-b', 'agent-a', u]]),
+    ['alice', 'bob', 'carol'].map((u) => [u, u, ['agent-b', 'agent-a']]),
   );
+  for (const p of h.principals) assert.match(p.login, /^authorization code \+ PKCE S256, scripted/);
+  assert.match(report.identityProvider.issuer, /^https:\/\/127\.0\.0\.1:\d+$/);
+  // A found the AS from B's first 401 (RFC 9728) and asked for B's resource (RFC 8707).
+  assert.ok(report.discovery !== null);
+  assert.match(report.discovery.resourceMetadata, /^https:\/\/127\.0\.0\.1:\d+\/\.well-known\/oauth-protected-resource$/);
+  assert.equal(report.discovery.resource, 'https://agent-b.tether.local');
+  assert.match(report.discovery.tokenEndpoint, new RegExp(`^${report.discovery.authorizationServer}/`));
   assert.deepEqual(h.tokenExchanges, { byA: 3, byB: 3 });
   assert.equal(report.deferredKeyBinding.viaSidecar, true);
-  assert.equal(report.deferredKeyBinding.principal?.sub, 'alice');
+  assert.equal(report.deferredKeyBinding.principal?.sub, 'alice-laptop', "the token alice's own device bound to A's sidecar key");
 
   // Per hop: one signature per (token, connection), verified once each, well under one per request.
   assert.deepEqual(report.hops.map((p) => p.hop), ['A->B', 'B->C']);
@@ -55,6 +64,8 @@ test('demo --json: the MCP chain works, amortizes proofs per hop, and refuses ev
   assert.equal(ab.tokens, 4, "three users' tokens plus alice's tmb-bound token");
   assert.equal(bc.tokens, 3);
   assert.equal(bc.requests, 3 * CALLS, 'one call to C per lookup');
+  assert.ok(ab.unauthenticated >= 2, `A's discovery crossed A->B without a token (the first 401, the metadata): ${ab.unauthenticated}`);
+  assert.equal(bc.unauthenticated, 0);
 
   // Attacks: each refused with exactly the expected status and code.
   const expected: Record<string, [number, string | null]> = {
@@ -64,6 +75,9 @@ test('demo --json: the MCP chain works, amortizes proofs per hop, and refuses ev
     T5a: [401, 'invalid_token'],
     T5b: [401, 'invalid_token'],
     T6: [400, 'invalid_grant'],
+    IDP1: [401, 'invalid_token'],
+    IDP2: [400, 'invalid_grant'],
+    IDP3: [401, 'invalid_client'],
   };
   assert.deepEqual(report.attacks.map((a) => a.id), [...Object.keys(expected), 'TMB']);
   for (const a of report.attacks) {
@@ -78,7 +92,7 @@ test('demo --json: the MCP chain works, amortizes proofs per hop, and refuses ev
   }
 
   assert.ok(Object.values(report.exitCodes).every((c) => c === 0), `clean shutdown of every process: ${JSON.stringify(report.exitCodes)}`);
-  assert.equal(Object.keys(report.exitCodes).length, 8);
+  assert.equal(Object.keys(report.exitCodes).length, 9, 'the identity provider and eight processes of the chain');
   assert.ok(report.durationMs < 30_000, `finished in ${report.durationMs} ms`);
 });
 

@@ -1,4 +1,4 @@
-import type { DemoReport, StackInfo } from './run.js';
+import type { DemoReport, StackInfo } from './report.js';
 
 function pad(value: string | number, width: number): string {
   return String(value).padEnd(width);
@@ -12,7 +12,11 @@ export function formatDemoReport(r: DemoReport): string {
     'agent A (MCP client) -> A egress ==mTLS==> B ingress -> agent B (MCP server) -> B egress ==mTLS==> C ingress -> service C',
     '',
     `Honest workload: ${h.users} users, ${h.toolCalls} tool calls (${h.succeeded} ok), ${h.progressNotifications} progress notifications streamed`,
-    `  token exchanges: ${h.tokenExchanges.byA} by A (user -> A->B token), ${h.tokenExchanges.byB} by B (A->B -> B->C token)`,
+    ...[...new Set(h.principals.map((p) => p.login))].map((m) => `  logged in at the identity provider ${r.identityProvider.issuer}: ${h.principals.filter((p) => p.login === m).map((p) => p.user).join(', ')}, by ${m}`),
+    r.discovery === null
+      ? '  discovery: FAILED'
+      : `  A discovered from B's first 401: metadata ${r.discovery.resourceMetadata} -> resource ${r.discovery.resource}, AS ${r.discovery.authorizationServer}`,
+    `  token exchanges: ${h.tokenExchanges.byA} by A (user's IdP token -> A->B token), ${h.tokenExchanges.byB} by B (A->B -> B->C token)`,
     ...h.principals.map((p) => `  service C saw: sub=${p.sub ?? '-'} act=${p.actChain.join(' <- ') || '-'}`),
     `  deferred key binding (tmb token used through A's sidecar): ${r.deferredKeyBinding.viaSidecar ? 'ok' : 'FAILED'}`,
     ...h.errors.map((e) => `  error: ${e}`),
@@ -43,6 +47,7 @@ export function formatStack(s: StackInfo): string {
   return [
     '',
     'The stack is up (Ctrl-C to stop). Agent A\'s side needs no key: talk plain HTTP to its egress.',
+    `  identity provider (login)      ${s.identityProvider}`,
     `  AS issuer                      ${s.issuer}`,
     `  AS token endpoint (mTLS)       ${s.tokenEndpoint}`,
     `  AS token endpoint via A egress ${s.tokenUrlViaEgressA}`,
@@ -53,7 +58,7 @@ export function formatStack(s: StackInfo): string {
     `  PKI (certificates, keys)       ${s.pkiDir}`,
     `  processes                      ${Object.entries(s.pids).map(([k, v]) => `${k}=${String(v)}`).join(' ')}`,
     '',
-    'Environment (a token for B, valid 5 minutes, bound to agent A\'s sidecar key):',
+    'Environment (a token for B: alice, logged in at the identity provider, via agent A; bound to A\'s sidecar key):',
     `  export TETHER_MCP_URL=${s.mcpUrlViaEgressA}`,
     `  export TETHER_CA=${s.caFile}`,
     `  export TETHER_TOKEN=${s.tokenForB}`,

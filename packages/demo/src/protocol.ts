@@ -1,9 +1,33 @@
 /** Messages between the demo orchestrator and its child processes. */
 import { GRANT_TYPE_TOKEN_EXCHANGE, TOKEN_TYPE_ACCESS_TOKEN } from '@tether/core';
 import type { EgressRoute } from '@tether/sidecar';
+import type { IdentityProviderClient, IdentityProviderUser } from './idp/index.js';
 
 export const TOKEN_EXCHANGE = GRANT_TYPE_TOKEN_EXCHANGE;
 export { TOKEN_TYPE_ACCESS_TOKEN };
+
+export interface IdpStartParams {
+  certFile: string;
+  keyFile: string;
+  users: IdentityProviderUser[];
+  clients: IdentityProviderClient[];
+  /** The tether AS's resource identifier at the IdP: the `aud` of the access tokens it issues. */
+  resource: string;
+}
+
+export interface AsStartParams {
+  pkiDir: string;
+  dataDir: string;
+  /** Users whose tokens may be bound to `tmbHolder`'s sidecar key (deferred key binding). */
+  tmbUsers: string[];
+  tmbHolder: string;
+  /** The identity provider whose access tokens `clients` may exchange (trustedIssuers). */
+  idp: { issuer: string; caFile: string; audience: string; clients: string[]; claims: string[] };
+  /** Certificates in the PKI that are not registered at the AS (an intruder from the same CA). */
+  unregistered: string[];
+  /** More identifiers of registered clients: RFC 8707 resource URLs naming them (`agent-b` -> its MCP resource). */
+  identifiers: Record<string, string[]>;
+}
 
 export interface EgressStartParams {
   certFile: string;
@@ -30,6 +54,8 @@ export interface IngressStartParams {
   issuer: string;
   jwksUri: string;
   audience: string[];
+  /** `resource` of the RFC 9728 metadata (default: https:// + the authority the client used). */
+  resource?: string;
 }
 
 export interface IngressStatsSnapshot {
@@ -42,10 +68,9 @@ export interface IngressStatsSnapshot {
 }
 
 export interface AgentRunParams {
-  /** A's egress: MCP listener (route `b`) and token listener (route `as`). */
-  egressUrl: string;
-  tokenUrl: string;
-  audienceB: string;
+  /** A's egress listeners: `mcp` (route `b` to B's ingress) and `token` (route `as` to the AS). */
+  egress: { mcp: string; token: string };
+  /** Each user's access token from the identity provider (what A received after the login). */
   users: Array<{ user: string; token: string }>;
   callsPerUser: number;
   progressSteps: number;
@@ -53,6 +78,16 @@ export interface AgentRunParams {
   tmbToken?: string;
   ingressBUrl: string;
   caFile: string;
+}
+
+/** What A discovered before its first token request (MCP authorization, RFC 9728 and RFC 8414). */
+export interface AgentDiscovery {
+  /** `resource_metadata` of the first 401 (an upstream URL, fetched through the egress). */
+  resourceMetadata: string;
+  /** `resource` of that metadata: sent as the RFC 8707 `resource` parameter. */
+  resource: string;
+  authorizationServer: string;
+  tokenEndpoint: string;
 }
 
 export interface AgentUserResult {
@@ -78,4 +113,5 @@ export interface AgentRunResult {
   tokens: number;
   tmbViaSidecar?: { ok: boolean; principal: unknown; error?: string };
   tmbDirect?: { status: number; error: string | null };
+  discovery?: AgentDiscovery;
 }

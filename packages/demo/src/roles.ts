@@ -6,6 +6,7 @@
 import { agentRole } from './roles/agent-a.js';
 import { appBRole } from './roles/agent-b.js';
 import { asRole } from './roles/as.js';
+import { idpRole } from './roles/idp.js';
 import { egressRole, ingressRole } from './roles/sidecars.js';
 import { appCRole } from './roles/service-c.js';
 import type { RoleHandlers } from './roles/shared.js';
@@ -14,6 +15,8 @@ export type { RoleHandlers } from './roles/shared.js';
 
 export function roleHandlers(role: string): RoleHandlers | undefined {
   switch (role) {
+    case 'idp':
+      return idpRole();
     case 'as':
       return asRole();
     case 'egress':

@@ -1,110 +1,42 @@
 /**
- * The agent delegation chain over MCP (issue 6): agent A (MCP client) -> its egress -> B's ingress ->
- * agent B (MCP server) -> token exchange at the AS -> B's egress -> C's ingress -> service C, every
- * box a separate process on loopback, then live attacks (T3, T4, T1, T5, T6, deferred key binding).
+ * The agent delegation chain over MCP (issues 6 and 16): each user logs in at the company's
+ * identity provider; agent A (MCP client) discovers the AS from B's first 401 and exchanges the
+ * user's IdP token for its own session-bound token; A -> its egress -> B's ingress -> agent B (MCP
+ * server) -> token exchange at the AS -> B's egress -> C's ingress -> service C, every box a
+ * separate process on loopback; then live attacks (T3, T4, T1, T5, T6, stolen IdP tokens,
+ * deferred key binding).
  */
-import { createPrivateKey, X509Certificate } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { TokenClient } from '@tether/as';
-import { createSessionBindingProof, parseWwwAuthenticate, SessionBoundClient } from '@tether/core';
 import { writeDevPki } from '@tether/pki';
+import { runAttacks } from './attacks.js';
+import { scriptedLogin, type LoginResult } from './login.js';
 import { DemoProcess } from './processes.js';
 import { TOKEN_EXCHANGE, TOKEN_TYPE_ACCESS_TOKEN, type AgentRunResult, type EgressStatsSnapshot, type IngressStatsSnapshot } from './protocol.js';
-import { RawConnection } from './raw-connection.js';
+import type { DemoOptions, DemoReport, HopReport, StackInfo } from './report.js';
+
+export type { AttackReport, DemoOptions, DemoReport, HopReport, StackInfo } from './report.js';
 
 export const USERS = ['alice', 'bob', 'carol'] as const;
 const WORKLOADS = ['agent-a', 'agent-b', 'service-c'] as const;
 const THIEF = 'thief';
-const TIMEOUT_MS = 10_000;
-
-export interface HopReport {
-  hop: 'A->B' | 'B->C';
-  /** Requests the egress sent on this hop (MCP messages for A->B, API calls for B->C). */
-  requests: number;
-  /** Upstream TLS connections the egress opened for this hop. */
-  connections: number;
-  /** Distinct access tokens used on this hop. */
-  tokens: number;
-  /** Session-Binding Proofs signed by the egress. */
-  proofsSigned: number;
-  /** Full proof verifications (signature checked) at the ingress. */
-  fullVerifications: number;
-  /** Requests the ingress served from its per-connection binding cache. */
-  cacheHits: number;
-  /** Requests the ingress accepted. */
-  accepted: number;
-  /** proofsSigned / requests. */
-  signaturesPerRequest: number;
-}
-
-export interface AttackReport {
-  id: string;
-  /** The draft's threat ID(s) (section 6.1; T6 from revision -07). */
-  threat: string;
-  attempt: string;
-  where: string;
-  expected: { status: number; error: string };
-  status: number;
-  error: string | null;
-  /** Refused with exactly the expected status and error code. */
-  pass: boolean;
-}
-
-export interface DemoReport {
-  ok: boolean;
-  durationMs: number;
-  phasesMs: { setup: number; honest: number; attacks: number; shutdown: number };
-  honest: {
-    users: number;
-    toolCalls: number;
-    succeeded: number;
-    /** Progress notifications received by A for the streamed tool, all users. */
-    progressNotifications: number;
-    /** What service C saw for each user: subject and act chain (outermost actor first). */
-    principals: Array<{ user: string; sub: string | null; actChain: string[] }>;
-    tokenExchanges: { byA: number; byB: number };
-    errors: string[];
-  };
-  deferredKeyBinding: { viaSidecar: boolean; principal: unknown };
-  hops: HopReport[];
-  attacks: AttackReport[];
-  /** Exit codes of the child processes after SIGTERM (0 = clean). */
-  exitCodes: Record<string, number | null>;
-}
-
-export interface DemoOptions {
-  callsPerUser?: number;
-  progressSteps?: number;
-  signal?: AbortSignal;
-  /** Called once the report is ready, before shutdown; resolve to shut down (`--keep-running`). */
-  hold?: (stack: StackInfo, report: DemoReport) => Promise<void>;
-}
-
-export interface StackInfo {
-  dir: string;
-  caFile: string;
-  pkiDir: string;
-  issuer: string;
-  tokenEndpoint: string;
-  /** B's MCP endpoint through A's egress (plain HTTP; the egress adds A's identity and proofs). */
-  mcpUrlViaEgressA: string;
-  /** The AS token endpoint through A's egress (mTLS as agent-a). */
-  tokenUrlViaEgressA: string;
-  ingressB: string;
-  ingressC: string;
-  /** A fresh token for B (alice via agent-a), usable only through A's egress. */
-  tokenForB: string;
-  pids: Record<string, number | undefined>;
-}
-
-
-
-
-function challengeOf(headers: Record<string, string | string[] | undefined>): string | null {
-  return parseWwwAuthenticate(headers['www-authenticate'] as string | undefined).find((c) => c.scheme === 'bearer')?.params.error ?? null;
-}
+/**
+ * Alice's own device, a client of the AS (its own certificate) for deferred key binding: it binds
+ * a token for B to A's sidecar key. Not named `alice`: the AS refuses to exchange an IdP token
+ * whose subject is the name of one of its clients.
+ */
+const ALICE_DEVICE = 'alice-laptop';
+/** A certificate from the demo CA that the AS does not register. */
+const INTRUDER = 'intruder';
+/** B's MCP resource identifier (RFC 8707 / RFC 9728 `resource`), served by B's ingress. */
+const B_RESOURCE = 'https://agent-b.tether.local';
+/** The tether AS's resource identifier at the identity provider: the `aud` of the users' IdP tokens. */
+const AS_AT_IDP = 'https://as.tether.local';
+/** Agent A's registration at the identity provider: a public native client (loopback redirect, PKCE). */
+const IDP_CLIENT = 'agent-a';
 
 function diff(after: EgressStatsSnapshot, before: EgressStatsSnapshot): EgressStatsSnapshot {
   return {
@@ -118,27 +50,25 @@ function diff(after: EgressStatsSnapshot, before: EgressStatsSnapshot): EgressSt
 }
 
 function hop(name: HopReport['hop'], egress: EgressStatsSnapshot, ingress: IngressStatsSnapshot, tokens: number): HopReport {
+  // Each request with a token got a proof, signed or reused; the others are A's discovery.
+  const withToken = egress.proofsSigned + egress.proofCacheHits;
   return {
     hop: name,
-    requests: egress.requests,
+    requests: withToken,
+    unauthenticated: egress.requests - withToken,
     connections: egress.upstreamConnectionsOpened,
     tokens,
     proofsSigned: egress.proofsSigned,
     fullVerifications: ingress.proofVerifications,
     cacheHits: ingress.cacheHits,
     accepted: ingress.accepted,
-    signaturesPerRequest: egress.requests === 0 ? 0 : Number((egress.proofsSigned / egress.requests).toFixed(4)),
+    signaturesPerRequest: withToken === 0 ? 0 : Number((egress.proofsSigned / withToken).toFixed(4)),
   };
 }
 
-/** Run the whole demo and return its report. Throws when the stack cannot be brought up. */
-export async function runAgentChainDemo(options: DemoOptions = {}): Promise<DemoReport> {
-  const started = performance.now();
-  const callsPerUser = options.callsPerUser ?? 20;
-  const progressSteps = options.progressSteps ?? 5;
-  const dir = mkdtempSync(join(tmpdir(), 'tether-mcp-demo-'));
-  const pkiDir = join(dir, 'pki');
-  const procs = {
+function newProcesses() {
+  return {
+    idp: new DemoProcess('idp'),
     as: new DemoProcess('as'),
     egressA: new DemoProcess('egress'),
     agentA: new DemoProcess('agent-a'),
@@ -148,6 +78,166 @@ export async function runAgentChainDemo(options: DemoOptions = {}): Promise<Demo
     ingressC: new DemoProcess('ingress'),
     appC: new DemoProcess('app-c'),
   };
+}
+type Processes = ReturnType<typeof newProcesses>;
+
+interface Stack {
+  file: (name: string) => string;
+  read: (name: string) => Buffer;
+  idp: { issuer: string };
+  as: { issuer: string; url: string; tokenEndpoint: string; jwksUri: string };
+  ingressB: string;
+  ingressC: string;
+  egressA: Record<string, string>;
+  egressB: Record<string, string>;
+  passwords: Record<string, string>;
+}
+
+/** PKI, identity provider, AS, then C, B and A with their sidecars. */
+async function startStack(procs: Processes, pkiDir: string, dir: string, mark: (what: string) => void): Promise<Stack> {
+  await writeDevPki(pkiDir, { clients: [...WORKLOADS, ALICE_DEVICE, THIEF, INTRUDER] });
+  const file = (name: string) => join(pkiDir, name);
+  const read = (name: string) => readFileSync(file(name));
+  const caFile = file('ca.pem');
+  mark('pki');
+  const passwords = Object.fromEntries(USERS.map((u) => [u, randomBytes(9).toString('base64url')]));
+  const server = { certFile: file('server.pem'), keyFile: file('server.key'), caFile };
+  const idp = await procs.idp.call<{ issuer: string }>('start', {
+    certFile: server.certFile,
+    keyFile: server.keyFile,
+    users: USERS.map((u) => ({ sub: u, password: passwords[u], email: `${u}@example.com` })),
+    clients: [{ client_id: IDP_CLIENT, redirect_uris: ['http://127.0.0.1/callback'] }],
+    resource: AS_AT_IDP,
+  });
+  const as = await procs.as.call<Stack['as']>('start', {
+    pkiDir,
+    dataDir: join(dir, 'as-data'),
+    tmbUsers: [ALICE_DEVICE],
+    tmbHolder: 'agent-a',
+    unregistered: [INTRUDER],
+    idp: { issuer: idp.issuer, caFile, audience: AS_AT_IDP, clients: ['agent-a'], claims: ['email'] },
+    identifiers: { 'agent-b': [B_RESOURCE] },
+  });
+  const spiffe = (name: string) => `spiffe://tether.local/${name}`;
+  mark('idp and as');
+  const appC = await procs.appC.call<string>('start');
+  const ingressC = await procs.ingressC.call<string>('start', { ...server, upstream: appC, issuer: as.issuer, jwksUri: as.jwksUri, audience: ['service-c', spiffe('service-c')] });
+  const egressB = await procs.egressB.call<Record<string, string>>('start', {
+    certFile: file('agent-b.pem'),
+    keyFile: file('agent-b.key'),
+    caFile,
+    listeners: [
+      { name: 'api', routes: [{ name: 'c', upstream: ingressC, audience: ['service-c'] }] },
+      { name: 'token', routes: [{ name: 'as', upstream: as.url }] },
+    ],
+  });
+  const appB = await procs.appB.call<string>('start', { egressUrl: egressB.api, tokenUrl: `${egressB.token}/as/token`, audienceC: 'service-c' });
+  const ingressB = await procs.ingressB.call<string>('start', { ...server, upstream: appB, issuer: as.issuer, jwksUri: as.jwksUri, audience: ['agent-b', spiffe('agent-b'), B_RESOURCE], resource: B_RESOURCE });
+  const egressA = await procs.egressA.call<Record<string, string>>('start', {
+    certFile: file('agent-a.pem'),
+    keyFile: file('agent-a.key'),
+    caFile,
+    listeners: [
+      { name: 'mcp', routes: [{ name: 'b', upstream: ingressB, audience: ['agent-b', B_RESOURCE] }] },
+      { name: 'token', routes: [{ name: 'as', upstream: as.url }] },
+    ],
+  });
+  mark('sidecars');
+  return { file, read, idp, as, ingressB, ingressC, egressA, egressB, passwords };
+}
+
+/** A token from alice's own device (client_credentials with its certificate), bound to A's sidecar key (`tmb`). */
+async function tmbTokenFromAliceDevice(s: Stack): Promise<string> {
+  const discovery = (await (await fetch(`${s.egressA.mcp}/.well-known/tether-egress`, { signal: AbortSignal.timeout(10_000) })).json()) as { tmb: string };
+  const client = new TokenClient({ cert: s.read(`${ALICE_DEVICE}.pem`), key: s.read(`${ALICE_DEVICE}.key`), ca: s.read('ca.pem') });
+  try {
+    const r = await client.post(s.as.tokenEndpoint, { grant_type: 'client_credentials', client_id: ALICE_DEVICE, audience: 'agent-b', tmb: discovery.tmb });
+    if (r.status !== 200 || typeof r.json?.access_token !== 'string') throw new Error(`tmb token for ${ALICE_DEVICE} refused: ${r.status} ${r.text}`);
+    return r.json.access_token;
+  } finally {
+    client.close();
+  }
+}
+
+/** A fresh token for B, for `--keep-running`: alice logs in again, A's exchange through its egress. */
+async function freshTokenForB(s: Stack, login: LoginResult): Promise<string> {
+  const forB = await fetch(`${s.egressA.token}/as/token`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ grant_type: TOKEN_EXCHANGE, client_id: 'agent-a', subject_token: login.accessToken, subject_token_type: TOKEN_TYPE_ACCESS_TOKEN, resource: B_RESOURCE }).toString(),
+    signal: AbortSignal.timeout(10_000),
+  });
+  return ((await forB.json()) as { access_token?: string }).access_token ?? '';
+}
+
+function stackInfo(s: Stack, dir: string, pkiDir: string, tokenForB: string, procs: Processes): StackInfo {
+  return {
+    dir,
+    caFile: s.file('ca.pem'),
+    pkiDir,
+    issuer: s.as.issuer,
+    tokenEndpoint: s.as.tokenEndpoint,
+    identityProvider: s.idp.issuer,
+    mcpUrlViaEgressA: `${s.egressA.mcp}/b/mcp`,
+    tokenUrlViaEgressA: `${s.egressA.token}/as/token`,
+    ingressB: s.ingressB,
+    ingressC: s.ingressC,
+    tokenForB,
+    pids: Object.fromEntries(Object.entries(procs).map(([k, p]) => [k, p.pid])),
+  };
+}
+
+interface Snapshots {
+  egressA: Record<string, EgressStatsSnapshot>;
+  egressB: Record<string, EgressStatsSnapshot>;
+}
+
+async function egressSnapshots(procs: Processes): Promise<Snapshots> {
+  return { egressA: await procs.egressA.call('stats'), egressB: await procs.egressB.call('stats') };
+}
+
+/** The per-hop counts of the honest phase. */
+async function hopReports(procs: Processes, before: Snapshots, run: AgentRunResult): Promise<{ hops: HopReport[]; exchangesByB: number }> {
+  const after = await egressSnapshots(procs);
+  const ingressB = await procs.ingressB.call<IngressStatsSnapshot>('stats');
+  const ingressC = await procs.ingressC.call<IngressStatsSnapshot>('stats');
+  const appB = await procs.appB.call<{ exchanges: number }>('stats');
+  const aToB = diff(after.egressA.mcp as EgressStatsSnapshot, before.egressA.mcp as EgressStatsSnapshot);
+  const bToC = diff(after.egressB.api as EgressStatsSnapshot, before.egressB.api as EgressStatsSnapshot);
+  return {
+    hops: [hop('A->B', aToB, ingressB, run.tokens + (run.tmbViaSidecar === undefined ? 0 : 1)), hop('B->C', bToC, ingressC, appB.exchanges)],
+    exchangesByB: appB.exchanges,
+  };
+}
+
+function honestReport(run: AgentRunResult, logins: Map<string, LoginResult>, exchangesByB: number): DemoReport['honest'] {
+  return {
+    users: run.users.length,
+    toolCalls: run.users.reduce((n, u) => n + u.calls, 0),
+    succeeded: run.users.reduce((n, u) => n + u.ok, 0),
+    progressNotifications: run.users.reduce((n, u) => n + u.progress, 0),
+    principals: run.users.map((u) => ({ user: u.user, sub: u.sub, actChain: u.actChain, login: logins.get(u.user)?.method ?? '-' })).sort((a, b) => a.user.localeCompare(b.user)),
+    tokenExchanges: { byA: run.tokens, byB: exchangesByB },
+    errors: run.errors,
+  };
+}
+
+/** Honest when every call succeeded and C saw each user on top, acted for by B on behalf of A. */
+function honestOk(r: DemoReport, callsPerUser: number): boolean {
+  const h = r.honest;
+  const chainOk = h.principals.length === USERS.length && h.principals.every((p) => p.sub === p.user && p.actChain.join(',') === 'agent-b,agent-a');
+  return h.errors.length === 0 && h.toolCalls === USERS.length * (callsPerUser + 1) && h.succeeded === h.toolCalls && chainOk && r.deferredKeyBinding.viaSidecar;
+}
+
+/** Run the whole demo and return its report. Throws when the stack cannot be brought up. */
+export async function runAgentChainDemo(options: DemoOptions = {}): Promise<DemoReport> {
+  const started = performance.now();
+  const callsPerUser = options.callsPerUser ?? 20;
+  const progressSteps = options.progressSteps ?? 5;
+  const login = options.login ?? scriptedLogin;
+  const dir = mkdtempSync(join(tmpdir(), 'tether-mcp-demo-'));
+  const pkiDir = join(dir, 'pki');
+  const procs = newProcesses();
   const closers: Array<{ close(): unknown }> = [];
   const stopAll = async () => {
     const codes: Record<string, number | null> = {};
@@ -156,213 +246,65 @@ export async function runAgentChainDemo(options: DemoOptions = {}): Promise<Demo
   };
   const onAbort = () => void stopAll();
   options.signal?.addEventListener('abort', onAbort, { once: true });
+  // TETHER_DEMO_TRACE=1: setup milestones (ms since start) on stderr.
+  const mark = (what: string) => {
+    if (process.env.TETHER_DEMO_TRACE === '1') process.stderr.write(`${what} ${Math.round(performance.now() - started)}\n`);
+  };
   try {
-    // 1. PKI (one certificate per workload, per user, and the thief's) and the AS.
-    await writeDevPki(pkiDir, { clients: [...WORKLOADS, ...USERS, THIEF] });
-    const file = (name: string) => join(pkiDir, name);
-    const read = (name: string) => readFileSync(file(name));
-    const ca = read('ca.pem');
-    const caFile = file('ca.pem');
-    // TETHER_DEMO_TRACE=1: setup milestones (ms since start) on stderr.
-    const mark = (what: string) => {
-      if (process.env.TETHER_DEMO_TRACE === '1') process.stderr.write(`${what} ${Math.round(performance.now() - started)}\n`);
-    };
-    mark('pki');
-    const as = await procs.as.call<{ issuer: string; url: string; tokenEndpoint: string; jwksUri: string }>('start', { pkiDir, dataDir: join(dir, 'as-data'), tmbUsers: [...USERS], tmbHolder: 'agent-a' });
-    const server = { certFile: file('server.pem'), keyFile: file('server.key'), caFile };
-    const spiffe = (name: string) => `spiffe://tether.local/${name}`;
-
-    // 2. Service C and its ingress; B's egress (B's key); agent B and its ingress; A's egress (A's key).
-    mark('as');
-    const appC = await procs.appC.call<string>('start');
-    const ingressC = await procs.ingressC.call<string>('start', { ...server, upstream: appC, issuer: as.issuer, jwksUri: as.jwksUri, audience: ['service-c', spiffe('service-c')] });
-    const egressB = await procs.egressB.call<Record<string, string>>('start', {
-      certFile: file('agent-b.pem'),
-      keyFile: file('agent-b.key'),
-      caFile,
-      listeners: [
-        { name: 'api', routes: [{ name: 'c', upstream: ingressC, audience: ['service-c'] }] },
-        { name: 'token', routes: [{ name: 'as', upstream: as.url }] },
-      ],
-    });
-    const appB = await procs.appB.call<string>('start', { egressUrl: egressB.api, tokenUrl: `${egressB.token}/as/token`, audienceC: 'service-c' });
-    const ingressB = await procs.ingressB.call<string>('start', { ...server, upstream: appB, issuer: as.issuer, jwksUri: as.jwksUri, audience: ['agent-b', spiffe('agent-b')] });
-    const egressA = await procs.egressA.call<Record<string, string>>('start', {
-      certFile: file('agent-a.pem'),
-      keyFile: file('agent-a.key'),
-      caFile,
-      listeners: [
-        { name: 'mcp', routes: [{ name: 'b', upstream: ingressB, audience: ['agent-b'] }] },
-        { name: 'token', routes: [{ name: 'as', upstream: as.url }] },
-      ],
-    });
-    mark('sidecars');
-    const tokenUrlA = `${egressA.token}/as/token`;
-
-    // 3. The users log in (each with its own certificate, on its own device): a token for agent A.
-    const userToken = async (user: string, params: Record<string, string>) => {
-      const client = new TokenClient({ cert: read(`${user}.pem`), key: read(`${user}.key`), ca });
-      try {
-        const r = await client.post(as.tokenEndpoint, { grant_type: 'client_credentials', client_id: user, ...params });
-        if (r.status !== 200 || typeof r.json?.access_token !== 'string') throw new Error(`token for ${user} refused: ${r.status} ${r.text}`);
-        return r.json.access_token;
-      } finally {
-        client.close();
-      }
-    };
-    const users = await Promise.all(USERS.map(async (user) => ({ user, token: await userToken(user, { audience: 'agent-a' }) })));
-    // Deferred key binding: alice binds a token for B to A's sidecar key (`tmb`, from the egress's discovery document).
-    const discovery = (await (await fetch(`${egressA.mcp}/.well-known/tether-egress`)).json()) as { tmb: string };
-    mark('user tokens');
-    const tmbToken = await userToken('alice', { audience: 'agent-b', tmb: discovery.tmb });
-
-    const before = {
-      egressA: await procs.egressA.call<Record<string, EgressStatsSnapshot>>('stats'),
-      egressB: await procs.egressB.call<Record<string, EgressStatsSnapshot>>('stats'),
-    };
+    const s = await startStack(procs, pkiDir, dir, mark);
+    const ca = s.read('ca.pem');
+    // The users log in at the identity provider (authorization code + PKCE), one after the other.
+    const logins = new Map<string, LoginResult>();
+    const loginOf = (user: string) => login({ user, password: s.passwords[user] as string, issuer: s.idp.issuer, ca, clientId: IDP_CLIENT, resource: AS_AT_IDP });
+    for (const user of USERS) logins.set(user, await loginOf(user));
+    mark('logins');
+    const tmbToken = await tmbTokenFromAliceDevice(s);
+    const before = await egressSnapshots(procs);
+    // A finds the AS from B's first 401 (MCP authorization), on the connection its MCP sessions then use.
+    await procs.agentA.call('discover', { egress: { mcp: s.egressA.mcp, token: s.egressA.token } });
     const tSetup = performance.now();
     if (options.signal?.aborted) throw new Error('interrupted');
 
-    // 4. The workload: A exchanges each user's token for a B token (through its egress), then MCP
-    //    sessions, one per user, over A's one shared connection to B; B exchanges and calls C.
+    // The workload: A discovers the AS from B, exchanges each user's IdP token for its own B token
+    // (through its egress), then MCP sessions, one per user, over A's one connection to B; B exchanges and calls C.
+    const users = USERS.map((user) => ({ user, token: (logins.get(user) as LoginResult).accessToken }));
     const run = await procs.agentA.call<AgentRunResult>(
       'run',
-      { egressUrl: egressA.mcp, tokenUrl: tokenUrlA, audienceB: 'agent-b', users, callsPerUser, progressSteps, tmbUser: 'alice', tmbToken, ingressBUrl: ingressB, caFile },
+      { egress: { mcp: s.egressA.mcp, token: s.egressA.token }, users, callsPerUser, progressSteps, tmbUser: ALICE_DEVICE, tmbToken, ingressBUrl: s.ingressB, caFile: s.file('ca.pem') },
       60_000,
     );
     const tHonest = performance.now();
-    const after = {
-      egressA: await procs.egressA.call<Record<string, EgressStatsSnapshot>>('stats'),
-      egressB: await procs.egressB.call<Record<string, EgressStatsSnapshot>>('stats'),
-      ingressB: await procs.ingressB.call<IngressStatsSnapshot>('stats'),
-      ingressC: await procs.ingressC.call<IngressStatsSnapshot>('stats'),
-      appB: await procs.appB.call<{ exchanges: number; toolCalls: number; callsToC: number }>('stats'),
-    };
-    const aToB = diff(after.egressA.mcp as EgressStatsSnapshot, before.egressA.mcp as EgressStatsSnapshot);
-    const bToC = diff(after.egressB.api as EgressStatsSnapshot, before.egressB.api as EgressStatsSnapshot);
-    const hops = [
-      hop('A->B', aToB, after.ingressB, run.tokens + (run.tmbViaSidecar === undefined ? 0 : 1)),
-      hop('B->C', bToC, after.ingressC, after.appB.exchanges),
-    ];
+    const { hops, exchangesByB } = await hopReports(procs, before, run);
 
-    // 5. Attacks.
-    const attacks: AttackReport[] = [];
-    const add = (a: Omit<AttackReport, 'pass'>) => attacks.push({ ...a, pass: a.status === a.expected.status && a.error === a.expected.error });
-    const thief = { cert: read(`${THIEF}.pem`), key: read(`${THIEF}.key`) };
-    const agentAKeys = { cert: read('agent-a.pem'), key: read('agent-a.key') };
-    const stolen = await procs.agentA.call<string>('exfiltrate');
-    const bMcp = new URL('/mcp', ingressB);
-
-    // T3: the token leaks out of A's process (prompt injection); the thief replays it from its own host.
-    const thiefClient = new SessionBoundClient({ cert: thief.cert, key: thief.key, ca, protocol: 'h2', timeoutMs: TIMEOUT_MS });
-    closers.push(thiefClient);
-    const t3 = await thiefClient.request(bMcp, { token: stolen, method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' }, body: '{"jsonrpc":"2.0","id":1,"method":"tools/list"}' });
-    add({ id: 'T3', threat: 'T3 (and T2)', attempt: "A's token exfiltrated from A's process, replayed with the thief's certificate and its own valid proof", where: "B's ingress", expected: { status: 401, error: 'invalid_token' }, status: t3.status, error: challengeOf(t3.headers) });
-
-    // T4 / T1: a proof captured on A's connection (signed here with A's key, standing in for a wire or log
-    // capture), then token + proof replayed on new connections.
-    const victim = await RawConnection.open(bMcp, agentAKeys.cert, agentAKeys.key, ca);
-    closers.push(victim);
-    const captured = await createSessionBindingProof({ privateKey: createPrivateKey(agentAKeys.key), certificate: new X509Certificate(agentAKeys.cert), accessToken: stolen, ekm: victim.ekm });
-    const control = await victim.send(bMcp, stolen, captured);
-    if (control.status === 401) throw new Error(`the captured proof was refused on its own connection (${control.error ?? ''})`);
-    victim.close();
-    const exfil = await RawConnection.open(bMcp, thief.cert, thief.key, ca);
-    closers.push(exfil);
-    const t4 = await exfil.send(bMcp, stolen, captured);
-    add({ id: 'T4', threat: 'T4', attempt: 'token + captured proof replayed on a new connection (thief certificate)', where: "B's ingress", expected: { status: 401, error: 'invalid_token' }, ...t4 });
-    exfil.close();
-    const replay = await RawConnection.open(bMcp, agentAKeys.cert, agentAKeys.key, ca);
-    closers.push(replay);
-    const t1 = await replay.send(bMcp, stolen, captured);
-    add({ id: 'T1', threat: 'T1 (T4 with the right certificate)', attempt: "token + captured proof replayed on a new connection with A's own certificate", where: "B's ingress", expected: { status: 401, error: 'invalid_proof' }, ...t1 });
-    replay.close();
-
-    // T5: the B->C token (from B's process) replayed at another hop, by A (its certificate, its own valid proofs).
-    const successor = await procs.appB.call<string | undefined>('lastSuccessor');
-    if (successor === undefined) throw new Error('agent B holds no B->C token (the honest phase failed)');
-    const asA = new SessionBoundClient({ cert: agentAKeys.cert, key: agentAKeys.key, ca, protocol: 'h2', timeoutMs: TIMEOUT_MS });
-    closers.push(asA);
-    const t5b = await asA.request(bMcp, { token: successor });
-    add({ id: 'T5a', threat: 'T5', attempt: "B->C token presented at B's ingress by A (A's certificate and proof)", where: "B's ingress", expected: { status: 401, error: 'invalid_token' }, status: t5b.status, error: challengeOf(t5b.headers) });
-    const t5c = await asA.request(new URL('/items/x', ingressC), { token: successor });
-    add({ id: 'T5b', threat: 'T5', attempt: "B->C token presented at C's ingress by A (A's certificate and proof)", where: "C's ingress", expected: { status: 401, error: 'invalid_token' }, status: t5c.status, error: challengeOf(t5c.headers) });
-
-    // T6: the thief takes the stolen token to the AS to extend the chain (exchange it for a C token).
-    const thiefAs = new TokenClient({ cert: thief.cert, key: thief.key, ca });
-    closers.push(thiefAs);
-    const t6 = await thiefAs.post(as.tokenEndpoint, { grant_type: TOKEN_EXCHANGE, client_id: THIEF, subject_token: stolen, subject_token_type: TOKEN_TYPE_ACCESS_TOKEN, audience: 'service-c' });
-    add({ id: 'T6', threat: 'T6', attempt: 'stolen A->B token exchanged at the AS by the thief (own certificate) for a C token', where: 'AS token endpoint', expected: { status: 400, error: 'invalid_grant' }, status: t6.status, error: typeof t6.json?.error === 'string' ? t6.json.error : null });
-
-    // Deferred key binding: A holds a tmb-bound token but no key; presenting it itself fails.
-    const direct = run.tmbDirect ?? { status: -1, error: 'not run' };
-    attacks.push({
-      id: 'TMB',
-      threat: 'deferred key binding (T3 variant)',
-      attempt: "A presents its tmb-bound token directly (no sidecar, so no client certificate)",
-      where: "B's ingress",
-      expected: { status: 0, error: 'TLS handshake refused' },
-      status: direct.status,
-      error: direct.error,
-      // TLS 1.3 reports the server's certificate_required alert after the client's handshake, as that alert or a reset.
-      pass: direct.status === 0 && direct.error !== null && /CERTIFICATE_REQUIRED|HANDSHAKE_FAILURE|ECONNRESET/.test(direct.error),
+    const attacks = await runAttacks({
+      ca,
+      thief: { cert: s.read(`${THIEF}.pem`), key: s.read(`${THIEF}.key`) },
+      intruder: { cert: s.read(`${INTRUDER}.pem`), key: s.read(`${INTRUDER}.key`) },
+      agentA: { cert: s.read('agent-a.pem'), key: s.read('agent-a.key') },
+      ingressB: s.ingressB,
+      ingressC: s.ingressC,
+      tokenEndpoint: s.as.tokenEndpoint,
+      procs,
+      run,
+      idpToken: (logins.get('alice') as LoginResult).accessToken,
+      closers,
     });
-
     const tAttacks = performance.now();
-    const honestCalls = run.users.reduce((n, u) => n + u.calls, 0);
-    const honestOk = run.users.reduce((n, u) => n + u.ok, 0);
     const report: DemoReport = {
       ok: false,
       durationMs: Math.round(tAttacks - started),
       phasesMs: { setup: Math.round(tSetup - started), honest: Math.round(tHonest - tSetup), attacks: Math.round(tAttacks - tHonest), shutdown: 0 },
-      honest: {
-        users: run.users.length,
-        toolCalls: honestCalls,
-        succeeded: honestOk,
-        progressNotifications: run.users.reduce((n, u) => n + u.progress, 0),
-        principals: run.users.map((u) => ({ user: u.user, sub: u.sub, actChain: u.actChain })).sort((a, b) => a.user.localeCompare(b.user)),
-        tokenExchanges: { byA: run.tokens, byB: after.appB.exchanges },
-        errors: run.errors,
-      },
+      honest: honestReport(run, logins, exchangesByB),
+      identityProvider: { issuer: s.idp.issuer },
+      discovery: run.discovery ?? null,
       deferredKeyBinding: { viaSidecar: run.tmbViaSidecar?.ok === true, principal: run.tmbViaSidecar?.principal ?? null },
       hops,
       attacks,
       exitCodes: {},
     };
-    const chainOk = report.honest.principals.every((p) => p.sub === p.user && p.actChain.join(',') === `agent-b,agent-a,${p.user}`);
-    report.ok =
-      run.errors.length === 0 &&
-      honestCalls === USERS.length * (callsPerUser + 1) &&
-      honestOk === honestCalls &&
-      chainOk &&
-      report.deferredKeyBinding.viaSidecar &&
-      attacks.every((a) => a.pass);
+    report.ok = honestOk(report, callsPerUser) && report.discovery?.resource === B_RESOURCE && attacks.every((a) => a.pass);
 
-    if (options.hold !== undefined) {
-      const fresh = await userToken('alice', { audience: 'agent-a' });
-      const forB = await fetch(tokenUrlA, {
-        method: 'POST',
-        headers: { 'content-type': 'application/x-www-form-urlencoded' },
-        body: new URLSearchParams({ grant_type: TOKEN_EXCHANGE, client_id: 'agent-a', subject_token: fresh, subject_token_type: TOKEN_TYPE_ACCESS_TOKEN, audience: 'agent-b' }).toString(),
-      });
-      const tokenForB = ((await forB.json()) as { access_token?: string }).access_token ?? '';
-      await options.hold(
-        {
-          dir,
-          caFile,
-          pkiDir,
-          issuer: as.issuer,
-          tokenEndpoint: as.tokenEndpoint,
-          mcpUrlViaEgressA: `${egressA.mcp}/b/mcp`,
-          tokenUrlViaEgressA: tokenUrlA,
-          ingressB,
-          ingressC,
-          tokenForB,
-          pids: Object.fromEntries(Object.entries(procs).map(([k, p]) => [k, p.pid])),
-        },
-        report,
-      );
-    }
+    if (options.hold !== undefined) await options.hold(stackInfo(s, dir, pkiDir, await freshTokenForB(s, await loginOf('alice')), procs), report);
     for (const c of closers.splice(0)) await c.close();
     report.exitCodes = await stopAll();
     const tEnd = performance.now();

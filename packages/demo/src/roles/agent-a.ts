@@ -1,7 +1,8 @@
 /** Agent A: the MCP client (official SDK) that holds tokens but no key. */
 import { readFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
-import type { AgentRunParams, AgentRunResult } from '../protocol.js';
+import type { AgentDiscovery, AgentRunParams, AgentRunResult } from '../protocol.js';
+import { discoverTokenEndpoint, type DiscoveredTarget } from './agent-a-discovery.js';
 import { exchange, type RoleHandlers } from './shared.js';
 
 interface TextResult {
@@ -16,19 +17,31 @@ function textOf(result: unknown): string {
 
 /**
  * Agent A: the official MCP client, unmodified, over plain HTTP to its egress. It holds its users'
- * tokens (exchanged at the AS through the egress) but never a key.
+ * tokens (their identity provider's tokens, exchanged for its own at the AS it discovered from B,
+ * through the egress) but never a key.
  */
 export function agentRole(): RoleHandlers {
   const held: string[] = [];
+  let target: DiscoveredTarget | undefined;
   return {
     methods: {
+      /** Where B's tokens come from is discovered, not configured (MCP authorization, RFC 9728). */
+      async discover(params): Promise<AgentDiscovery> {
+        const egress = (params as { egress: AgentRunParams['egress'] }).egress;
+        target = await discoverTokenEndpoint(new URL(`${egress.mcp}/b/mcp`), egress);
+        return { resourceMetadata: target.resourceMetadata, resource: target.resource, authorizationServer: target.authorizationServer, tokenEndpoint: target.tokenEndpoint };
+      },
       async run(params): Promise<AgentRunResult> {
         const p = params as AgentRunParams;
         const { Client } = await import('@modelcontextprotocol/sdk/client/index.js');
         const { StreamableHTTPClientTransport } = await import('@modelcontextprotocol/sdk/client/streamableHttp.js');
-        const mcpUrl = new URL(`${p.egressUrl}/b/mcp`);
+        const mcpUrl = new URL(`${p.egress.mcp}/b/mcp`);
         const result: AgentRunResult = { users: [], errors: [], tokens: 0 };
-        const tokens = await Promise.all(p.users.map((u) => exchange(p.tokenUrl, 'agent-a', u.token, p.audienceB)));
+        const found = target;
+        if (found === undefined) throw new Error('run before discover');
+        result.discovery = { resourceMetadata: found.resourceMetadata, resource: found.resource, authorizationServer: found.authorizationServer, tokenEndpoint: found.tokenEndpoint };
+        // Each user's IdP token exchanged for A's own token for B: RFC 8707 `resource` from the metadata.
+        const tokens = await Promise.all(p.users.map((u) => exchange(found.tokenEndpoint, 'agent-a', u.token, { resource: found.resource }, found.fetch)));
         held.push(...tokens);
         result.tokens = tokens.length;
         const session = async (token: string) => {

@@ -34,7 +34,7 @@ export function appBRole(): RoleHandlers {
         let successor = successors.get(token);
         if (successor === undefined) {
           stats.exchanges++;
-          successor = exchange(config.tokenUrl, 'agent-b', token, config.audienceC);
+          successor = exchange(config.tokenUrl, 'agent-b', token, { audience: config.audienceC });
           successors.set(token, successor);
           successor.catch(() => successors.delete(token));
         }

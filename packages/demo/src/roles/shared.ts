@@ -3,6 +3,7 @@ import type { Server } from 'node:http';
 import { TOKEN_EXCHANGE, TOKEN_TYPE_ACCESS_TOKEN } from '../protocol.js';
 
 export const PRINCIPAL_HEADER = 'x-tether-principal';
+const EXCHANGE_TIMEOUT_MS = 10_000;
 
 export interface RoleHandlers {
   methods: Record<string, ((params: unknown) => unknown) | undefined>;
@@ -29,15 +30,22 @@ export function closeHttp(server: Server | undefined): Promise<void> {
 }
 
 
-/** A token exchange (RFC 8693) sent as plain HTTP to the workload's own egress, which adds the mTLS identity. */
-export async function exchange(tokenUrl: string, clientId: string, subjectToken: string, audience: string): Promise<string> {
-  const response = await fetch(tokenUrl, {
+/** What a token exchange is for: an `audience` (RFC 8693) or a `resource` (RFC 8707). */
+export type ExchangeTarget = { audience: string } | { resource: string };
+
+/**
+ * A token exchange (RFC 8693) sent as plain HTTP to the workload's own egress, which adds the mTLS
+ * identity; `send` is a fetch that reaches the token endpoint (default: `tokenUrl` is the egress URL).
+ */
+export async function exchange(tokenUrl: string, clientId: string, subjectToken: string, target: ExchangeTarget, send: typeof fetch = fetch): Promise<string> {
+  const response = await send(tokenUrl, {
     method: 'POST',
     headers: { 'content-type': 'application/x-www-form-urlencoded' },
-    body: new URLSearchParams({ grant_type: TOKEN_EXCHANGE, client_id: clientId, subject_token: subjectToken, subject_token_type: TOKEN_TYPE_ACCESS_TOKEN, audience }).toString(),
+    body: new URLSearchParams({ grant_type: TOKEN_EXCHANGE, client_id: clientId, subject_token: subjectToken, subject_token_type: TOKEN_TYPE_ACCESS_TOKEN, ...target }).toString(),
+    signal: AbortSignal.timeout(EXCHANGE_TIMEOUT_MS),
   });
-  const body = (await response.json()) as { access_token?: string; error?: string };
-  if (response.status !== 200 || typeof body.access_token !== 'string') throw new Error(`token exchange refused: ${response.status} ${body.error ?? ''}`);
+  const body = (await response.json()) as { access_token?: string; error?: string; error_description?: string };
+  if (response.status !== 200 || typeof body.access_token !== 'string') throw new Error(`token exchange refused: ${response.status} ${body.error ?? ''} ${body.error_description ?? ''}`.trimEnd());
   return body.access_token;
 }
 

@@ -54,6 +54,7 @@ export function ingressRole(): RoleHandlers {
           upstream: p.upstream,
           tokens: jwtAccessTokenValidator({ keys: remoteJwks(p.jwksUri, { ca }), issuer: p.issuer, audience: p.audience }),
           authorizationServers: [p.issuer],
+          ...(p.resource === undefined ? {} : { resource: p.resource }),
           log: { level: 'silent' },
         });
         return ingress.url;
