@@ -74,7 +74,7 @@ test('configuration file: relative paths resolve against its directory; JSON err
     );
     const config = loadConfigFile(file);
     assert.equal(config.clientCaCerts.length, 1);
-    assert.equal(config.dataDir, 'state', 'dataDir is resolved by the caller');
+    assert.equal(config.dataDir, join(dir, 'state'), 'dataDir is relative to the configuration file, like every other path in it');
     writeFileSync(file, '{"tls":');
     assert.match(issuesOf(() => loadConfigFile(file))[0] as string, /is not JSON/);
     assert.match(issuesOf(() => loadConfigFile(join(dir, 'nope.json')))[0] as string, /cannot read/);

@@ -138,8 +138,12 @@ export function resolveConfig(input: unknown, baseDir = process.cwd()): Resolved
   const trustedIssuers = resolveTrustedIssuers(c, problem, file, c.issuer);
 
   if (issues.length > 0) throw new ConfigError(issues);
+  const anchored = (name: string) => (isAbsolute(name) ? name : resolvePath(baseDir, name));
   return {
     ...c,
+    // Relative like every other file name in the configuration, not to wherever the server was started.
+    ...(c.dataDir === undefined ? {} : { dataDir: anchored(c.dataDir) }),
+    ...(c.store?.startsWith('sqlite:') === true ? { store: `sqlite:${anchored(c.store.slice('sqlite:'.length))}` } : {}),
     keyEncryption,
     tls: { cert: cert as string, key: key as string, allowTls12: c.tls.allowTls12 },
     clientCaPem: caPem,
