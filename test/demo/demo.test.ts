@@ -40,6 +40,8 @@ test('demo --json: the MCP chain works, amortizes proofs per hop, and refuses ev
     ['alice', 'bob', 'carol'].map((u) => [u, u, ['agent-b', 'agent-a']]),
   );
   for (const p of h.principals) assert.match(p.login, /^authorization code \+ PKCE S256, scripted/);
+  // B's ingress verified the token A exchanged: the person, acted for by A.
+  assert.deepEqual(h.principals.map((p) => p.atB), ['alice', 'bob', 'carol'].map((u) => ({ sub: u, actChain: ['agent-a'] })));
   assert.match(report.identityProvider.issuer, /^https:\/\/127\.0\.0\.1:\d+$/);
   // A found the AS from B's first 401 (RFC 9728) and asked for B's resource (RFC 8707).
   assert.ok(report.discovery !== null);

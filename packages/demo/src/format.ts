@@ -17,7 +17,7 @@ export function formatDemoReport(r: DemoReport): string {
       ? '  discovery: FAILED'
       : `  A discovered from B's first 401: metadata ${r.discovery.resourceMetadata} -> resource ${r.discovery.resource}, AS ${r.discovery.authorizationServer}`,
     `  token exchanges: ${h.tokenExchanges.byA} by A (user's IdP token -> A->B token), ${h.tokenExchanges.byB} by B (A->B -> B->C token)`,
-    ...h.principals.map((p) => `  service C saw: sub=${p.sub ?? '-'} act=${p.actChain.join(' <- ') || '-'}`),
+    ...h.principals.map((p) => `  service C saw: sub=${p.sub ?? '-'} act=${p.actChain.join(' <- ') || '-'}   (agent B saw: sub=${p.atB.sub ?? '-'} act=${p.atB.actChain.join(' <- ') || '-'})`),
     `  deferred key binding (tmb token used through A's sidecar): ${r.deferredKeyBinding.viaSidecar ? 'ok' : 'FAILED'}`,
     ...h.errors.map((e) => `  error: ${e}`),
     '',

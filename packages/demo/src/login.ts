@@ -12,6 +12,8 @@ export interface LoginContext {
   issuer: string;
   /** CA (PEM) of the identity provider's certificate. */
   ca: string | Buffer;
+  /** The same CA as a file (for a person to trust, `--interactive`). */
+  caFile: string;
   /** Agent A's client_id at the identity provider. */
   clientId: string;
   /** The tether AS's resource identifier at the identity provider (RFC 8707). */
@@ -52,7 +54,7 @@ export function interactiveLogin(show: (text: string) => void, waitMs: number): 
           '',
           `Log in as ${c.user} (password ${c.password}) at the identity provider, within ${Math.round(waitMs / 1000)} s:`,
           `  ${request.url.href}`,
-          '  (its certificate is from the demo CA; your browser will warn about it)',
+          `  (its certificate is from the demo CA, ${c.caFile}; your browser will warn about it)`,
           '',
         ].join('\n'),
       );

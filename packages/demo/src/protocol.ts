@@ -102,6 +102,9 @@ export interface AgentUserResult {
   sub: string | null;
   /** `act` chain that service C saw, outermost first. */
   actChain: string[];
+  /** `sub` and `act` chain that agent B saw (the principal its ingress verified). */
+  atBSub: string | null;
+  atBActChain: string[];
   atB: unknown;
   fromC: unknown;
 }

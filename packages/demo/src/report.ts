@@ -47,8 +47,11 @@ export interface DemoReport {
     succeeded: number;
     /** Progress notifications received by A for the streamed tool, all users. */
     progressNotifications: number;
-    /** What service C saw for each user: subject and act chain (outermost actor first), and how the user logged in. */
-    principals: Array<{ user: string; sub: string | null; actChain: string[]; login: string }>;
+    /**
+     * What service C saw for each user: subject and act chain (outermost actor first); what agent B
+     * saw (the principal B's ingress verified); how the user logged in.
+     */
+    principals: Array<{ user: string; sub: string | null; actChain: string[]; atB: { sub: string | null; actChain: string[] }; login: string }>;
     tokenExchanges: { byA: number; byB: number };
     errors: string[];
   };

@@ -216,7 +216,7 @@ function honestReport(run: AgentRunResult, logins: Map<string, LoginResult>, exc
     toolCalls: run.users.reduce((n, u) => n + u.calls, 0),
     succeeded: run.users.reduce((n, u) => n + u.ok, 0),
     progressNotifications: run.users.reduce((n, u) => n + u.progress, 0),
-    principals: run.users.map((u) => ({ user: u.user, sub: u.sub, actChain: u.actChain, login: logins.get(u.user)?.method ?? '-' })).sort((a, b) => a.user.localeCompare(b.user)),
+    principals: run.users.map((u) => ({ user: u.user, sub: u.sub, actChain: u.actChain, atB: { sub: u.atBSub, actChain: u.atBActChain }, login: logins.get(u.user)?.method ?? '-' })).sort((a, b) => a.user.localeCompare(b.user)),
     tokenExchanges: { byA: run.tokens, byB: exchangesByB },
     errors: run.errors,
   };
@@ -225,7 +225,9 @@ function honestReport(run: AgentRunResult, logins: Map<string, LoginResult>, exc
 /** Honest when every call succeeded and C saw each user on top, acted for by B on behalf of A. */
 function honestOk(r: DemoReport, callsPerUser: number): boolean {
   const h = r.honest;
-  const chainOk = h.principals.length === USERS.length && h.principals.every((p) => p.sub === p.user && p.actChain.join(',') === 'agent-b,agent-a');
+  const chainOk =
+    h.principals.length === USERS.length &&
+    h.principals.every((p) => p.sub === p.user && p.actChain.join(',') === 'agent-b,agent-a' && p.atB.sub === p.user && p.atB.actChain.join(',') === 'agent-a');
   return h.errors.length === 0 && h.toolCalls === USERS.length * (callsPerUser + 1) && h.succeeded === h.toolCalls && chainOk && r.deferredKeyBinding.viaSidecar;
 }
 
@@ -255,7 +257,7 @@ export async function runAgentChainDemo(options: DemoOptions = {}): Promise<Demo
     const ca = s.read('ca.pem');
     // The users log in at the identity provider (authorization code + PKCE), one after the other.
     const logins = new Map<string, LoginResult>();
-    const loginOf = (user: string) => login({ user, password: s.passwords[user] as string, issuer: s.idp.issuer, ca, clientId: IDP_CLIENT, resource: AS_AT_IDP });
+    const loginOf = (user: string) => login({ user, password: s.passwords[user] as string, issuer: s.idp.issuer, ca, caFile: s.file('ca.pem'), clientId: IDP_CLIENT, resource: AS_AT_IDP });
     for (const user of USERS) logins.set(user, await loginOf(user));
     mark('logins');
     const tmbToken = await tmbTokenFromAliceDevice(s);

@@ -52,16 +52,18 @@ export function agentRole(): RoleHandlers {
         };
         await Promise.all(
           p.users.map(async (u, i) => {
-            const summary = { user: u.user, calls: 0, ok: 0, progress: 0, streamed: false, sub: null as string | null, actChain: [] as string[], atB: null as unknown, fromC: null as unknown };
+            const summary = { user: u.user, calls: 0, ok: 0, progress: 0, streamed: false, sub: null as string | null, actChain: [] as string[], atBSub: null as string | null, atBActChain: [] as string[], atB: null as unknown, fromC: null as unknown };
             result.users.push(summary);
             try {
               const { client, transport } = await session(tokens[i] as string);
               for (let n = 0; n < p.callsPerUser; n++) {
                 summary.calls++;
                 const r = await client.callTool({ name: 'lookup', arguments: { item: `${u.user}-${n}` } });
-                const parsed = JSON.parse(textOf(r)) as { atB: { sub?: string }; fromC: { principal?: { sub?: string; act?: unknown } } };
+                const parsed = JSON.parse(textOf(r)) as { atB: { sub?: string; act?: unknown }; fromC: { principal?: { sub?: string; act?: unknown } } };
                 if (r.isError !== true && parsed.fromC.principal?.sub === u.user && parsed.atB.sub === u.user) summary.ok++;
                 summary.atB = parsed.atB;
+                summary.atBSub = parsed.atB.sub ?? null;
+                summary.atBActChain = actChain(parsed.atB.act);
                 summary.fromC = parsed.fromC;
                 summary.sub = parsed.fromC.principal?.sub ?? null;
                 summary.actChain = actChain(parsed.fromC.principal?.act);
