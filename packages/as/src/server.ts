@@ -1,21 +1,18 @@
 /**
- * The HTTP layer: one Fastify instance per listener (HTTP/2 with HTTP/1.1 fallback over TLS).
+ * Starting and stopping the authorization server: configuration, store, keys, the engine, one
+ * listener app per listener (http/app.ts; HTTP/2 with HTTP/1.1 fallback over TLS).
  * The mutual-TLS listener requests a client certificate (without rejecting unverified ones, so
  * self-signed certificates reach `self_signed_tls_client_auth`); the optional plain-TLS listener
  * does not, and metadata then lists the mTLS listener in `mtls_endpoint_aliases` (RFC 8705
  * section 5).
  */
 import { X509Certificate, randomBytes } from 'node:crypto';
-import type { IncomingMessage } from 'node:http';
-import { constants as http2Constants, type Http2ServerRequest, type Http2SecureServer, type ServerHttp2Session } from 'node:http2';
-import type { AddressInfo, Socket } from 'node:net';
-import type { TLSSocket } from 'node:tls';
-import { isIP } from 'node:net';
-import fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { ServerHttp2Session } from 'node:http2';
+import { isIP, type AddressInfo, type Socket } from 'node:net';
+import type { FastifyInstance } from 'fastify';
 import { pino, type Logger } from 'pino';
-import { PROOF_HEADER, sessionBoundTlsOptions, type TlsVersion } from '@tether/core';
-import { DPOP_HEADER } from '@tether/core/dpop';
-import { hasUnreadBody, resetOversizedHttp2Request } from '@tether/core/node';
+import type { TlsVersion } from '@tether/core';
+import { startOpsServer, type OpsServer, type Readiness } from '@tether/core/node';
 import {
   resolveConfig,
   resolveRegisteredClient,
@@ -24,15 +21,11 @@ import {
   type ResolvedClient,
   type ResolvedConfig,
 } from './config.js';
-import { peerOf } from './connection.js';
 import { DpopNonces } from './dpop-nonce.js';
-import { AuthorizationEngine, PATHS, type Endpoint, type EngineUrls, type RequestInfo } from './engine.js';
-import { OAuthError } from './errors.js';
-import { clientErrorHandler, sendError, toOAuthError } from './http-errors.js';
-import { FormParams } from './form.js';
+import { AuthorizationEngine, PATHS, type EngineUrls } from './engine.js';
+import { buildApp, type AppContext } from './http/app.js';
 import { KeyManager } from './keys.js';
 import { createMetrics, type AsMetrics } from './metrics.js';
-import { startOpsServer, type OpsServer, type Readiness } from '@tether/core/node';
 import type { Store } from './store/contract.js';
 import { openStore } from './store/open.js';
 import { KeyEncryptionKey } from './store/seal.js';
@@ -97,8 +90,6 @@ export interface AuthorizationServer {
   close(): Promise<void>;
 }
 
-type Listener = 'mtls' | 'plain';
-type AnyRequest = FastifyRequest;
 
 function kekOf(config: ResolvedConfig): KeyEncryptionKey | undefined {
   return config.keyEncryption === undefined ? undefined : KeyEncryptionKey.load(config.keyEncryption);
@@ -108,216 +99,12 @@ function isResolved(config: unknown): config is ResolvedConfig {
   return typeof config === 'object' && config !== null && 'clientCaCerts' in config && Array.isArray((config as ResolvedConfig).clientCaCerts);
 }
 
-/** The raw TLS socket of a request and the object that identifies its connection. */
-function connectionOf(request: AnyRequest): { socket: TLSSocket; key: Parameters<typeof peerOf>[1] } {
-  const raw = request.raw as IncomingMessage | Http2ServerRequest;
-  const session = 'stream' in raw ? raw.stream?.session : undefined;
-  if (session !== undefined) return { socket: session.socket as TLSSocket, key: session };
-  return { socket: raw.socket as TLSSocket, key: raw.socket };
-}
 
-function rawHeaderValues(request: AnyRequest, name: string): string[] {
-  const out: string[] = [];
-  const raw = request.raw.rawHeaders;
-  for (let i = 0; i + 1 < raw.length; i += 2) if ((raw[i] as string).toLowerCase() === name) out.push(raw[i + 1] as string);
-  return out;
-}
 
 function baseUrl(address: AddressInfo, host: string, publicUrl: string | undefined): string {
   if (publicUrl !== undefined) return publicUrl.replace(/\/+$/, '');
   const h = host === '0.0.0.0' || host === '::' ? address.address : host;
   return `https://${isIP(h) === 6 ? `[${h}]` : h}:${address.port}`;
-}
-
-interface AppContext {
-  engine: AuthorizationEngine;
-  keys: KeyManager;
-  metrics: AsMetrics;
-  logger: Logger;
-  tlsVersions: readonly TlsVersion[];
-  config: ResolvedConfig;
-}
-
-function buildApp(ctx: AppContext, listener: Listener): { app: FastifyInstance; sockets: Set<Socket>; sessions: Set<ServerHttp2Session> } {
-  const { config, engine, metrics } = ctx;
-  const tls = sessionBoundTlsOptions({
-    cert: config.tls.cert,
-    key: config.tls.key,
-    ...(listener === 'mtls' && config.clientCaPem.length > 0 ? { ca: config.clientCaPem } : {}),
-    allowTls12: config.tls.allowTls12,
-    rejectUnauthorized: false,
-  });
-  if (listener === 'plain') tls.requestCert = false;
-  const app = fastify({
-    http2: true,
-    https: { ...tls, allowHTTP1: true },
-    loggerInstance: ctx.logger.child({ listener }),
-    logController: new fastify.LogController({ disableRequestLogging: true }),
-    bodyLimit: config.limits.bodyBytes,
-    requestTimeout: config.limits.requestTimeoutMs,
-    connectionTimeout: config.limits.requestTimeoutMs * 3,
-    return503OnClosing: true,
-    onProtoPoisoning: 'error',
-    onConstructorPoisoning: 'error',
-    clientErrorHandler: clientErrorHandler(metrics),
-  }) as unknown as FastifyInstance;
-
-  const sockets = new Set<Socket>();
-  const sessions = new Set<ServerHttp2Session>();
-  const server = app.server as unknown as Http2SecureServer;
-  server.on('secureConnection', (s: Socket) => {
-    sockets.add(s);
-    s.once('close', () => sockets.delete(s));
-  });
-  server.on('session', (s: ServerHttp2Session) => {
-    sessions.add(s);
-    s.once('close', () => sessions.delete(s));
-  });
-
-  // Request size limits, before any parsing. HTTP/2: Node applies `maxHeaderListSize` only once
-  // the client has acknowledged our SETTINGS; before that, oversized header sections are reset here
-  // the same way (ENHANCE_YOUR_CALM). HTTP/1.1 header sections are bounded by Node's parser (431,
-  // clientErrorHandler) and bodies by `bodyLimit` (413).
-  const maxHeaderBytes = tls.settings.maxHeaderListSize;
-  app.addHook('onRequest', (request, reply, done) => {
-    if (resetOversizedHttp2Request(request.raw, maxHeaderBytes)) {
-      const endpoint = (request.routeOptions.config as { endpoint?: string } | undefined)?.endpoint ?? 'other';
-      metrics.failures.inc({ endpoint, error: 'invalid_request', reason: 'header_too_large' });
-      reply.hijack(); // nothing further runs for it (Fastify stops at a hijacked reply)
-    }
-    done();
-  });
-  // A response sent before the request body was read (a refusal, a 404, a GET with a body) must
-  // not leave the server reading, then discarding, whatever an unauthenticated client keeps
-  // uploading. HTTP/1.1: close the connection (Node would keep it alive and drain the body).
-  // HTTP/2: reset the stream with NO_ERROR once the response is out (RFC 9113 section 8.1); Node
-  // does so itself only when nothing of the body was read, and the body parser reads up to the
-  // limit before its 413. (Node drops a `connection` field on HTTP/2 with a warning: removed.)
-  app.addHook('onSend', (request, reply, payload, done) => {
-    const raw = request.raw as IncomingMessage | Http2ServerRequest;
-    if ('stream' in raw) {
-      reply.removeHeader('connection');
-      const stream = raw.stream;
-      stream.once('finish', () =>
-        setImmediate(() => {
-          if (!stream.destroyed && !stream.closed && stream.state.remoteClose === 0) stream.close(http2Constants.NGHTTP2_NO_ERROR);
-        }),
-      );
-    } else if (hasUnreadBody(raw)) reply.header('connection', 'close');
-    done(null, payload);
-  });
-
-  app.removeAllContentTypeParsers();
-  app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (request, body, done) => {
-    try {
-      const type = String(request.headers['content-type'] ?? '');
-      const charset = /;\s*charset\s*=\s*"?([^";\s]+)"?/i.exec(type)?.[1];
-      if (charset !== undefined && !/^utf-?8$/i.test(charset)) throw new OAuthError('invalid_request', 'Only UTF-8 form bodies are accepted', { reason: 'charset' });
-      done(null, FormParams.parse(body as string));
-    } catch (error) {
-      done(error as Error, undefined);
-    }
-  });
-
-  app.setErrorHandler((error, request, reply) => {
-    const oauth = toOAuthError(error);
-    const endpoint = (request.routeOptions.config as { endpoint?: string } | undefined)?.endpoint ?? 'other';
-    if (oauth.statusCode >= 500) request.log.error({ err: error }, 'request failed');
-    else request.log.info({ event: 'request_refused', endpoint, error: oauth.error, reason: oauth.reason }, 'request refused');
-    metrics.failures.inc({ endpoint, error: oauth.error, reason: oauth.reason });
-    return sendError(reply, oauth);
-  });
-  app.setNotFoundHandler((_request, reply) => sendError(reply, new OAuthError('not_found', 'Not found', { reason: 'not_found' })));
-
-  const requestInfo = (request: AnyRequest, endpoint: Endpoint): RequestInfo => {
-    const body = request.body;
-    const params = body instanceof FormParams ? body : FormParams.empty();
-    if (body !== undefined && !(body instanceof FormParams)) throw new OAuthError('invalid_request', 'The request body must be application/x-www-form-urlencoded', { reason: 'content_type' });
-    const { socket, key } = connectionOf(request);
-    const peer = listener === 'mtls' && typeof socket?.getPeerX509Certificate === 'function' ? peerOf(socket, key, ctx.tlsVersions) : undefined;
-    return {
-      listener,
-      peer,
-      params,
-      authorization: rawHeaderValues(request, 'authorization'),
-      proofs: rawHeaderValues(request, PROOF_HEADER.toLowerCase()),
-      dpop: rawHeaderValues(request, DPOP_HEADER.toLowerCase()),
-      endpointUrl: engine.endpoint(endpoint, listener),
-    };
-  };
-
-  const noStore = { 'cache-control': 'no-store', pragma: 'no-cache' };
-  // Requests whose endpoint handler ran are observed once their response is out (the status is
-  // then the one sent: a refusal's comes from the error handler, after the handler threw). The
-  // duration is Fastify's, from the request's arrival to the end of its response.
-  const handled = new WeakMap<AnyRequest, Endpoint>();
-  app.addHook('onResponse', (request, reply, done) => {
-    const endpoint = handled.get(request);
-    if (endpoint !== undefined) metrics.requestDuration.observe({ endpoint, status: String(reply.statusCode) }, reply.elapsedTime / 1000);
-    done();
-  });
-  const timed = (endpoint: Endpoint, handler: (request: AnyRequest, reply: FastifyReply) => Promise<unknown>) => {
-    return (request: AnyRequest, reply: FastifyReply) => {
-      handled.set(request, endpoint);
-      return handler(request, reply);
-    };
-  };
-
-  app.post(
-    PATHS.token,
-    { config: { endpoint: 'token' } },
-    timed('token', async (request, reply) => {
-      const response = await engine.token(requestInfo(request, 'token'));
-      // RFC 9449 section 8.2: a fresh nonce with every response, so clients renew before it expires.
-      const nonce = engine.dpopNonce();
-      if (nonce !== undefined) reply.header('dpop-nonce', nonce);
-      return reply.headers(noStore).type('application/json').send(JSON.stringify(response));
-    }),
-  );
-  app.post(
-    PATHS.introspection,
-    { config: { endpoint: 'introspection' } },
-    timed('introspection', async (request, reply) => {
-      const response = await engine.introspect(requestInfo(request, 'introspection'));
-      return reply.headers(noStore).type('application/json').send(JSON.stringify(response));
-    }),
-  );
-  app.post(
-    PATHS.revocation,
-    { config: { endpoint: 'revocation' } },
-    timed('revocation', async (request, reply) => {
-      await engine.revoke(requestInfo(request, 'revocation'));
-      return reply.headers(noStore).code(200).send();
-    }),
-  );
-  app.get(PATHS.jwks, async (_request, reply) =>
-    reply.header('cache-control', 'public, max-age=60').type('application/jwk-set+json').send(JSON.stringify(ctx.keys.jwks)),
-  );
-  const metadataPaths = new Set<string>([PATHS.metadata]);
-  if (config.issuer !== undefined) {
-    const path = new URL(config.issuer).pathname.replace(/\/+$/, '');
-    if (path !== '') metadataPaths.add(`${PATHS.metadata}${path}`);
-  }
-  for (const path of metadataPaths) {
-    app.get(path, async (_request, reply) => reply.header('cache-control', 'public, max-age=300').type('application/json').send(JSON.stringify(engine.metadata())));
-  }
-  app.get(PATHS.health, async (_request, reply) => {
-    const ok = engine.ready && ctx.keys.jwks.keys.length > 0;
-    return reply.code(ok ? 200 : 503).header('cache-control', 'no-store').type('application/json').send(JSON.stringify({ status: ok ? 'ok' : 'starting' }));
-  });
-  if (config.metrics.enabled) {
-    app.get(config.metrics.path, async (_request, reply) => reply.header('cache-control', 'no-store').type(metrics.registry.contentType).send(await metrics.registry.metrics()));
-  }
-  // Wrong methods on the OAuth endpoints.
-  for (const path of [PATHS.token, PATHS.introspection, PATHS.revocation]) {
-    app.route({
-      method: ['GET', 'PUT', 'DELETE', 'PATCH'],
-      url: path,
-      handler: async (_request, reply) =>
-        sendError(reply.header('allow', 'POST'), new OAuthError('invalid_request', 'Use POST', { reason: 'method', statusCode: 405 })),
-    });
-  }
-  return { app, sockets, sessions };
 }
 
 /**
