@@ -1,4 +1,4 @@
-import type { KeyObject, X509Certificate } from 'node:crypto';
+import { X509Certificate, type KeyObject } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
 import { deriveSessionExporter, type TlsVersion } from '../exporter.js';
 import { certificateThumbprint } from '../thumbprint.js';
@@ -32,6 +32,21 @@ export interface ConnectionContext {
 
 let nextConnectionId = 1;
 
+/**
+ * The peer's leaf certificate, parsed from the DER of `getPeerCertificate(false)`. Not
+ * `getPeerX509Certificate()`: for the certificates the client sent after its leaf (a Node client
+ * given `ca` sends the CA too), Node's X509Certificate::GetPeerCert keeps a copy and removes the
+ * original from the TLS session's own peer chain (`sk_X509_delete`) without releasing it, so the
+ * session's free never does: one parsed certificate (~4.5 KiB of malloc) leaked per connection on
+ * Node 20 (bench/results/soak.md, diagnosis; bench/churn-memory.ts). The abbreviated
+ * `getPeerCertificate` reads the leaf only and leaves the chain alone.
+ */
+function peerCertificate(socket: TLSSocket): X509Certificate | undefined {
+  // `{}` when the peer sent no certificate, null once the socket is destroyed.
+  const raw = (socket.getPeerCertificate(false) as { raw?: Buffer } | null)?.raw;
+  return raw === undefined ? undefined : new X509Certificate(raw);
+}
+
 interface Lifetime {
   once(event: 'close', listener: () => void): unknown;
   readonly destroyed: boolean;
@@ -58,7 +73,7 @@ class TlsConnectionContext implements ConnectionContext {
     this.protocol = tls ? socket.getProtocol() : null;
     this.authorized = tls && socket.authorized === true;
     // Read once: with renegotiation disabled the peer certificate cannot change on this connection.
-    this.certificate = tls ? (socket.getPeerX509Certificate() ?? undefined) : undefined;
+    this.certificate = tls ? peerCertificate(socket) : undefined;
     this.thumbprint = this.certificate === undefined ? undefined : certificateThumbprint(this.certificate);
     if (lifetime.destroyed) this.#closed = true;
     else lifetime.once('close', () => this.#close());
