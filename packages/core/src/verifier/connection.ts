@@ -34,11 +34,11 @@ let nextConnectionId = 1;
 
 /**
  * The peer's leaf certificate, parsed from the DER of `getPeerCertificate(false)`. Not
- * `getPeerX509Certificate()`: for the certificates the client sent after its leaf (a Node client
- * given `ca` sends the CA too), Node's X509Certificate::GetPeerCert keeps a copy and removes the
- * original from the TLS session's own peer chain (`sk_X509_delete`) without releasing it, so the
- * session's free never does: one parsed certificate (~4.5 KiB of malloc) leaked per connection on
- * Node 20 (bench/results/soak.md, diagnosis; bench/churn-memory.ts). The abbreviated
+ * `getPeerX509Certificate()`: when the client sends more than its leaf (a Node client given `ca`
+ * sends the CA too), Node's X509Certificate::GetPeerCert copies the chain and lifts the originals
+ * out of the TLS session's own peer chain (`sk_X509_delete`) without releasing them, so the
+ * session's free never does: ~4.5 KiB of parsed certificates leaked per connection on Node 20
+ * (bench/results/soak.md, diagnosis; bench/churn-memory.ts). The abbreviated
  * `getPeerCertificate` reads the leaf only and leaves the chain alone.
  */
 function peerCertificate(socket: TLSSocket): X509Certificate | undefined {
