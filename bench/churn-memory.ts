@@ -129,6 +129,7 @@ async function main(): Promise<void> {
   let done = 0;
   let next = 0;
   let failures = 0;
+  let resumed = 0;
   const sessions = new Map<string, Buffer>();
   const take = async () => {
     const s = await rs.ask<RsSample>({ cmd: 'sample' }, 60_000);
@@ -146,6 +147,7 @@ async function main(): Promise<void> {
       const session = resume ? sessions.get(protocol) : undefined;
       const conn = await withRunDeadline(what, REQUEST_TIMEOUT_MS, outstanding, openRawConnection(origin, client, { protocol, ca: pki.ca.cert, ...(session === undefined ? {} : { session }) }));
       try {
+        if (conn.socket.isSessionReused()) resumed++;
         for (let r = 0; r < requests; r++) {
           const token = tokens[(i + r) % tokens.length] as string;
           const proof = await conn.proof(token);
@@ -208,6 +210,7 @@ async function main(): Promise<void> {
     rsNodeOptions,
     protocols,
     resume,
+    resumed,
     requests,
     parallel,
     connections: done,
