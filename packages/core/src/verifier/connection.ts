@@ -1,7 +1,7 @@
-import { X509Certificate, type KeyObject } from 'node:crypto';
+import type { KeyObject, X509Certificate } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
 import { deriveSessionExporter, type TlsVersion } from '../exporter.js';
-import { certificateThumbprint } from '../thumbprint.js';
+import { peerCertificate } from './peer-certificate.js';
 
 /**
  * What the verifier needs to know about the TLS connection a request arrived on. Adapters build it
@@ -32,21 +32,6 @@ export interface ConnectionContext {
 
 let nextConnectionId = 1;
 
-/**
- * The peer's leaf certificate, parsed from the DER of `getPeerCertificate(false)`. Not
- * `getPeerX509Certificate()`: when the client sends more than its leaf (a Node client given `ca`
- * sends the CA too), Node's X509Certificate::GetPeerCert copies the chain and lifts the originals
- * out of the TLS session's own peer chain (`sk_X509_delete`) without releasing them, so the
- * session's free never does: ~4.5 KiB of parsed certificates leaked per connection on Node 20
- * (bench/results/soak.md, diagnosis; bench/churn-memory.ts). The abbreviated
- * `getPeerCertificate` reads the leaf only and leaves the chain alone.
- */
-function peerCertificate(socket: TLSSocket): X509Certificate | undefined {
-  // `{}` when the peer sent no certificate, null once the socket is destroyed.
-  const raw = (socket.getPeerCertificate(false) as { raw?: Buffer } | null)?.raw;
-  return raw === undefined ? undefined : new X509Certificate(raw);
-}
-
 interface Lifetime {
   once(event: 'close', listener: () => void): unknown;
   readonly destroyed: boolean;
@@ -73,8 +58,10 @@ class TlsConnectionContext implements ConnectionContext {
     this.protocol = tls ? socket.getProtocol() : null;
     this.authorized = tls && socket.authorized === true;
     // Read once: with renegotiation disabled the peer certificate cannot change on this connection.
-    this.certificate = tls ? peerCertificate(socket) : undefined;
-    this.thumbprint = this.certificate === undefined ? undefined : certificateThumbprint(this.certificate);
+    // Not getPeerX509Certificate(): it leaks the client's chain (see peerCertificate).
+    const peer = tls ? peerCertificate(socket) : undefined;
+    this.certificate = peer?.certificate;
+    this.thumbprint = peer?.thumbprint;
     if (lifetime.destroyed) this.#closed = true;
     else lifetime.once('close', () => this.#close());
   }
