@@ -41,6 +41,27 @@ test('members other than the key (kid, alg) do not split entries; a different ke
   assert.equal(keyCache.size, 2, 'a refused import is not cached');
 });
 
+test('the cache key names one set of members: absent and empty differ, a member with a "." is never cached and a fresh import refuses it', async () => {
+  const keyCache = new DpopKeyCache(8);
+  const a = testKey('ES256', 'cache-dot');
+  const va = await verifyDpopProof(forge(a), verifyOptions({ keyCache }));
+  assert.equal(keyCache.size, 1);
+  const { x, y } = a.jwk as { x: string; y: string };
+  // Members shifted across the separator: refused by import (not served from a's entry), never cached.
+  for (const jwk of [
+    { kty: 'EC', crv: `P-256.s${x}`, y },
+    { kty: 'EC', crv: 'P-256', x: `${x}.s${y}` },
+    { kty: 'EC.sP-256', crv: x, x: y },
+  ]) {
+    await rejectsDpop(verifyDpopProof(forge(a, { header: { jwk } }), verifyOptions({ keyCache })), 'jwk');
+  }
+  assert.equal(keyCache.size, 1, 'nothing refused was cached');
+  // An empty n/e on an EC key: import ignores them (same key), a separate entry from absent ones.
+  const vEmpty = await verifyDpopProof(forge(a, { header: { jwk: { ...a.jwk, n: '', e: '' } } }), verifyOptions({ keyCache }));
+  assert.equal(vEmpty.jkt, va.jkt);
+  assert.equal(keyCache.size, 2);
+});
+
 test('a cache hit still refuses private members and a use other than sig', async () => {
   const keyCache = new DpopKeyCache(4);
   const key = testKey('ES256');

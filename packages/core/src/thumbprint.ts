@@ -1,5 +1,5 @@
 import { X509Certificate } from 'node:crypto';
-import { B64TOKEN, encodeBase64url, sha256 } from './encoding.js';
+import { B64TOKEN, sha256Base64url } from './encoding.js';
 
 /** Anything that identifies a leaf certificate: a parsed certificate or its DER bytes. */
 export type CertificateInput = X509Certificate | Uint8Array;
@@ -10,7 +10,7 @@ function der(certificate: CertificateInput): Uint8Array {
 
 /** RFC 8705 `x5t#S256`: base64url SHA-256 of the leaf certificate's DER encoding. */
 export function certificateThumbprint(certificate: CertificateInput): string {
-  return encodeBase64url(sha256(der(certificate)));
+  return sha256Base64url(der(certificate));
 }
 
 /**
@@ -19,5 +19,5 @@ export function certificateThumbprint(certificate: CertificateInput): string {
  */
 export function accessTokenHash(accessToken: string): string {
   if (!B64TOKEN.test(accessToken)) throw new TypeError('access token is not an RFC 6750 b64token');
-  return encodeBase64url(sha256(accessToken));
+  return sha256Base64url(accessToken);
 }

@@ -1,7 +1,7 @@
 import { timingSafeEqual, type KeyObject } from 'node:crypto';
 import { verifyJwsSignature } from '../proof/jws-signature.js';
 import { carriesKey, decodeCompactJws, hasPayloadExtension, hasTyp } from '../compact-jws.js';
-import { decodeBase64url, decodeJsonObject, encodeBase64url, sha256 } from '../encoding.js';
+import { decodeBase64url, decodeJsonObject, sha256Base64url } from '../encoding.js';
 import { InvalidDpopProofError, UseDpopNonceError } from '../errors.js';
 import { accessTokenHash } from '../thumbprint.js';
 import type { ReplayStore } from '../verifier/replay-store.js';
@@ -79,15 +79,15 @@ function parseJsonObject(bytes: Uint8Array | undefined, what: string, fail: Fail
 
 type Fail = (reason: string, description: string, cause?: unknown) => never;
 
-function equalB64u(a: string, b: string): boolean {
-  const x = decodeBase64url(a);
-  const y = decodeBase64url(b);
-  return x !== undefined && y !== undefined && x.length === y.length && timingSafeEqual(x, y);
+/** Whether the decoded `ath` claim equals the base64url hash `expected`, in constant time. */
+function athEquals(athBytes: Buffer, expected: string): boolean {
+  const y = decodeBase64url(expected);
+  return y !== undefined && athBytes.length === y.length && timingSafeEqual(athBytes, y);
 }
 
 /** The replay-store key of a DPoP `jti`: namespaced, and hashed so stored keys have a fixed size. */
 export function dpopReplayKey(jti: string): string {
-  return `dpop:${encodeBase64url(sha256(jti))}`;
+  return `dpop:${sha256Base64url(jti)}`;
 }
 
 /**
@@ -140,14 +140,16 @@ export async function verifyDpopProof(proof: string, options: VerifyDpopProofOpt
   if (typeof htm !== 'string' || !HTTP_METHOD.test(htm)) fail('claims', 'invalid htm claim');
   if (typeof htu !== 'string' || htu.length === 0 || htu.length > 4096) fail('claims', 'invalid htu claim');
   if (typeof iat !== 'number' || !Number.isFinite(iat) || iat < 0) fail('claims', 'invalid iat claim');
-  if (ath !== undefined && (typeof ath !== 'string' || decodeBase64url(ath)?.length !== 32)) fail('claims', 'invalid ath claim');
+  // Decoded once: checked here, compared below.
+  const athBytes = typeof ath === 'string' ? decodeBase64url(ath) : undefined;
+  if (ath !== undefined && (typeof ath !== 'string' || athBytes?.length !== 32)) fail('claims', 'invalid ath claim');
   if (nonce !== undefined && (typeof nonce !== 'string' || nonce.length > MAX_NONCE_LENGTH || !NONCE.test(nonce))) fail('claims', 'invalid nonce claim');
 
   if (htm !== options.htm) fail('htm_mismatch', 'htm mismatch');
   if (!dpopHtuMatches(htu, options.htu)) fail('htu_mismatch', 'htu mismatch');
   if (options.accessToken !== undefined) {
-    if (ath === undefined) fail('ath_missing', 'ath claim is required with an access token');
-    if (!equalB64u(ath, options.ath ?? accessTokenHash(options.accessToken))) fail('ath_mismatch', 'access token hash mismatch');
+    if (athBytes === undefined) fail('ath_missing', 'ath claim is required with an access token');
+    if (!athEquals(athBytes, options.ath ?? accessTokenHash(options.accessToken))) fail('ath_mismatch', 'access token hash mismatch');
   }
 
   const required = options.nonce;

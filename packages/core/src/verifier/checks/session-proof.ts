@@ -1,5 +1,5 @@
 import { InvalidProofError } from '../../errors.js';
-import { verifySessionBindingProof, type SessionBindingProofClaims } from '../../proof/verify.js';
+import { verifySessionBindingProof, type SessionBindingProofClaims, type VerifiedSessionBindingProof } from '../../proof/verify.js';
 import type { PerRequestClaims, VerificationContext } from '../context.js';
 
 function perRequestClaims(source: { jti?: string; htm?: string; htu?: string; iat?: number }): PerRequestClaims | undefined {
@@ -46,10 +46,10 @@ async function verifyProof(ctx: VerificationContext, proof: string): Promise<voi
   } catch (cause) {
     throw new InvalidProofError({ reason: 'exporter_unavailable', description: 'Session-Binding Proof verification failed: exporter unavailable', cause });
   }
-  const running = ctx.cache.inflight<SessionBindingProofClaims>(connection.id, ctx.ath, proof);
+  const running = ctx.cache.inflight<VerifiedSessionBindingProof>(connection.id, ctx.ath, proof);
   let claims: SessionBindingProofClaims;
   if (running !== undefined) {
-    claims = await running;
+    claims = (await running).claims;
     ctx.stats.cacheHits++;
   } else {
     ctx.stats.proofVerifications++;
@@ -63,9 +63,9 @@ async function verifyProof(ctx: VerificationContext, proof: string): Promise<voi
       maxAge: ctx.options.proofMaxAge,
       clockSkew: ctx.options.clockSkew,
       ...(ctx.options.proofAlgorithms === undefined ? {} : { algorithms: ctx.options.proofAlgorithms }),
-    }).then((verified) => verified.claims);
+    });
     ctx.cache.trackVerification(connection.id, ctx.ath, proof, verification);
-    claims = await verification;
+    claims = (await verification).claims;
   }
   const { jti, htm, htu, iat } = claims;
   ctx.perRequest = perRequestClaims(claims);
