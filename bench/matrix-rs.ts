@@ -10,11 +10,15 @@
  * Runs as a child process with IPC. Argument: a directory holding ca.pem, server.pem, server.key,
  * jwks.json, client.pem, client.key; optional second argument: idle timeout in ms after which the
  * server drops a quiet connection (the "keep-alive timeout" of the agent-like mix).
- * Messages: {cmd:'reset'} -> {ok}, {cmd:'report'} -> {cpuMicros, stats, connections, resumed},
+ * Messages: {cmd:'reset', profile?} -> {ok} (with TETHER_BENCH_RS_PROFILE_DIR set, `profile` names
+ * a CPU profile of the cell that follows, written at its report), {cmd:'report'} -> {cpuMicros, stats, connections, resumed},
  * {cmd:'verify-costs', samples, rounds} -> VerifyCosts (bench/verify-cost.ts), {cmd:'exit'}.
  */
 import { createSecureServer } from 'node:http2';
-import { readFileSync } from 'node:fs';
+import crypto from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { syncBuiltinESMExports } from 'node:module';
+import { Session } from 'node:inspector/promises';
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { createSessionBoundVerifier, jwtAccessTokenValidator, localJwks } from '@tether/core';
@@ -57,21 +61,78 @@ server.on('secureConnection', (socket: TLSSocket) => {
   if (socket.isSessionReused()) resumed++;
 });
 
+// Per-cell CPU profiles (TETHER_BENCH_RS_PROFILE_DIR): a reset naming `profile` starts the
+// sampling profiler, the next report writes DIR/<profile>-<n>.cpuprofile covering that cell only.
+const profileDir = process.env.TETHER_BENCH_RS_PROFILE_DIR;
+let profiling: { session: Session; name: string } | undefined;
+let profiles = 0;
+let lastCell = '?';
+async function startProfile(name: string): Promise<void> {
+  const session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.setSamplingInterval', { interval: 100 });
+  await session.post('Profiler.start');
+  profiling = { session, name };
+}
+async function stopProfile(): Promise<void> {
+  if (profiling === undefined) return;
+  const { session, name } = profiling;
+  profiling = undefined;
+  const { profile } = await session.post('Profiler.stop');
+  writeFileSync(`${profileDir}/${name}-${profiles++}.cpuprofile`, JSON.stringify(profile));
+  session.disconnect();
+}
+
+// TETHER_BENCH_RS_TIME_VERIFY: time every node:crypto verify (the signature primitive under every
+// proof check) where it runs, and print the median wall time per call at each report and after the
+// verify-costs loops: the primitive in the server's working conditions against the tight loop's.
+const verifyTimes: number[] = [];
+if (process.env.TETHER_BENCH_RS_TIME_VERIFY !== undefined) {
+  const original = crypto.verify;
+  crypto.verify = ((...args: Parameters<typeof crypto.verify>) => {
+    const t0 = process.hrtime.bigint();
+    try {
+      return original(...args);
+    } finally {
+      verifyTimes.push(Number(process.hrtime.bigint() - t0) / 1000);
+    }
+  }) as typeof crypto.verify;
+  syncBuiltinESMExports();
+}
+function reportVerifyTimes(what: string): void {
+  if (process.env.TETHER_BENCH_RS_TIME_VERIFY === undefined || verifyTimes.length === 0) return;
+  const sorted = [...verifyTimes].sort((a, b) => a - b);
+  const q = (f: number) => (sorted[Math.floor(f * (sorted.length - 1))] as number).toFixed(1);
+  console.error(`rs crypto.verify ${what}: n=${sorted.length} median=${q(0.5)} µs p25=${q(0.25)} p75=${q(0.75)}`);
+  verifyTimes.length = 0;
+}
+
 let cpu = process.cpuUsage();
 server.listen(0, '127.0.0.1', () => process.send?.({ port: (server.address() as AddressInfo).port }));
-process.on('message', (msg: { cmd: string }) => {
+process.on('message', async (msg: { cmd: string; profile?: string }) => {
   if (msg.cmd === 'reset') {
     Object.assign(verifier.stats, { requests: 0, accepted: 0, proofVerifications: 0, cacheHits: 0, dpopProofVerifications: 0, failures: {} });
     connections = 0;
     resumed = 0;
+    await stopProfile();
+    verifyTimes.length = 0;
+    lastCell = msg.profile ?? '?';
+    if (profileDir !== undefined && msg.profile !== undefined) await startProfile(msg.profile);
     cpu = process.cpuUsage();
     process.send?.({ ok: true });
   } else if (msg.cmd === 'report') {
     const used = process.cpuUsage(cpu);
+    await stopProfile();
+    reportVerifyTimes(`in cell ${lastCell}`);
     process.send?.({ cpuMicros: used.user + used.system, stats: verifier.stats, connections, resumed });
   } else if (msg.cmd === 'verify-costs') {
     const { samples, rounds } = msg as unknown as { samples: number; rounds: number };
-    void measureVerifyCosts(read('client.pem'), read('client.key'), samples, rounds).then((costs) => process.send?.(costs));
+    verifyTimes.length = 0;
+    void measureVerifyCosts(read('client.pem'), read('client.key'), samples, rounds).then((costs) => {
+      reportVerifyTimes('in the verify-costs loops');
+      process.send?.(costs);
+    });
   } else if (msg.cmd === 'exit') {
     server.close();
     process.exit(0);

@@ -23,7 +23,10 @@
  *   node --import tsx bench/matrix.ts --only h2-long-m100,h2-long-m1000 --repeats 9   # focus run -> matrix-focus.*
  *
  * Environment: TETHER_BENCH_RS_NODE_OPTIONS="FLAGS" adds Node flags to the RS children (for example
- * `--cpu-prof --cpu-prof-dir=DIR` to profile them). TETHER_BENCH_HPACK=BYTES sets the RS's HTTP/2 `headerTableSize` and the load
+ * `--cpu-prof --cpu-prof-dir=DIR` to profile them); TETHER_BENCH_RS_PROFILE_DIR=DIR writes one CPU profile per
+ * cell (DIR/<pattern>-<mode>-<n>.cpuprofile, the timed part only); TETHER_BENCH_RS_TIME_VERIFY=1 prints the
+ * median wall time of each node:crypto verify call in every cell and in the verify-costs loops (the
+ * signature primitive where the server runs it against the tight loop). TETHER_BENCH_HPACK=BYTES sets the RS's HTTP/2 `headerTableSize` and the load
  * client's `maxDeflateDynamicTableSize` (an experiment: can a larger HPACK table carry the
  * per-request tokens and proofs cheaper?). Unset: Node's 4 KiB defaults.
  *
@@ -302,7 +305,9 @@ async function main(): Promise<void> {
       const rs = servers[scenario.rs];
       const target = { host: '127.0.0.1', port: ports[scenario.rs], path: mode === 'dpop-jose' ? '/jose/resource' : '/resource' };
       const outstanding = new Outstanding();
-      const ctx: PatternContext = { creds, target, mode, beforeTimed: () => rs.ask({ cmd: 'reset' }, ASK_TIMEOUT_MS), outstanding };
+      // `profile` names the cell (its CPU profile with TETHER_BENCH_RS_PROFILE_DIR, its timing lines).
+      const reset = { cmd: 'reset', profile: `${scenario.id}-${mode}` };
+      const ctx: PatternContext = { creds, target, mode, beforeTimed: () => rs.ask(reset, ASK_TIMEOUT_MS), outstanding };
       const meas = await withRunDeadline(`cell ${scenario.id}/${mode} (repeat ${repeat})`, CELL_DEADLINE_MS, outstanding, scenario.run(ctx, tokens[tokenKind[mode]]));
       const rep = await rs.ask<RsReport>({ cmd: 'report' }, ASK_TIMEOUT_MS);
       const n = meas.requests;
