@@ -4,7 +4,9 @@
  *
  * - `primitive`: a raw ES256 signature check, `crypto.verify('sha256', ..., {dsaEncoding:
  *   'ieee-p1363'})` with a P-256 public key object, the floor every proof verification pays;
- * - `session-proof`: `verifySessionBindingProof`, a first presentation (distinct proofs);
+ * - `session-proof`: `verifySessionBindingProof`, a first presentation (distinct proofs, each for a
+ *   new token so its `ath` is hashed in the call), called as the verifier calls it: with the
+ *   connection's public key and `x5t#S256`, which a connection derives once, not per proof;
  * - `dpop`: `verifyDpopProof`, distinct proofs by one client key (its key cache warm, as at an RS);
  * - `dpop-jose`: what a user would otherwise write with jose: `jwtVerify(proof, EmbeddedJWK,
  *   {typ: 'dpop+jwt'})` then `calculateJwkThumbprint` of the header's `jwk`, plus the same `ath`.
@@ -14,7 +16,7 @@
  */
 import { X509Certificate, createPrivateKey, generateKeyPairSync, randomBytes, sign, verify, type KeyObject } from 'node:crypto';
 import { EmbeddedJWK, calculateJwkThumbprint, jwtVerify } from 'jose';
-import { MemoryReplayStore, accessTokenHash, createSessionBindingProof, verifySessionBindingProof } from '@tether/core';
+import { MemoryReplayStore, accessTokenHash, certificateThumbprint, createSessionBindingProof, verifySessionBindingProof } from '@tether/core';
 import { createDpopProof, publicJwkOf, verifyDpopProof } from '@tether/core/dpop';
 import { median } from './median.js';
 
@@ -37,6 +39,7 @@ export async function measureVerifyCosts(certPem: string, keyPem: string, sample
   const certificate = new X509Certificate(certPem);
   const privateKey = createPrivateKey(keyPem);
   const publicKey: KeyObject = certificate.publicKey;
+  const thumbprint = certificateThumbprint(certificate);
   const ekm = randomBytes(32);
   const tokens = Array.from({ length: samples }, (_, i) => `bench-token-${i}-${randomBytes(8).toString('hex')}`);
   const data = tokens.map((t) => Buffer.from(t));
@@ -52,7 +55,7 @@ export async function measureVerifyCosts(certPem: string, keyPem: string, sample
       cpuPerCall(samples, (i) => {
         if (!verify('sha256', data[i] as Buffer, { key: publicKey, dsaEncoding: 'ieee-p1363' }, signatures[i] as Buffer)) throw new Error('primitive: bad signature');
       }),
-    'session-proof': () => cpuPerCall(samples, (i) => verifySessionBindingProof(proofs[i] as string, { certificate, ekm, accessToken: tokens[i] as string })),
+    'session-proof': () => cpuPerCall(samples, (i) => verifySessionBindingProof(proofs[i] as string, { certificate, publicKey, thumbprint, ekm, accessToken: tokens[i] as string })),
     dpop: () => {
       const replayStore = new MemoryReplayStore();
       return cpuPerCall(samples, (i) => verifyDpopProof(dpopProofs[i] as string, { htm: 'GET', htu: HTU, accessToken: tokens[i] as string, replayStore }));
@@ -114,7 +117,7 @@ export function verifyCostTable(costs: VerifyCosts): string[] {
   const p = costs.primitive.cpuUsPerCall;
   const what: Record<VerifyCostRow, string> = {
     primitive: 'raw `crypto.verify` ES256 (P-256 key object): the floor',
-    'session-proof': '`verifySessionBindingProof`, first presentation (distinct proofs)',
+    'session-proof': '`verifySessionBindingProof`, first presentation (distinct proofs and tokens; connection key and thumbprint given, as the verifier does)',
     dpop: '`verifyDpopProof` (client key cached, fresh `jti` each)',
     'dpop-jose': "jose's standard path: `jwtVerify` + `EmbeddedJWK` + `calculateJwkThumbprint`",
   };
