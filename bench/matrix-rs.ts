@@ -16,7 +16,7 @@
  */
 import { createSecureServer } from 'node:http2';
 import crypto from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { syncBuiltinESMExports } from 'node:module';
 import { Session } from 'node:inspector/promises';
 import type { AddressInfo } from 'node:net';
@@ -87,6 +87,7 @@ async function stopProfile(): Promise<void> {
 // TETHER_BENCH_RS_TIME_VERIFY: time every node:crypto verify (the signature primitive under every
 // proof check) where it runs, and print the median wall time per call at each report and after the
 // verify-costs loops: the primitive in the server's working conditions against the tight loop's.
+// With it, the CPU of the main thread and of the other threads (GC helpers) per request.
 const verifyTimes: number[] = [];
 if (process.env.TETHER_BENCH_RS_TIME_VERIFY !== undefined) {
   const original = crypto.verify;
@@ -100,12 +101,52 @@ if (process.env.TETHER_BENCH_RS_TIME_VERIFY !== undefined) {
   }) as typeof crypto.verify;
   syncBuiltinESMExports();
 }
-function reportVerifyTimes(what: string): void {
-  if (process.env.TETHER_BENCH_RS_TIME_VERIFY === undefined || verifyTimes.length === 0) return;
-  const sorted = [...verifyTimes].sort((a, b) => a - b);
+/** CPU ms of the main thread and of all other threads (GC helpers, libuv pool), from /proc (Linux). */
+function threadCpuMs(): { main: number; others: number } {
+  const out = { main: 0, others: 0 };
+  try {
+    for (const tid of readdirSync('/proc/self/task')) {
+      const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      const ms = ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // utime + stime, at 100 ticks/s
+      if (Number(tid) === process.pid) out.main += ms;
+      else out.others += ms;
+    }
+  } catch {
+    // not Linux: no split
+  }
+  return out;
+}
+let threadsAtReset = threadCpuMs();
+// With it too: wall time of each verifier.verify() call (all of the library's per-request work).
+const verifyCallTimes: number[] = [];
+if (process.env.TETHER_BENCH_RS_TIME_VERIFY !== undefined) {
+  const original = verifier.verify.bind(verifier);
+  (verifier as { verify: typeof verifier.verify }).verify = async (input) => {
+    const t0 = process.hrtime.bigint();
+    try {
+      return await original(input);
+    } finally {
+      verifyCallTimes.push(Number(process.hrtime.bigint() - t0) / 1000);
+    }
+  };
+}
+function stats(xs: number[]): string {
+  const sorted = [...xs].sort((a, b) => a - b);
   const q = (f: number) => (sorted[Math.floor(f * (sorted.length - 1))] as number).toFixed(1);
-  console.error(`rs crypto.verify ${what}: n=${sorted.length} median=${q(0.5)} µs p25=${q(0.25)} p75=${q(0.75)}`);
+  return `n=${sorted.length} median=${q(0.5)} µs mean=${(sorted.reduce((a, b) => a + b, 0) / sorted.length).toFixed(1)}`;
+}
+function reportVerifyTimes(what: string, requests?: number, used?: NodeJS.CpuUsage): void {
+  if (process.env.TETHER_BENCH_RS_TIME_VERIFY === undefined) return;
+  const now = threadCpuMs();
+  const per = (ms: number) => (requests === undefined || requests === 0 ? `${ms.toFixed(0)} ms` : `${((ms * 1000) / requests).toFixed(1)} µs/req`);
+  const split = used === undefined ? '' : `user ${per(used.user / 1000)}, system ${per(used.system / 1000)}; `;
+  const threads = `${split}main thread ${per(now.main - threadsAtReset.main)}, other threads ${per(now.others - threadsAtReset.others)}`;
+  const prim = verifyTimes.length === 0 ? '' : `crypto.verify ${stats(verifyTimes)}; `;
+  const calls = verifyCallTimes.length === 0 ? '' : `verifier.verify() ${stats(verifyCallTimes)}; `;
+  console.error(`rs ${what}: ${prim}${calls}${threads}`);
   verifyTimes.length = 0;
+  verifyCallTimes.length = 0;
 }
 
 let cpu = process.cpuUsage();
@@ -117,6 +158,8 @@ process.on('message', async (msg: { cmd: string; profile?: string }) => {
     resumed = 0;
     await stopProfile();
     verifyTimes.length = 0;
+    verifyCallTimes.length = 0;
+    threadsAtReset = threadCpuMs();
     lastCell = msg.profile ?? '?';
     if (profileDir !== undefined && msg.profile !== undefined) await startProfile(msg.profile);
     cpu = process.cpuUsage();
@@ -124,13 +167,14 @@ process.on('message', async (msg: { cmd: string; profile?: string }) => {
   } else if (msg.cmd === 'report') {
     const used = process.cpuUsage(cpu);
     await stopProfile();
-    reportVerifyTimes(`in cell ${lastCell}`);
+    reportVerifyTimes(`cell ${lastCell}`, verifier.stats.requests, used);
     process.send?.({ cpuMicros: used.user + used.system, stats: verifier.stats, connections, resumed });
   } else if (msg.cmd === 'verify-costs') {
     const { samples, rounds } = msg as unknown as { samples: number; rounds: number };
     verifyTimes.length = 0;
+    threadsAtReset = threadCpuMs();
     void measureVerifyCosts(read('client.pem'), read('client.key'), samples, rounds).then((costs) => {
-      reportVerifyTimes('in the verify-costs loops');
+      reportVerifyTimes('verify-costs loops');
       process.send?.(costs);
     });
   } else if (msg.cmd === 'exit') {

@@ -25,8 +25,10 @@
  * Environment: TETHER_BENCH_RS_NODE_OPTIONS="FLAGS" adds Node flags to the RS children (for example
  * `--cpu-prof --cpu-prof-dir=DIR` to profile them); TETHER_BENCH_RS_PROFILE_DIR=DIR writes one CPU profile per
  * cell (DIR/<pattern>-<mode>-<n>.cpuprofile, the timed part only); TETHER_BENCH_RS_TIME_VERIFY=1 prints the
- * median wall time of each node:crypto verify call in every cell and in the verify-costs loops (the
- * signature primitive where the server runs it against the tight loop). TETHER_BENCH_HPACK=BYTES sets the RS's HTTP/2 `headerTableSize` and the load
+ * wall time (median, mean) of each node:crypto verify call and of each verifier.verify() in every cell
+ * and in the verify-costs loops (the signature primitive where the server runs it against the tight
+ * loop), with the RS's user/system CPU and its main-thread/other-threads split per request (it
+ * wraps both functions: do not use its run's figures as results). TETHER_BENCH_HPACK=BYTES sets the RS's HTTP/2 `headerTableSize` and the load
  * client's `maxDeflateDynamicTableSize` (an experiment: can a larger HPACK table carry the
  * per-request tokens and proofs cheaper?). Unset: Node's 4 KiB defaults.
  *
