@@ -4,6 +4,9 @@
 # dump, so the dumps alternate: setup, then per row a timed loop and the step to the next. V8 runs
 # single-threaded (no background compilation or GC threads, whose work would land in whichever
 # loop was running); the last of ROUNDS rounds is reported, after the JIT has settled.
+# Caveats (measured): a row's count moves by up to ~40k instructions/call between runs of the same
+# code (JIT tiering, GC timing), so compare runs with the same rows and trust differences well above
+# that; and instructions are not time: JS-heavy savings showed up smaller in CPU time than in counts.
 #   bench/callgrind-loops.sh OUTDIR primitive,session-proof-rs,verify-session [SAMPLES] [ROUNDS]
 set -eu
 out=$1 rows=$2 samples=${3:-200} rounds=${4:-2}
