@@ -23,7 +23,7 @@ import {
 } from './config.js';
 import { DpopNonces } from './dpop-nonce.js';
 import { AuthorizationEngine, PATHS, type EngineUrls } from './engine.js';
-import { buildApp, type AppContext } from './http/app.js';
+import { buildApp, type AppContext, type ListenerApp } from './http/app.js';
 import { KeyManager } from './keys.js';
 import { createMetrics, type AsMetrics } from './metrics.js';
 import type { Store } from './store/contract.js';
@@ -119,7 +119,7 @@ export async function startAuthorizationServer(config: AuthorizationServerConfig
   const nowSeconds = () => Math.floor(clock() / 1000);
   const store = options.store ?? (await openStore({ url: resolved.store, dataDir: resolved.dataDir, kek: kekOf(resolved) }));
   await store.open();
-  const apps: Array<ReturnType<typeof buildApp>> = [];
+  const apps: ListenerApp[] = [];
   let timer: NodeJS.Timeout | undefined;
   let ops: OpsServer | undefined;
   let state: ServerState = 'starting';
@@ -133,61 +133,13 @@ export async function startAuthorizationServer(config: AuthorizationServerConfig
         throw new Error(`operations listener ${host}:${port}: ${(error as Error).message}`, { cause: error });
       });
     }
-    const keys = new KeyManager(store, {
-      algorithm: resolved.signingKeys.algorithm,
-      rotationInterval: resolved.signingKeys.rotationInterval,
-      maxTokenLifetime: Math.max(resolved.tokens.lifetime, ...resolved.clients.map((c) => c.access_token_lifetime ?? 0)),
-      clockSkew: resolved.tokens.clockSkew,
-      now: nowSeconds,
-    });
-    keys.onChange = () => {
-      metrics.signingKeys.reset();
-      for (const k of keys.keys) metrics.signingKeys.inc({ state: k.state });
-    };
-    await keys.init();
-    const { dpopNonce } = resolved.tokens;
-    const dpopNonces = dpopNonce.required
-      ? new DpopNonces(await store.sharedSecret('dpop-nonce', () => randomBytes(32)), dpopNonce.lifetime, nowSeconds)
-      : undefined;
-    const engine = new AuthorizationEngine({ config: resolved, store, keys, metrics, logger, clock, ...(dpopNonces === undefined ? {} : { dpopNonces }) });
-    // Clients registered at run time; one that no longer fits the configuration is skipped.
-    const registered: ResolvedClient[] = [];
-    for (const metadata of await store.listClients()) {
-      try {
-        registered.push(resolveRegisteredClient(metadata, resolved, [...resolved.clients, ...registered]).client);
-      } catch (error) {
-        logger.warn({ client_id: metadata.client_id, err: error }, 'registered client skipped: it does not fit the configuration');
-      }
-    }
-    engine.setRegisteredClients(registered);
+    const { keys, engine } = await createEngine({ config: resolved, store, metrics, logger, clock });
 
     const tlsVersions: TlsVersion[] = resolved.tls.allowTls12 ? ['TLSv1.3', 'TLSv1.2'] : ['TLSv1.3'];
-    const ctx: AppContext = { engine, keys, metrics, logger, tlsVersions, config: resolved };
-    const mtls = buildApp(ctx, 'mtls');
-    apps.push(mtls);
-    await mtls.app.listen({ host: resolved.listen.host, port: resolved.listen.port });
-    const mtlsBase = baseUrl(mtls.app.server.address() as AddressInfo, resolved.listen.host, resolved.listen.publicUrl);
-    let plainBase: string | undefined;
-    if (resolved.plainTlsListen !== undefined) {
-      const plain = buildApp(ctx, 'plain');
-      apps.push(plain);
-      await plain.app.listen({ host: resolved.plainTlsListen.host, port: resolved.plainTlsListen.port });
-      plainBase = baseUrl(plain.app.server.address() as AddressInfo, resolved.plainTlsListen.host, resolved.plainTlsListen.publicUrl);
-    }
-    const issuer = (resolved.issuer ?? plainBase ?? mtlsBase).replace(/\/+$/, '');
-    const urls: EngineUrls = { issuer, mtlsBase, plainBase };
-    engine.setUrls(urls);
+    const { issuer, mtlsBase, plainBase } = await startListeners({ engine, keys, metrics, logger, tlsVersions, config: resolved }, apps);
     const publicBase = plainBase ?? mtlsBase;
 
-    const maintain = async () => {
-      const before = keys.keys.find((k) => k.state === 'active')?.kid;
-      await keys.maintain();
-      if (keys.keys.find((k) => k.state === 'active')?.kid !== before) {
-        metrics.keyRotations.inc();
-        logger.info({ event: 'key_rotated', kid: keys.active.kid }, 'signing key rotated');
-      }
-      await store.prune(nowSeconds());
-    };
+    const maintain = maintenance(keys, store, metrics, logger, nowSeconds);
     timer = setInterval(() => {
       maintain().catch((error: unknown) => logger.error({ err: error }, 'maintenance failed'));
     }, resolved.signingKeys.checkInterval * 1000);
@@ -255,6 +207,81 @@ export async function startAuthorizationServer(config: AuthorizationServerConfig
     await ops?.close();
     throw error;
   }
+}
+
+interface EngineParts {
+  config: ResolvedConfig;
+  store: Store;
+  metrics: AsMetrics;
+  logger: Logger;
+  clock: () => number;
+}
+
+/** Signing keys, DPoP nonces, the engine, and the clients registered at run time (one that no longer fits the configuration is skipped). */
+async function createEngine(p: EngineParts): Promise<{ keys: KeyManager; engine: AuthorizationEngine }> {
+  const { config: resolved, store, metrics, logger, clock } = p;
+  const nowSeconds = () => Math.floor(clock() / 1000);
+  const keys = new KeyManager(store, {
+    algorithm: resolved.signingKeys.algorithm,
+    rotationInterval: resolved.signingKeys.rotationInterval,
+    maxTokenLifetime: Math.max(resolved.tokens.lifetime, ...resolved.clients.map((c) => c.access_token_lifetime ?? 0)),
+    clockSkew: resolved.tokens.clockSkew,
+    now: nowSeconds,
+  });
+  keys.onChange = () => {
+    metrics.signingKeys.reset();
+    for (const k of keys.keys) metrics.signingKeys.inc({ state: k.state });
+  };
+  await keys.init();
+  const { dpopNonce } = resolved.tokens;
+  const dpopNonces = dpopNonce.required
+    ? new DpopNonces(await store.sharedSecret('dpop-nonce', () => randomBytes(32)), dpopNonce.lifetime, nowSeconds)
+    : undefined;
+  const engine = new AuthorizationEngine({ config: resolved, store, keys, metrics, logger, clock, ...(dpopNonces === undefined ? {} : { dpopNonces }) });
+  // Clients registered at run time; one that no longer fits the configuration is skipped.
+  const registered: ResolvedClient[] = [];
+  for (const metadata of await store.listClients()) {
+    try {
+      registered.push(resolveRegisteredClient(metadata, resolved, [...resolved.clients, ...registered]).client);
+    } catch (error) {
+      logger.warn({ client_id: metadata.client_id, err: error }, 'registered client skipped: it does not fit the configuration');
+    }
+  }
+  engine.setRegisteredClients(registered);
+  return { keys, engine };
+}
+
+/** The mTLS listener, then the plain-TLS one if configured; the engine learns its URLs (the issuer defaults to the plain one's). */
+async function startListeners(ctx: AppContext, apps: ListenerApp[]): Promise<EngineUrls & { issuer: string }> {
+  const resolved = ctx.config;
+  const mtls = buildApp(ctx, 'mtls');
+  apps.push(mtls);
+  await mtls.app.listen({ host: resolved.listen.host, port: resolved.listen.port });
+  const mtlsBase = baseUrl(mtls.app.server.address() as AddressInfo, resolved.listen.host, resolved.listen.publicUrl);
+  let plainBase: string | undefined;
+  if (resolved.plainTlsListen !== undefined) {
+    const plain = buildApp(ctx, 'plain');
+    apps.push(plain);
+    await plain.app.listen({ host: resolved.plainTlsListen.host, port: resolved.plainTlsListen.port });
+    plainBase = baseUrl(plain.app.server.address() as AddressInfo, resolved.plainTlsListen.host, resolved.plainTlsListen.publicUrl);
+  }
+  const issuer = (resolved.issuer ?? plainBase ?? mtlsBase).replace(/\/+$/, '');
+  const urls: EngineUrls = { issuer, mtlsBase, plainBase };
+  ctx.engine.setUrls(urls);
+  return { ...urls, issuer };
+}
+
+/** What the maintenance timer runs: key rotation when due (counted and logged), then store pruning. */
+function maintenance(keys: KeyManager, store: Store, metrics: AsMetrics, logger: Logger, nowSeconds: () => number): () => Promise<void> {
+  return async () => {
+    const before = keys.keys.find((k) => k.state === 'active')?.kid;
+    await keys.maintain();
+    if (keys.keys.find((k) => k.state === 'active')?.kid !== before) {
+      metrics.keyRotations.inc();
+      logger.info({ event: 'key_rotated', kid: keys.active.kid }, 'signing key rotated');
+    }
+    await store.prune(nowSeconds());
+  };
 }
 
 type ServerState = 'starting' | 'running' | 'draining' | 'stopped';
