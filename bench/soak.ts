@@ -40,22 +40,12 @@ import { openRawConnection, type RawConnection, type RawResponse } from '../test
 import { ForkedChild, installExitGuards, trackTempDir } from './children.js';
 import { Outstanding, REQUEST_TIMEOUT_MS, withRunDeadline } from './deadline.js';
 import type { RsSample } from './soak-rs.js';
+import { arg, num } from './args.js';
 import { resolveAllocator, rssGrowth } from './soak-memory.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const MiB = 1024 * 1024;
 
-function arg(name: string): string | undefined {
-  const i = process.argv.indexOf(`--${name}`);
-  return i < 0 ? undefined : process.argv[i + 1];
-}
-function num(name: string, fallback: number): number {
-  const v = arg(name);
-  if (v === undefined) return fallback;
-  const n = Number(v);
-  if (!Number.isFinite(n) || n < 0) throw new Error(`--${name} must be a non-negative number`);
-  return n;
-}
 
 // -------------------------------------------------------------------------------------------------
 // Load generator
