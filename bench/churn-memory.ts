@@ -35,6 +35,7 @@ import { ForkedChild, installExitGuards, killAllSync, track, trackTempDir, untra
 import { Outstanding, REQUEST_TIMEOUT_MS, withRunDeadline } from './deadline.js';
 import type { RsSample } from './soak-rs.js';
 import { arg, num } from './args.js';
+import { writeSoakRsDir } from './soak-rs-dir.js';
 import { resolveAllocator } from './soak-memory.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -102,11 +103,7 @@ async function main(): Promise<void> {
   const pki = await createDevPki({ clients: ['client'] });
   const client = pki.clients.client as { cert: string; key: string };
   const issuer = await TestIssuer.create();
-  writeFileSync(join(dir, 'ca.pem'), pki.ca.cert);
-  writeFileSync(join(dir, 'server.pem'), pki.server.cert);
-  writeFileSync(join(dir, 'server.key'), pki.server.key);
-  writeFileSync(join(dir, 'jwks.json'), JSON.stringify(issuer.jwks));
-  writeFileSync(join(dir, 'config.json'), JSON.stringify({ cachePerConnection: 32, cacheMax: 512 }));
+  writeSoakRsDir(dir, pki, issuer.jwks, { cachePerConnection: 32, cacheMax: 512 });
   const rs = new ForkedChild('rs', join(here, 'soak-rs.ts'), 30_000, { args: [dir], execArgv: ['--expose-gc', ...rsNodeOptions], env: { ...allocator.env, ...rsEnv } });
   const { port } = (await rs.ready) as { port: number };
   const origin = `https://127.0.0.1:${port}`;

@@ -41,6 +41,7 @@ import { ForkedChild, installExitGuards, trackTempDir } from './children.js';
 import { Outstanding, REQUEST_TIMEOUT_MS, withRunDeadline } from './deadline.js';
 import type { RsSample } from './soak-rs.js';
 import { arg, num } from './args.js';
+import { writeSoakRsDir } from './soak-rs-dir.js';
 import { resolveAllocator, rssGrowth } from './soak-memory.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -151,11 +152,7 @@ async function runGenerator(): Promise<void> {
   const client = pki.clients.client as { cert: string; key: string };
   const attacker = pki.clients.attacker as { cert: string; key: string };
   const issuer = await TestIssuer.create();
-  writeFileSync(join(dir, 'ca.pem'), pki.ca.cert);
-  writeFileSync(join(dir, 'server.pem'), pki.server.cert);
-  writeFileSync(join(dir, 'server.key'), pki.server.key);
-  writeFileSync(join(dir, 'jwks.json'), JSON.stringify(issuer.jwks));
-  writeFileSync(join(dir, 'config.json'), JSON.stringify({ cachePerConnection, cacheMax }));
+  writeSoakRsDir(dir, pki, issuer.jwks, { cachePerConnection, cacheMax });
 
   const rsNodeOptions = (arg('rs-node-options') ?? '').split(' ').filter((a) => a !== '');
   const rs = new ForkedChild('rs', join(here, 'soak-rs.ts'), 30_000, { args: [dir], execArgv: ['--expose-gc', ...rsNodeOptions], env: allocator.env });

@@ -15,6 +15,12 @@ function textOf(result: unknown): string {
   return (r.content ?? []).map((c) => c.text ?? '').join('');
 }
 
+/** What A reports of its discovery (the target without its fetch). */
+function discoveryOf(target: DiscoveredTarget): AgentDiscovery {
+  const { fetch: _fetch, ...discovery } = target;
+  return discovery;
+}
+
 /**
  * Agent A: the official MCP client, unmodified, over plain HTTP to its egress. It holds its users'
  * tokens (their identity provider's tokens, exchanged for its own at the AS it discovered from B,
@@ -29,7 +35,7 @@ export function agentRole(): RoleHandlers {
       async discover(params): Promise<AgentDiscovery> {
         const egress = (params as { egress: AgentRunParams['egress'] }).egress;
         target = await discoverTokenEndpoint(new URL(`${egress.mcp}/b/mcp`), egress);
-        return { resourceMetadata: target.resourceMetadata, resource: target.resource, authorizationServer: target.authorizationServer, tokenEndpoint: target.tokenEndpoint };
+        return discoveryOf(target);
       },
       async run(params): Promise<AgentRunResult> {
         const p = params as AgentRunParams;
@@ -39,7 +45,7 @@ export function agentRole(): RoleHandlers {
         const result: AgentRunResult = { users: [], errors: [], tokens: 0 };
         const found = target;
         if (found === undefined) throw new Error('run before discover');
-        result.discovery = { resourceMetadata: found.resourceMetadata, resource: found.resource, authorizationServer: found.authorizationServer, tokenEndpoint: found.tokenEndpoint };
+        result.discovery = discoveryOf(found);
         // Each user's IdP token exchanged for A's own token for B: RFC 8707 `resource` from the metadata.
         const tokens = await Promise.all(p.users.map((u) => exchange(found.tokenEndpoint, 'agent-a', u.token, { resource: found.resource }, found.fetch)));
         held.push(...tokens);
