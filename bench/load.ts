@@ -86,6 +86,14 @@ export class Signer {
     private readonly htu: string,
   ) {}
 
+  /**
+   * Sign the session proofs of `tokens` on `conn` now, before a timed window: the RS then receives
+   * the same bytes as in a signed-as-you-go cell, at the pace of a client that does not sign.
+   */
+  async presign(conn: ConnState, tokens: readonly string[]): Promise<void> {
+    if (this.mode === 'session') for (const token of tokens) await this.headers(conn, token, 'GET');
+  }
+
   async headers(conn: ConnState, token: string, method: string): Promise<Record<string, string>> {
     switch (this.mode) {
       case 'bearer':
@@ -367,10 +375,14 @@ export interface PatternContext {
 
 const htuOf = (t: Target) => `https://${t.host}:${t.port}${t.path}`;
 
-/** One long-lived HTTP/2 connection carrying `tokens.length` tokens x `m` requests, `concurrency` streams in flight. */
-export async function longLivedH2(ctx: PatternContext, tokens: string[], m: number, concurrency: number): Promise<CellMeasurement> {
+/**
+ * One long-lived HTTP/2 connection carrying `tokens.length` tokens x `m` requests, `concurrency`
+ * streams in flight. With `presign`, session proofs are signed before the timed window.
+ */
+export async function longLivedH2(ctx: PatternContext, tokens: string[], m: number, concurrency: number, presign = false): Promise<CellMeasurement> {
   const signer = new Signer(ctx.creds, ctx.mode, htuOf(ctx.target));
   const conn = await openH2(ctx.creds, ctx.target);
+  if (presign) await signer.presign(conn, tokens);
   const jobs: string[] = [];
   for (let i = 0; i < m; i++) jobs.push(...tokens);
   await ctx.beforeTimed();

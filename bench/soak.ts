@@ -16,7 +16,8 @@
  * --cache-max n (512), --heap-bound-mib n (16), --rss-bound-mib n (5 per hour after warm-up, at
  * least 5; see bench/soak-memory.ts), --warmup s (min(360, duration/5): the replay store's fill),
  * --sample s (5), --rs-allocator glibc|jemalloc|auto (glibc, Node's default; auto: jemalloc when installed),
- * --rs-node-options "FLAGS" (extra Node flags for the server), --out dir (bench/results).
+ * --rs-node-options "FLAGS" (Node flags for the server; default RS_NODE_OPTIONS, the young generation
+ * pinned as the deploy recipes do; "" for Node's own sizing), --out dir (bench/results).
  *
  * Deadlines: every honest request and every attacker step has one (REQUEST_TIMEOUT_MS); the run
  * has `duration` + 120 s, after which it fails naming the requests still outstanding; the server
@@ -46,6 +47,13 @@ import { resolveAllocator, rssGrowth } from './soak-memory.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const MiB = 1024 * 1024;
+/**
+ * The server's Node flags unless --rs-node-options says otherwise: V8's young generation pinned at
+ * 16 MiB per semi-space, as deploy/ recommends. Left to itself V8 shrinks the new space when the
+ * server is starved of CPU and grows it back under load, which moved RSS by about 25 MiB in the
+ * first hour run (bench/results/soak.md) without any memory being retained.
+ */
+const RS_NODE_OPTIONS = '--min-semi-space-size=16 --max-semi-space-size=16';
 
 
 // -------------------------------------------------------------------------------------------------
@@ -154,7 +162,7 @@ async function runGenerator(): Promise<void> {
   const issuer = await TestIssuer.create();
   writeSoakRsDir(dir, pki, issuer.jwks, { cachePerConnection, cacheMax });
 
-  const rsNodeOptions = (arg('rs-node-options') ?? '').split(' ').filter((a) => a !== '');
+  const rsNodeOptions = (arg('rs-node-options') ?? RS_NODE_OPTIONS).split(' ').filter((a) => a !== '');
   const rs = new ForkedChild('rs', join(here, 'soak-rs.ts'), 30_000, { args: [dir], execArgv: ['--expose-gc', ...rsNodeOptions], env: allocator.env });
   const { port } = (await rs.ready) as { port: number };
   const origin = `https://127.0.0.1:${port}`;
@@ -490,7 +498,7 @@ async function runGenerator(): Promise<void> {
     '',
     `- honest: ${honest.requests} requests (${honest.byProtocol.h2} HTTP/2, ${honest.byProtocol['http/1.1']} HTTP/1.1), ${honest.ok} x 200, ${honest.lost} lost, ${honest.retries} client retries; ${honest.connectionCycles} client connection cycles, ${honest.proofsSigned} proofs signed; attacker-side controls ${attackControls.ok}/${attackControls.sent} x 200`,
     `- attack: ${totals.sent} requests in ${attackerCycles} cycles, ${totals.refusedAsExpected} refused as expected, ${totals.wronglyAccepted} accepted, ${totals.unexpected} other answers`,
-    `- server: ${s.connectionsAccepted} TLS connections accepted, ${s.requests} requests; heap ${s.heapBaselineMiB} -> ${s.heapEndMiB} MiB after GC (growth ${s.heapGrowthMiB} MiB, slope ${s.heapSlopeMiBPerMin} MiB/min, max ${s.heapMaxMiB}); RSS ${s.rssBaselineMiB} -> ${s.rssEndMiB} MiB (max ${s.rssMaxMiB}, slope ${s.rssSlopeMiBPerMin} MiB/min; trend under load ${s.rssGrowth.fittedStartMiB} -> ${s.rssGrowth.fittedEndMiB} MiB, growth ${s.rssGrowth.growthMiB} MiB); allocator ${result.setup.rsAllocator}`,
+    `- server: ${s.connectionsAccepted} TLS connections accepted, ${s.requests} requests; heap ${s.heapBaselineMiB} -> ${s.heapEndMiB} MiB after GC (growth ${s.heapGrowthMiB} MiB, slope ${s.heapSlopeMiBPerMin} MiB/min, max ${s.heapMaxMiB}); RSS ${s.rssBaselineMiB} -> ${s.rssEndMiB} MiB (max ${s.rssMaxMiB}, slope ${s.rssSlopeMiBPerMin} MiB/min; trend under load ${s.rssGrowth.fittedStartMiB} -> ${s.rssGrowth.fittedEndMiB} MiB, growth ${s.rssGrowth.growthMiB} MiB); allocator ${result.setup.rsAllocator}; server Node flags: ${result.setup.rsNodeOptions.join(' ') || 'none'}`,
     `- binding cache: peak ${s.peakCacheSize} entries, peak ${s.peakEntriesPerConnection} per connection; at the end ${s.end.cacheSize} entries / ${s.end.cacheConnections} connections, ${s.end.openConnections} open connections; replay store peak ${s.replayStorePeak}, end ${s.end.replayStoreSize}`,
     '',
     '| check | value | holds |',

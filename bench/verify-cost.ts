@@ -98,9 +98,13 @@ export function verifyCostTargets(costs: VerifyCosts, cells: CellsOf): Array<{ c
   const p = costs.primitive.cpuUsPerCall;
   const x = (row: VerifyCostRow) => costs[row].cpuUsPerCall / p;
   const out: Array<{ claim: string; scenario: string; value: string; holds: boolean | null }> = [];
-  const first = extraOverPrimitive(cells, 'h2-long-m1', 'session', p);
+  const first = extraOverPrimitive(cells, 'h2-long-m1-presigned', 'session', p);
   if (first.length > 0) {
-    out.push({ claim: 'first Session-Binding-Proof verification at the RS <= 1.3x a raw P-256 verification (RS CPU/request session - bearer, h2-long M=1, / primitive)', scenario: 'h2-long-m1', value: spread(first), holds: median(first) <= 1.3 });
+    out.push({ claim: 'first Session-Binding-Proof verification at the RS <= 1.3x a raw P-256 verification (RS CPU/request session - bearer, h2-long M=1 with proofs signed before the timed window, / primitive)', scenario: 'h2-long-m1-presigned', value: spread(first), holds: median(first) <= 1.3 });
+  }
+  const paced = extraOverPrimitive(cells, 'h2-long-m1', 'session', p);
+  if (paced.length > 0) {
+    out.push({ claim: 'the same with the client signing as it goes (h2-long M=1; informational: the RS runs at a slower client\'s pace)', scenario: 'h2-long-m1', value: spread(paced), holds: null });
   }
   out.push({ claim: 'verifySessionBindingProof in the RS process / primitive (informational)', scenario: '-', value: x('session-proof').toFixed(2), holds: null });
   out.push({ claim: 'DPoP verification <= 1.5x a raw verification (verifyDpopProof in the RS process / primitive)', scenario: '-', value: x('dpop').toFixed(2), holds: x('dpop') <= 1.5 });
