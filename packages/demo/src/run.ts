@@ -15,7 +15,8 @@ import { writeDevPki } from '@tether/pki';
 import { runAttacks } from './attacks.js';
 import { scriptedLogin, type LoginResult } from './login.js';
 import { DemoProcess } from './processes.js';
-import { TOKEN_EXCHANGE, TOKEN_TYPE_ACCESS_TOKEN, type AgentRunResult, type EgressStatsSnapshot, type IngressStatsSnapshot } from './protocol.js';
+import { exchange } from './roles/shared.js';
+import { type AgentRunResult, type EgressStatsSnapshot, type IngressStatsSnapshot } from './protocol.js';
 import type { DemoOptions, DemoReport, HopReport, StackInfo } from './report.js';
 
 export type { AttackReport, DemoOptions, DemoReport, HopReport, StackInfo } from './report.js';
@@ -159,15 +160,12 @@ async function tmbTokenFromAliceDevice(s: Stack): Promise<string> {
   }
 }
 
-/** A fresh token for B, for `--keep-running`: alice logs in again, A's exchange through its egress. */
-async function freshTokenForB(s: Stack, login: LoginResult): Promise<string> {
-  const forB = await fetch(`${s.egressA.token}/as/token`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/x-www-form-urlencoded' },
-    body: new URLSearchParams({ grant_type: TOKEN_EXCHANGE, client_id: 'agent-a', subject_token: login.accessToken, subject_token_type: TOKEN_TYPE_ACCESS_TOKEN, resource: B_RESOURCE }).toString(),
-    signal: AbortSignal.timeout(10_000),
-  });
-  return ((await forB.json()) as { access_token?: string }).access_token ?? '';
+/**
+ * A fresh token for B, for `--keep-running`: alice logs in again, A's exchange through its egress.
+ * A refused exchange is an error: the stack is not handed over with a token that cannot work.
+ */
+function freshTokenForB(s: Stack, login: LoginResult): Promise<string> {
+  return exchange(`${s.egressA.token}/as/token`, 'agent-a', login.accessToken, { resource: B_RESOURCE });
 }
 
 function stackInfo(s: Stack, dir: string, pkiDir: string, tokenForB: string, procs: Processes): StackInfo {
