@@ -12,7 +12,9 @@ import { createSecureServer, type ServerHttp2Stream } from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import { BenchFailure } from '../../bench/children.js';
 import { Outstanding, withRunDeadline } from '../../bench/deadline.js';
-import { H1Conn, closeH2, h2Get, openH2, type LoadCredentials } from '../../bench/load.js';
+import type { LoadCredentials } from '../../bench/load/connection.js';
+import { H1Conn } from '../../bench/load/h1.js';
+import { closeH2, h2Get, openH2 } from '../../bench/load/h2.js';
 import { publicJwkOf } from '@tether/core/dpop';
 import { testPki } from '../helpers/pki.js';
 
