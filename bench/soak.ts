@@ -16,8 +16,9 @@
  * --cache-max n (512), --heap-bound-mib n (16), --rss-bound-mib n (5 per hour after warm-up, at
  * least 5; see bench/soak-memory.ts), --warmup s (min(360, duration/5): the replay store's fill),
  * --sample s (5), --rs-allocator glibc|jemalloc|auto (glibc, Node's default; auto: jemalloc when installed),
- * --rs-node-options "FLAGS" (Node flags for the server; default RS_NODE_OPTIONS, the young generation
- * pinned as the deploy recipes do; "" for Node's own sizing), --out dir (bench/results).
+ * --rs-node-options "FLAGS" (Node flags for the server; default RS_NODE_OPTIONS in bench/soak/config.ts:
+ * the young generation pinned as the deploy recipes do; "" for Node's own sizing), --out dir
+ * (bench/results).
  *
  * Layout: this file sets the run up and sequences it; bench/soak/ holds the parts: config.ts (the
  * options above), tokens.ts (token pool), honest.ts and attacks.ts (the workers), run.ts (what
