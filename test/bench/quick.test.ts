@@ -11,9 +11,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 const MODES = ['bearer', 'certificate', 'session', 'session-per-request', 'dpop', 'dpop-jose'];
-const PATTERNS = ['h2-long-m1', 'h2-long-m10', 'h2-long-m100', 'h2-long-m1000', 'conn-per-request', 'conn-per-request-resumed', 'h1-pool', 'agent-mix', 'egress-churn'];
-/** Modes per pattern: every mode, except agent churn behind the egress (bearer, session-bound, DPoP). */
-const modesOf = (p: string) => (p === 'egress-churn' ? ['bearer', 'session', 'dpop'] : MODES);
+const PATTERNS = ['h2-long-m1', 'h2-long-m10', 'h2-long-m100', 'h2-long-m1000', 'h2-long-m1-presigned', 'conn-per-request', 'conn-per-request-resumed', 'h1-pool', 'agent-mix', 'egress-churn'];
+/** Modes per pattern: every mode, except agent churn behind the egress (bearer, session-bound, DPoP) and the presigned first presentation (bearer, session-bound). */
+const modesOf = (p: string) => (p === 'egress-churn' ? ['bearer', 'session', 'dpop'] : p === 'h2-long-m1-presigned' ? ['bearer', 'session'] : MODES);
 
 test('bench/matrix.ts --quick writes JSON, Markdown and SVG results', { timeout: 180_000 }, async () => {
   const out = mkdtempSync(join(tmpdir(), 'tether-bench-test-'));
@@ -34,7 +34,7 @@ test('bench/matrix.ts --quick writes JSON, Markdown and SVG results', { timeout:
     const json = JSON.parse(readFileSync(join(out, 'matrix-quick.json'), 'utf8')) as {
       quick: boolean;
       modes: string[];
-      scenarios: Array<{ id: string; tokens: number }>;
+      scenarios: Array<{ id: string; pattern: string; tokens: number }>;
       results: Record<string, Record<string, { median: Record<string, number>; ratio: Record<string, { median: number; min: number; max: number }>; failures: number; signaturesPerRun: number[] }>>;
       targets: Array<{ claim: string; value: string; holds: boolean | null }>;
       verifyCosts: Record<string, { cpuUsPerCall: number }>;
@@ -58,8 +58,8 @@ test('bench/matrix.ts --quick writes JSON, Markdown and SVG results', { timeout:
       assert.equal(json.results[p]?.bearer?.ratio.throughput?.median, 1);
       assert.equal(json.results[p]?.bearer?.median.signaturesPerRequest, 0);
       // DPoP and per-request claims: the RS verifies one proof per request everywhere.
-      assert.equal(json.results[p]?.dpop?.median.verificationsPerRequest, 1);
-      if (p !== 'egress-churn') {
+      if (modesOf(p).includes('dpop')) assert.equal(json.results[p]?.dpop?.median.verificationsPerRequest, 1);
+      if (modesOf(p).includes('session-per-request')) {
         assert.equal(json.results[p]?.['session-per-request']?.median.verificationsPerRequest, 1);
         assert.equal(json.results[p]?.['dpop-jose']?.median.verificationsPerRequest, 1);
       }
@@ -67,8 +67,8 @@ test('bench/matrix.ts --quick writes JSON, Markdown and SVG results', { timeout:
     // The resource server's own counters (not the load generator's): on one connection it verifies
     // N proofs for N tokens x M requests and serves the rest from its binding cache; DPoP verifies
     // one proof per request; bearer and certificate-bound requests verify none.
-    const longScenarios = json.scenarios.filter((s) => s.id.startsWith('h2-long-'));
-    assert.equal(longScenarios.length, 4);
+    const longScenarios = json.scenarios.filter((s) => s.pattern === 'h2-long' || s.pattern === 'h2-long-presigned');
+    assert.equal(longScenarios.length, 5);
     for (const s of longScenarios) {
       const mine = json.cells.filter((c) => c.scenario === s.id && c.repeat >= 0);
       const session = mine.filter((c) => c.mode === 'session');
