@@ -22,7 +22,20 @@ export interface Scenario {
   run: (ctx: PatternContext, tokens: string[]) => Promise<CellMeasurement>;
 }
 
-export const allScenarios: Scenario[] = [
+export /** A new TLS 1.3 connection per request: full handshake, or PSK resumption with `resume`. */
+function connectionPerRequestScenario(resume: boolean): Scenario {
+  const id = resume ? 'conn-per-request-resumed' : 'conn-per-request';
+  return {
+    id,
+    pattern: id,
+    tokens: config.perConnTokens,
+    description: `new TLS 1.3 connection per request (${resume ? 'PSK resumption' : 'full handshake'}, HTTP/1.1), ${config.perConnRequests} requests, ${config.perConnWorkers} workers`,
+    rs: 'main',
+    run: (ctx, t) => connectionPerRequest(ctx, t.slice(0, config.perConnTokens), config.perConnRequests, config.perConnWorkers, resume),
+  };
+}
+
+const allScenarios: Scenario[] = [
   ...config.mValues.map((m): Scenario => {
     const n = Math.max(1, Math.round(config.longRequests / m));
     return {
@@ -48,22 +61,8 @@ export const allScenarios: Scenario[] = [
     rs: 'main',
     run: (ctx, t) => longLivedH2(ctx, t.slice(0, config.longRequests), 1, config.concurrency, true),
   },
-  {
-    id: 'conn-per-request',
-    pattern: 'conn-per-request',
-    tokens: config.perConnTokens,
-    description: `new TLS 1.3 connection per request (full handshake, HTTP/1.1), ${config.perConnRequests} requests, ${config.perConnWorkers} workers`,
-    rs: 'main',
-    run: (ctx, t) => connectionPerRequest(ctx, t.slice(0, config.perConnTokens), config.perConnRequests, config.perConnWorkers, false),
-  },
-  {
-    id: 'conn-per-request-resumed',
-    pattern: 'conn-per-request-resumed',
-    tokens: config.perConnTokens,
-    description: `new TLS 1.3 connection per request (PSK resumption, HTTP/1.1), ${config.perConnRequests} requests, ${config.perConnWorkers} workers`,
-    rs: 'main',
-    run: (ctx, t) => connectionPerRequest(ctx, t.slice(0, config.perConnTokens), config.perConnRequests, config.perConnWorkers, true),
-  },
+  connectionPerRequestScenario(false),
+  connectionPerRequestScenario(true),
   {
     id: 'h1-pool',
     pattern: 'h1-pool',
