@@ -102,6 +102,8 @@ export interface ForkOptions {
   execArgv?: string[];
   /** Environment variables added to the parent's (for example `LD_PRELOAD`). */
   env?: Record<string, string>;
+  /** The program that runs Node (default: this Node; bench/callgrind-rs.ts: a script that runs it under valgrind). */
+  execPath?: string;
 }
 
 /** One forked component (by default bench/sidecar-process.ts ROLE), questioned over IPC with deadlines. */
@@ -121,7 +123,7 @@ export class ForkedChild {
     options: ForkOptions = {},
   ) {
     const execArgv = [...childExecArgv(), ...(options.execArgv ?? []).filter((a) => !process.execArgv.includes(a))];
-    this.proc = fork(script, options.args ?? [role], { execArgv, env: { ...process.env, ...options.env }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    this.proc = fork(script, options.args ?? [role], { execArgv, env: { ...process.env, ...options.env }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'], ...(options.execPath === undefined ? {} : { execPath: options.execPath }) });
     if (this.proc.pid === undefined) throw new BenchFailure('child_spawn_failed', `could not start the ${role} process`);
     this.pid = this.proc.pid;
     track(this.pid, role);
