@@ -39,12 +39,13 @@ const library = sessionBoundHandler(verifier, (_req, res) => {
   res.end(body);
 });
 const jose = joseDpopHandler(tokens, verifier.stats, body);
+const serverOptions = sessionBoundTlsOptions({ cert: read('server.pem'), key: read('server.key'), ca: read('ca.pem') });
 const server = createSecureServer(
   {
-    ...sessionBoundTlsOptions({ cert: read('server.pem'), key: read('server.key'), ca: read('ca.pem') }),
+    ...serverOptions,
     allowHTTP1: true,
-    // Headroom for a client that keeps 32+ streams in flight.
-    settings: { maxConcurrentStreams: 256, ...(process.env.TETHER_BENCH_HPACK === undefined ? {} : { headerTableSize: Number(process.env.TETHER_BENCH_HPACK) }) },
+    // Headroom for a client that keeps 32+ streams in flight; TETHER_BENCH_HPACK overrides the HPACK table size.
+    settings: { ...serverOptions.settings, maxConcurrentStreams: 256, ...(process.env.TETHER_BENCH_HPACK === undefined ? {} : { headerTableSize: Number(process.env.TETHER_BENCH_HPACK) }) },
   },
   (req, res) => (req.url?.startsWith('/jose/') === true ? jose(req, res) : library(req, res)),
 );

@@ -29,8 +29,8 @@
  * and in the verify-costs loops (the signature primitive where the server runs it against the tight
  * loop), with the RS's user/system CPU and its main-thread/other-threads split per request (it
  * wraps both functions: do not use its run's figures as results). TETHER_BENCH_HPACK=BYTES sets the RS's HTTP/2 `headerTableSize` and the load
- * client's `maxDeflateDynamicTableSize` (an experiment: can a larger HPACK table carry the
- * per-request tokens and proofs cheaper?). Unset: Node's 4 KiB defaults.
+ * client's `maxDeflateDynamicTableSize`. Unset: tether's SESSION_BOUND_HEADER_TABLE_SIZE (16 KiB)
+ * on both sides, as `sessionBoundTlsOptions` and tether's clients set it; 4096 gives Node's defaults.
  *
  * Output: matrix[-quick].json, matrix[-quick].md, matrix[-quick]-throughput.svg,
  * matrix[-quick]-rs-cpu.svg, matrix[-quick]-client-cpu.svg under bench/results/ (or --out DIR).

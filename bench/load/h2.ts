@@ -8,6 +8,7 @@
  */
 import { connect as http2Connect, constants as h2, type ClientHttp2Session } from 'node:http2';
 import { connect as tlsConnect } from 'node:tls';
+import { SESSION_BOUND_HEADER_TABLE_SIZE } from '@tether/core';
 import { REQUEST_TIMEOUT_MS, cancelAfter } from '../deadline.js';
 import { tlsOptions, type ConnState, type LoadCredentials, type Target } from './connection.js';
 
@@ -21,7 +22,9 @@ export interface H2Conn extends ConnState {
 export function openH2(creds: LoadCredentials, target: Target, resume?: Buffer): Promise<H2Conn> {
   const socket = tlsConnect(tlsOptions(creds, target, 'h2', resume));
   socket.setNoDelay(true);
-  const session = http2Connect(`https://${target.host}:${target.port}`, { createConnection: () => socket, ...(process.env.TETHER_BENCH_HPACK === undefined ? {} : { maxDeflateDynamicTableSize: Number(process.env.TETHER_BENCH_HPACK) }) });
+  // As tether's clients do (SESSION_BOUND_HEADER_TABLE_SIZE); TETHER_BENCH_HPACK overrides it.
+  const maxDeflateDynamicTableSize = process.env.TETHER_BENCH_HPACK === undefined ? SESSION_BOUND_HEADER_TABLE_SIZE : Number(process.env.TETHER_BENCH_HPACK);
+  const session = http2Connect(`https://${target.host}:${target.port}`, { createConnection: () => socket, maxDeflateDynamicTableSize });
   const conn: H2Conn = {
     socket,
     session,

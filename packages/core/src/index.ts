@@ -19,6 +19,6 @@ export {
   type BindingStrength,
 } from './oauth-syntax.js';
 export { parseWwwAuthenticate, parseAuthorization, type Challenge, type Credentials } from './challenge.js';
-export { sessionBoundTlsOptions, type SessionBoundTlsOptions, type SessionBoundServerOptions } from './tls-options.js';
+export { SESSION_BOUND_HEADER_TABLE_SIZE, sessionBoundTlsOptions, type SessionBoundTlsOptions, type SessionBoundServerOptions } from './tls-options.js';
 export * from './verifier/index.js';
 export * from './client/index.js';

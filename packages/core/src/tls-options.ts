@@ -29,13 +29,26 @@ export interface SessionBoundTlsOptions extends Pick<SecureContextOptions, 'cert
 
 /**
  * What {@link sessionBoundTlsOptions} returns: TLS options plus the header-size limits for
- * `https.createServer` (`maxHeaderSize`) and `http2.createSecureServer` (`settings`). If you pass
+ * `https.createServer` (`maxHeaderSize`) and `http2.createSecureServer` (`settings`, with the
+ * HPACK table size {@link SESSION_BOUND_HEADER_TABLE_SIZE}). If you pass
  * your own HTTP/2 `settings`, merge them: `settings: { ...opts.settings, ...yours }`.
  */
 export interface SessionBoundServerOptions extends TlsOptions {
   maxHeaderSize: number;
-  settings: { maxHeaderListSize: number; maxConcurrentStreams: number };
+  settings: { maxHeaderListSize: number; maxConcurrentStreams: number; headerTableSize: number };
 }
+
+/**
+ * HPACK dynamic table size in bytes for session-bound HTTP/2 connections (Node's default: 4096).
+ * The server advertises it (`settings.headerTableSize`, from {@link sessionBoundTlsOptions}) and
+ * tether's clients compress up to it (`maxDeflateDynamicTableSize`). A Session-Binding Proof,
+ * about 350 bytes, is sent on every request of its token; in 4 KiB the proofs of 20 tokens on one
+ * connection evict each other, so the server Huffman-decodes and validates each proof again on
+ * every request (about 14 000 instructions per request, counted by bench/callgrind-rs.ts). In
+ * 16 KiB about 40 tokens' proofs stay indexed and travel as one or two bytes. `authorization` is
+ * never indexed (Node sends it as a sensitive header), whatever the size.
+ */
+export const SESSION_BOUND_HEADER_TABLE_SIZE = 16 * 1024;
 
 /** Default request header-section limit, bytes (Node's HTTP/1.1 default). */
 export const DEFAULT_MAX_HEADER_BYTES = 16 * 1024;
@@ -75,6 +88,6 @@ export function sessionBoundTlsOptions(options: SessionBoundTlsOptions): Session
     rejectUnauthorized: options.rejectUnauthorized ?? true,
     secureOptions: constants.SSL_OP_NO_RENEGOTIATION,
     maxHeaderSize: maxHeaderBytes,
-    settings: { maxHeaderListSize: maxHeaderBytes, maxConcurrentStreams: DEFAULT_MAX_CONCURRENT_STREAMS },
+    settings: { maxHeaderListSize: maxHeaderBytes, maxConcurrentStreams: DEFAULT_MAX_CONCURRENT_STREAMS, headerTableSize: SESSION_BOUND_HEADER_TABLE_SIZE },
   };
 }

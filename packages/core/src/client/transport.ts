@@ -1,6 +1,7 @@
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import { connect as http2Connect, constants as h2, type ClientHttp2Session, type IncomingHttpHeaders as Http2IncomingHeaders } from 'node:http2';
 import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from 'node:tls';
+import { SESSION_BOUND_HEADER_TABLE_SIZE } from '../tls-options.js';
 
 /** A response read whole. */
 export interface BufferedResponse {
@@ -37,7 +38,8 @@ export class Http2SessionPool {
     if (existing !== undefined && !existing.session.closed && !existing.session.destroyed) return existing;
     const socket = tlsConnect({ ...this.tls, host: url.hostname.replace(/^\[|\]$/g, ''), port: Number(url.port || 443), ALPNProtocols: ['h2'] });
     this.onConnect();
-    const session = http2Connect(origin, { createConnection: () => socket });
+    // Proofs stay in the server's HPACK table when it advertises room for them (tls-options.ts).
+    const session = http2Connect(origin, { createConnection: () => socket, maxDeflateDynamicTableSize: SESSION_BOUND_HEADER_TABLE_SIZE });
     const ready = new Promise<void>((resolve, reject) => {
       // A peer that accepts TCP but never finishes the handshake must not hang the caller.
       const deadline = setTimeout(() => {

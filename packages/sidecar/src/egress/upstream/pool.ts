@@ -21,7 +21,7 @@ import { Agent as HttpsAgent } from 'node:https';
 import { isIP } from 'node:net';
 import type { Readable } from 'node:stream';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
-import { tlsHandshakeDone } from '@tether/core';
+import { SESSION_BOUND_HEADER_TABLE_SIZE, tlsHandshakeDone } from '@tether/core';
 import type { Logger } from '../../log.js';
 import { errorMessage } from '../../shared/errors.js';
 import { egressError } from '../errors.js';
@@ -294,7 +294,8 @@ export class UpstreamPool {
   /** The HTTP/2 session on `socket`; it leaves the usable list on GOAWAY or close. */
   #session(socket: TLSSocket, generation: Generation): H2Conn {
     const log = this.options.log;
-    const session = http2Connect(this.origin.origin, { createConnection: () => socket });
+    // The proofs it adds stay in the ingress's HPACK table when it advertises room for them.
+    const session = http2Connect(this.origin.origin, { createConnection: () => socket, maxDeflateDynamicTableSize: SESSION_BOUND_HEADER_TABLE_SIZE });
     this.sessions.add(session);
     this.#states.set(session, { generation, pending: 0, streams: 0, retired: false });
     const forget = () => this.#unlist(session);
