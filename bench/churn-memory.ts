@@ -1,7 +1,7 @@
 /**
  * Connection churn alone against the soak's resource server (bench/soak-rs.ts): how the server's
  * memory outside the V8 heap moves with the number of TLS 1.3 mTLS connections opened and closed
- * (issue 13 item 5; bench/results/soak.md, diagnosis). Minutes instead of the soak's hour.
+ * (issue 13 item 5; bench/results/soak-first-hour.md, diagnosis). Minutes instead of the soak's hour.
  *
  *   node --conditions=tether-source --import tsx bench/churn-memory.ts --connections 20000
  *

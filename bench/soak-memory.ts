@@ -12,7 +12,7 @@
  *
  * Allocator: the server runs on glibc's malloc, as Node does by default (`--rs-allocator glibc`,
  * the default); `jemalloc` preloads libjemalloc (Debian package libjemalloc2) to compare, `auto`
- * uses it when installed. bench/results/soak.md says what the comparison showed.
+ * uses it when installed. bench/results/soak-first-hour.md says what the comparison showed.
  */
 import { existsSync } from 'node:fs';
 
