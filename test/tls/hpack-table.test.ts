@@ -28,7 +28,9 @@ async function bytesPerRepeatedRequest(headerTableSize: number): Promise<number>
   const sockets: TLSSocket[] = [];
   const server = createSecureServer(
     { ...options, settings: { ...options.settings, headerTableSize } },
-    sessionBoundHandler(testVerifier(issuer), (_req, res) => res.end('ok')),
+    sessionBoundHandler(testVerifier(issuer), (_req, res) => {
+      res.end('ok');
+    }),
   );
   server.on('secureConnection', (socket: TLSSocket) => sockets.push(socket));
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
