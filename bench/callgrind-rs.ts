@@ -19,7 +19,9 @@
  * call, first-level data misses (D1mr + D1mw), last-level misses (DLmr + DLmw + ILmr) and
  * mispredicted branches (Bcm + Bim) beside the instructions (Ir).
  *
- * Prints and writes OUTDIR/callgrind-rs.json: instructions per request of each cell, the session -
+ * Also counts the steady state: 20 tokens x 100 requests per cell (M=100), session against bearer.
+ *
+ * Prints and writes OUTDIR/callgrind-rs.{json,md}: instructions per request of each cell, the session -
  * bearer difference per round, the primitive's instructions per call (the verify-costs loop, same
  * process), and their ratio; OUTDIR/cg.* are the dumps (`callgrind_annotate` them). Instructions
  * are not time: cache misses and contention are not in them, which is the point of the comparison
@@ -82,6 +84,43 @@ function per(e: Events, n: number): Events {
 
 const minus = (a: Events, b: Events): Events => Object.fromEntries(Object.keys(a).map((k) => [k, (a[k] ?? 0) - (b[k] ?? 0)]));
 
+/** The two cells of each mode per round: every request a first presentation (M=1), and the steady state (M=100). */
+const PATTERNS = [
+  { id: 'm1', m: 1 },
+  { id: 'm100', m: 100, tokens: 20 },
+] as const;
+type PatternId = (typeof PATTERNS)[number]['id'];
+interface CellRun {
+  round: number;
+  pattern: PatternId;
+  mode: Mode;
+  requests: number;
+  failures: number;
+}
+
+async function runCells(rs: ForkedChild, port: number, fx: Awaited<ReturnType<typeof makeFixtures>>, requests: number, rounds: number): Promise<CellRun[]> {
+  const cells: CellRun[] = [];
+  for (let round = 0; round < rounds; round++) {
+    for (const pattern of PATTERNS) {
+      for (const mode of ['bearer', 'session'] as const) {
+        const ctx = {
+          creds: fx.creds,
+          target: { host: '127.0.0.1', port, path: '/resource' },
+          mode,
+          beforeTimed: async () => void (await rs.ask({ cmd: 'reset' }, SLOW_ASK_MS)),
+          outstanding: new Outstanding(),
+        };
+        const tokens = fx.tokens[mode].slice(0, pattern.m === 1 ? requests : pattern.tokens);
+        const m = await longLivedH2(ctx, tokens, pattern.m, CONCURRENCY, true);
+        await rs.ask({ cmd: 'report' }, SLOW_ASK_MS);
+        cells.push({ round, pattern: pattern.id, mode, requests: m.requests, failures: m.failures });
+        console.error(`round ${round} ${pattern.id} ${mode}: ${m.requests} requests, ${m.failures} failures`);
+      }
+    }
+  }
+  return cells;
+}
+
 async function main(): Promise<void> {
   installExitGuards();
   const outDir = resolve(process.argv[2] ?? arg('out') ?? '/tmp/tether-callgrind-rs');
@@ -92,24 +131,9 @@ async function main(): Promise<void> {
   mkdirSync(outDir, { recursive: true });
   const fx = await makeFixtures(requests);
   const rs = new ForkedChild('rs', join(benchDir, 'matrix-rs.ts'), SLOW_ASK_MS, { args: [fx.dir, '0'], execPath: nodeUnderCallgrind(outDir, cacheSim) });
-  const { port } = (await rs.ready) as { port: number };
-  const cells: Array<{ round: number; mode: Mode; requests: number; failures: number }> = [];
   try {
-    for (let round = 0; round < rounds; round++) {
-      for (const mode of ['bearer', 'session'] as const) {
-        const ctx = {
-          creds: fx.creds,
-          target: { host: '127.0.0.1', port, path: '/resource' },
-          mode,
-          beforeTimed: async () => void (await rs.ask({ cmd: 'reset' }, SLOW_ASK_MS)),
-          outstanding: new Outstanding(),
-        };
-        const m = await longLivedH2(ctx, fx.tokens[mode], 1, CONCURRENCY, true);
-        await rs.ask({ cmd: 'report' }, SLOW_ASK_MS);
-        cells.push({ round, mode, requests: m.requests, failures: m.failures });
-        console.error(`round ${round} ${mode}: ${m.requests} requests, ${m.failures} failures`);
-      }
-    }
+    const { port } = (await rs.ready) as { port: number };
+    const cells = await runCells(rs, port, fx, requests, rounds);
     const samples = 200;
     const costs = { cmd: 'verify-costs', samples, rounds: 1 };
     await rs.ask(costs, SLOW_ASK_MS);
@@ -127,59 +151,84 @@ async function main(): Promise<void> {
  * one ending at its report (the cell); then verify-costs: the DPoP warm-up loop (2), and per row
  * (primitive, session-proof, dpop, dpop-jose) the step before it and its loop.
  */
-function report(outDir: string, pid: number, cells: Array<{ round: number; mode: Mode; requests: number; failures: number }>, samples: number, requests: number): void {
+function report(outDir: string, pid: number, cells: CellRun[], samples: number, requests: number): void {
   const totals = dumpTotals(outDir, pid);
   const cellCost = cells.map((c, i) => ({ ...c, perRequest: per(totals[2 * i + 2] as Events, c.requests) }));
   const loops = 1 + 2 * cells.length + 2;
   const rows = ['primitive', 'session-proof', 'dpop', 'dpop-jose'];
   const perCall = Object.fromEntries(rows.map((r, i) => [r, per(totals[loops + 2 * i + 1] as Events, samples)]));
   const primitive = perCall.primitive as Events;
+  const cost = (round: number, pattern: PatternId, mode: Mode) => cellCost.find((c) => c.round === round && c.pattern === pattern && c.mode === mode)?.perRequest ?? {};
   const byRound = [...new Set(cells.map((c) => c.round))].map((round) => {
-    const cost = (mode: Mode) => cellCost.find((c) => c.round === round && c.mode === mode)?.perRequest ?? {};
-    const extra = minus(cost('session'), cost('bearer'));
-    return { round, bearer: cost('bearer'), session: cost('session'), extra, extraIrOverPrimitive: Number(((extra.Ir ?? NaN) / (primitive.Ir ?? NaN)).toFixed(3)) };
+    const extra = minus(cost(round, 'm1', 'session'), cost(round, 'm1', 'bearer'));
+    const m100 = { bearer: cost(round, 'm100', 'bearer'), session: cost(round, 'm100', 'session') };
+    return {
+      round,
+      extra,
+      extraIrOverPrimitive: Number(((extra.Ir ?? NaN) / (primitive.Ir ?? NaN)).toFixed(3)),
+      m100,
+      m100IrSessionOverBearer: Number(((m100.session.Ir ?? NaN) / (m100.bearer.Ir ?? NaN)).toFixed(3)),
+    };
   });
   // Round 0 is the JIT's and the token cache's warm-up; a GC that falls in one cell or the other moves a round's figure.
-  const settled = byRound.filter((r) => r.round > 0).map((r) => r.extraIrOverPrimitive);
-  const extraIrOverPrimitive = { median: median(settled), min: Math.min(...settled), max: Math.max(...settled) };
-  const out = { date: new Date().toISOString(), node: process.version, requestsPerCell: requests, dumps: totals.length, cells: cellCost, perCall, byRound, extraIrOverPrimitive };
+  const spread = (xs: number[]) => ({ median: median(xs), min: Math.min(...xs), max: Math.max(...xs) });
+  const settled = byRound.filter((r) => r.round > 0);
+  const out = {
+    date: new Date().toISOString(),
+    node: process.version,
+    requestsPerCell: requests,
+    dumps: totals.length,
+    cells: cellCost,
+    perCall,
+    byRound,
+    extraIrOverPrimitive: spread(settled.map((r) => r.extraIrOverPrimitive)),
+    m100IrSessionOverBearer: spread(settled.map((r) => r.m100IrSessionOverBearer)),
+  };
   writeFileSync(join(outDir, 'callgrind-rs.json'), JSON.stringify(out, null, 2) + '\n');
   writeFileSync(join(outDir, 'callgrind-rs.md'), markdown(out).join('\n') + '\n');
-  console.log(JSON.stringify({ perCall, byRound: byRound.map((r) => ({ round: r.round, extra: r.extra, extraIrOverPrimitive: r.extraIrOverPrimitive })) }));
+  console.log(markdown(out).join('\n'));
 }
 
+interface Spread {
+  median: number;
+  min: number;
+  max: number;
+}
 interface Report {
   date: string;
   node: string;
   requestsPerCell: number;
   perCall: Record<string, Events>;
-  byRound: Array<{ round: number; bearer: Events; session: Events; extra: Events; extraIrOverPrimitive: number }>;
-  extraIrOverPrimitive: { median: number; min: number; max: number };
+  byRound: Array<{ round: number; extra: Events; extraIrOverPrimitive: number; m100: { bearer: Events; session: Events }; m100IrSessionOverBearer: number }>;
+  extraIrOverPrimitive: Spread;
+  m100IrSessionOverBearer: Spread;
 }
 
 function markdown(r: Report): string[] {
   const events = Object.keys(r.perCall.primitive ?? {});
-  const row = (name: string, e: Events, extra = '') => `| ${name} | ${events.map((k) => (e[k] ?? 0).toLocaleString('en-US')).join(' | ')} |${extra}`;
+  const cols = (e: Events) => events.map((k) => (e[k] ?? 0).toLocaleString('en-US')).join(' | ');
+  const head = (first: string, last: string[]) => [`| ${first} | ${[...events, ...last].join(' | ')} |`, `|---|${[...events, ...last].map(() => '---').join('|')}|`];
   return [
     '# Instructions per request at the resource server (callgrind)',
     '',
-    `${r.date}, Node ${r.node}; \`node --import tsx bench/callgrind-rs.ts OUTDIR\` (see its header): the matrix RS under callgrind, single-threaded V8, h2-long-m1-presigned cells of ${r.requestsPerCell} requests, the access tokens cached from the second round on. Counts per request (cells) or per call (loops, in the same RS process).`,
+    `${r.date}, Node ${r.node}; \`node --import tsx bench/callgrind-rs.ts OUTDIR\` (see its header): the matrix RS under callgrind, single-threaded V8; per round, for bearer then session: ${r.requestsPerCell} requests with a token each (M=1, session proofs signed before the cell), then 20 tokens x 100 requests (M=100). The access tokens are in the validation cache from the second round on. Counts per request (cells) or per call (loops, in the same RS process).`,
+    '',
+    `- **First presentation: ${r.extraIrOverPrimitive.median}x the primitive's instructions** (session - bearer at M=1 over a raw ES256 verification; median of rounds 1 and on, ${r.extraIrOverPrimitive.min}..${r.extraIrOverPrimitive.max}).`,
+    `- **Steady state (M=100): session ${r.m100IrSessionOverBearer.median}x bearer's instructions per request** (${r.m100IrSessionOverBearer.min}..${r.m100IrSessionOverBearer.max}).`,
+    '',
+    'A round moves with where V8 happens to collect garbage (in one cell or the other). Instructions are not time: cache misses, mispredictions and another process on the same core cost time without instructions.',
     '',
     '## One call, in-process loops',
     '',
-    `| row | ${events.join(' | ')} |`,
-    `|---|${events.map(() => '---').join('|')}|`,
-    ...Object.entries(r.perCall).map(([name, e]) => row(name, e)),
+    ...head('row', []),
+    ...Object.entries(r.perCall).map(([name, e]) => `| ${name} | ${cols(e)} |`),
     '',
-    '## First presentation at the RS: session - bearer, per request, by round',
+    '## By round: first presentation (session - bearer, M=1) and the steady state (M=100)',
     '',
-    'The first rounds carry the JIT warming up and the token validation cache filling.',
-    '',
-    `| round | ${events.join(' | ')} | extra Ir / primitive Ir |`,
-    `|---|${events.map(() => '---').join('|')}|---|`,
-    ...r.byRound.map((b) => row(String(b.round), b.extra, ` ${b.extraIrOverPrimitive} |`)),
-    '',
-    `A first presentation costs the RS ${r.extraIrOverPrimitive.median}x the primitive's instructions (median of rounds 1 and on; ${r.extraIrOverPrimitive.min}..${r.extraIrOverPrimitive.max}).`,
+    ...head('round', ['extra Ir / primitive Ir', 'M=100 bearer Ir', 'M=100 session Ir', 'M=100 session / bearer']),
+    ...r.byRound.map(
+      (b) => `| ${b.round} | ${cols(b.extra)} | ${b.extraIrOverPrimitive} | ${(b.m100.bearer.Ir ?? 0).toLocaleString('en-US')} | ${(b.m100.session.Ir ?? 0).toLocaleString('en-US')} | ${b.m100IrSessionOverBearer} |`,
+    ),
   ];
 }
 
