@@ -1,5 +1,5 @@
 import type { RequestOptions } from 'node:https';
-import { sha256 } from '../encoding.js';
+import { sha256Base64url } from '../encoding.js';
 import { ConfigurationError, InvalidTokenError } from '../errors.js';
 import type { AccessTokenClaims, AccessTokenValidator } from './access-token.js';
 import { FetchJsonError, fetchJson, type FetchJsonFailure } from './fetch-json.js';
@@ -136,7 +136,7 @@ export function introspectionValidator(options: IntrospectionValidatorOptions): 
 
   return {
     async validate(token: string): Promise<AccessTokenClaims> {
-      const key = sha256(token).toString('base64url');
+      const key = sha256Base64url(token);
       const t = now();
       const hit = cache.get(key);
       if (hit !== undefined) {
