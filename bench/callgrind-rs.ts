@@ -33,7 +33,7 @@ import { ForkedChild, installExitGuards } from './children.js';
 import { Outstanding } from './deadline.js';
 import { arg, num } from './args.js';
 import { benchDir } from './matrix/config.js';
-import { makeFixtures } from './matrix/fixtures.js';
+import { makeFixtures, type Fixtures } from './matrix/fixtures.js';
 import { longLivedH2 } from './load/patterns.js';
 import type { Mode } from './load/signer.js';
 import { median } from './median.js';
@@ -95,10 +95,9 @@ interface CellRun {
   pattern: PatternId;
   mode: Mode;
   requests: number;
-  failures: number;
 }
 
-async function runCells(rs: ForkedChild, port: number, fx: Awaited<ReturnType<typeof makeFixtures>>, requests: number, rounds: number): Promise<CellRun[]> {
+async function runCells(rs: ForkedChild, port: number, fx: Fixtures, requests: number, rounds: number): Promise<CellRun[]> {
   const cells: CellRun[] = [];
   for (let round = 0; round < rounds; round++) {
     for (const pattern of PATTERNS) {
@@ -113,8 +112,10 @@ async function runCells(rs: ForkedChild, port: number, fx: Awaited<ReturnType<ty
         const tokens = fx.tokens[mode].slice(0, pattern.m === 1 ? requests : pattern.tokens);
         const m = await longLivedH2(ctx, tokens, pattern.m, CONCURRENCY, true);
         await rs.ask({ cmd: 'report' }, SLOW_ASK_MS);
-        cells.push({ round, pattern: pattern.id, mode, requests: m.requests, failures: m.failures });
         console.error(`round ${round} ${pattern.id} ${mode}: ${m.requests} requests, ${m.failures} failures`);
+        // A refused or lost request would make the count per request mean something else.
+        if (m.failures > 0) throw new Error(`round ${round} ${pattern.id} ${mode}: ${m.failures} of ${m.requests} requests failed`);
+        cells.push({ round, pattern: pattern.id, mode, requests: m.requests });
       }
     }
   }
@@ -123,7 +124,8 @@ async function runCells(rs: ForkedChild, port: number, fx: Awaited<ReturnType<ty
 
 async function main(): Promise<void> {
   installExitGuards();
-  const outDir = resolve(process.argv[2] ?? arg('out') ?? '/tmp/tether-callgrind-rs');
+  const positional = process.argv[2]?.startsWith('--') === false ? process.argv[2] : undefined;
+  const outDir = resolve(positional ?? arg('out') ?? '/tmp/tether-callgrind-rs');
   const requests = num('requests', 300);
   const rounds = num('rounds', 8);
   const cacheSim = process.argv.includes('--cache-sim');

@@ -10,7 +10,7 @@ const benchDir = dirname(dirname(fileURLToPath(import.meta.url)));
  * The server's Node flags unless --rs-node-options says otherwise: V8's young generation pinned at
  * 16 MiB per semi-space, as deploy/ recommends. Left to itself V8 shrinks the new space when the
  * server is starved of CPU and grows it back under load, which moved RSS by about 25 MiB in the
- * first hour run (bench/results/soak.md) without any memory being retained.
+ * first hour run (bench/results/soak-first-hour.md) without any memory being retained.
  */
 export const RS_NODE_OPTIONS = '--min-semi-space-size=16 --max-semi-space-size=16';
 

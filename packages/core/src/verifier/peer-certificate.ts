@@ -18,7 +18,7 @@ const parsed = new Map<string, PeerCertificate>();
  * sends the CA too), Node's X509Certificate::GetPeerCert copies the chain and lifts the originals
  * out of the TLS session's own peer chain (`sk_X509_delete`) without releasing them, so the
  * session's free never does: ~4.5 KiB of parsed certificates leaked per connection on Node 20
- * (bench/results/soak.md, root cause; bench/churn-memory.ts). The abbreviated
+ * (bench/results/soak-first-hour.md, root cause; bench/churn-memory.ts). The abbreviated
  * `getPeerCertificate` reads the leaf only and leaves the chain alone.
  *
  * Parsing the DER again costs ~0.2 ms on Node 20 (OpenSSL 3 decoders), ~30 µs for
