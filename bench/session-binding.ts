@@ -5,10 +5,14 @@
  * Bearer and session-bound runs alternate on the same server process and are repeated; each
  * figure is reported as a ratio to bearer measured in the same run, with median and spread.
  *
- *   npm run bench              # full run
- *   npm run bench -- --quick   # smoke run (seconds)
+ *   npm run bench:session              # full run
+ *   npm run bench:session -- --quick   # smoke run (seconds)
+ *
+ * Deadlines: every request has one (REQUEST_TIMEOUT_MS; a request that times out fails the run),
+ * every run has RUN_DEADLINE_MS, after which it fails naming the requests still outstanding, and
+ * every question to the resource-server child has ASK_TIMEOUT_MS; the child is killed by PID on
+ * every exit path.
  */
-import { fork } from 'node:child_process';
 import { mkdtempSync, mkdirSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
@@ -22,6 +26,10 @@ import {
   sessionBoundConfirmation,
   verifySessionBindingProof,
 } from '@tether/core';
+import { ForkedChild, installExitGuards } from './children.js';
+import { Outstanding, REQUEST_TIMEOUT_MS, withRunDeadline } from './deadline.js';
+import { median } from './median.js';
+import { writeRsTlsFiles } from './rs-tls-files.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const quick = process.argv.includes('--quick');
@@ -29,21 +37,18 @@ const repeats = quick ? 2 : 5;
 const tokensN = quick ? 10 : 20;
 const perTokenM = quick ? 100 : 500;
 const concurrency = 32;
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 === 1 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
-}
+/** Deadline of one question to the resource-server child, ms. */
+const ASK_TIMEOUT_MS = 30_000;
+/** Deadline of one bearer or session run, ms. */
+const RUN_DEADLINE_MS = 120_000;
 const spread = (xs: number[]) => ({ min: Math.min(...xs), max: Math.max(...xs) });
 
 async function main(): Promise<void> {
+  installExitGuards();
   const dir = mkdtempSync(join(tmpdir(), 'tether-bench-'));
   const pki = await createDevPki({ clients: ['client'] });
   const client = pki.clients.client as { cert: string; key: string };
-  writeFileSync(join(dir, 'ca.pem'), pki.ca.cert);
-  writeFileSync(join(dir, 'server.pem'), pki.server.cert);
-  writeFileSync(join(dir, 'server.key'), pki.server.key);
+  writeRsTlsFiles(dir, pki);
   const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
   writeFileSync(join(dir, 'jwks.json'), JSON.stringify({ keys: [{ ...(await exportJWK(publicKey)), kid: 'b1', alg: 'ES256' }] }));
   const mint = (cnf: unknown, sub: string) =>
@@ -55,30 +60,37 @@ async function main(): Promise<void> {
   const bearerTokens = await Promise.all(Array.from({ length: tokensN }, (_, i) => mint(undefined, `u${i}`)));
   const boundTokens = await Promise.all(Array.from({ length: tokensN }, (_, i) => mint(cnf, `u${i}`)));
 
-  const rs = fork(join(here, 'rs-process.ts'), [dir], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  const ask = <T>(msg: object) => new Promise<T>((resolve) => { rs.once('message', (m) => resolve(m as T)); rs.send(msg); });
-  const { port } = await new Promise<{ port: number }>((resolve) => rs.once('message', (m) => resolve(m as { port: number })));
+  const rs = new ForkedChild('rs', join(here, 'rs-process.ts'), ASK_TIMEOUT_MS, { args: [dir] });
+  const { port } = (await rs.ready) as { port: number };
   const url = `https://127.0.0.1:${port}/resource`;
 
   async function run(tokens: string[]) {
-    const c = new SessionBoundClient({ cert: client.cert, key: client.key, ca: pki.ca.cert });
+    const c = new SessionBoundClient({ cert: client.cert, key: client.key, ca: pki.ca.cert, timeoutMs: REQUEST_TIMEOUT_MS });
     // Open the connection (handshake) outside the timed window, with a bearer token so no proof is counted.
     await c.request(url, { token: bearerTokens[0] as string });
-    await ask({ cmd: 'reset' });
+    await rs.ask({ cmd: 'reset' }, ASK_TIMEOUT_MS);
     const started = c.stats.proofsSigned;
     const jobs: string[] = [];
     for (let m = 0; m < perTokenM; m++) for (const t of tokens) jobs.push(t);
     let next = 0;
     let failures = 0;
-    const t0 = process.hrtime.bigint();
-    await Promise.all(Array.from({ length: concurrency }, async () => {
-      while (next < jobs.length) {
-        const r = await c.request(url, { token: jobs[next++] as string });
+    const outstanding = new Outstanding();
+    const request = async (i: number) => {
+      const id = outstanding.begin(`request ${i} of ${jobs.length}`);
+      try {
+        const r = await c.request(url, { token: jobs[i] as string });
         if (r.status !== 200) failures++;
+      } finally {
+        outstanding.end(id);
       }
-    }));
+    };
+    const t0 = process.hrtime.bigint();
+    const workers = Array.from({ length: concurrency }, async () => {
+      while (next < jobs.length) await request(next++);
+    });
+    await withRunDeadline('session-binding run', RUN_DEADLINE_MS, outstanding, Promise.all(workers));
     const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-    const report = await ask<{ cpuMicros: number; stats: { proofVerifications: number; cacheHits: number } }>({ cmd: 'report' });
+    const report = await rs.ask<{ cpuMicros: number; stats: { proofVerifications: number; cacheHits: number } }>({ cmd: 'report' }, ASK_TIMEOUT_MS);
     const result = {
       requests: jobs.length,
       failures,
@@ -99,9 +111,7 @@ async function main(): Promise<void> {
     runs.push({ bearer, session });
     console.error(`run ${i + 1}/${repeats}: bearer ${bearer.throughput.toFixed(0)} req/s, session ${session.throughput.toFixed(0)} req/s`);
   }
-  const exited = new Promise((resolve) => rs.once('exit', resolve));
-  rs.send({ cmd: 'exit' });
-  await exited;
+  await rs.exit();
 
   // First-presentation verification cost: full proof verification vs. the same loop doing nothing
   // but creating distinct inputs, in this process.

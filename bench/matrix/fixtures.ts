@@ -13,6 +13,7 @@ import { createDevPki } from '@tether/pki';
 import { certificateBoundConfirmation, sessionBoundConfirmation } from '@tether/core';
 import { jwkThumbprint, publicJwkOf } from '@tether/core/dpop';
 import type { LoadCredentials } from '../load/connection.js';
+import { writeRsTlsFiles } from '../rs-tls-files.js';
 import type { Mode } from '../load/signer.js';
 
 export type TokenKind = 'bearer' | 'certificate' | 'session' | 'dpop';
@@ -33,9 +34,7 @@ export async function makeFixtures(maxTokens: number): Promise<Fixtures> {
   const dir = mkdtempSync(join(tmpdir(), 'tether-matrix-'));
   const pki = await createDevPki({ clients: ['client'] });
   const client = pki.clients.client as { cert: string; key: string };
-  writeFileSync(join(dir, 'ca.pem'), pki.ca.cert);
-  writeFileSync(join(dir, 'server.pem'), pki.server.cert);
-  writeFileSync(join(dir, 'server.key'), pki.server.key);
+  writeRsTlsFiles(dir, pki);
   // The RS measures the in-process verification costs with the client's certificate and key.
   writeFileSync(join(dir, 'client.pem'), client.cert);
   writeFileSync(join(dir, 'client.key'), client.key);
