@@ -13,8 +13,11 @@
  *   node --import tsx bench/as-issuance.ts --quick    # smoke run
  *
  * Writes bench/results/as-issuance.{json,md} (as-issuance-quick.* for --quick).
+ *
+ * Deadlines: every request has TokenClient's (10 s); the server children are questioned with
+ * ASK_TIMEOUT_MS and killed by PID on every exit path; a scenario whose workers have not finished
+ * DRAIN_DEADLINE_MS after its measurement ends fails, naming the requests still outstanding.
  */
-import { fork, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -22,6 +25,9 @@ import { fileURLToPath } from 'node:url';
 import { createDevPki } from '@tether/pki';
 import { TokenClient } from '@tether/as';
 import { startPostgres, type PostgresServer } from '../test/helpers/postgres.js';
+import { ForkedChild, installExitGuards } from './children.js';
+import { Outstanding, withRunDeadline } from './deadline.js';
+import { writeServerTlsFiles } from './server-tls-files.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const quick = process.argv.includes('--quick');
@@ -32,39 +38,27 @@ const concurrency = 16;
 const connections = 8;
 const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 const ACCESS_TOKEN = 'urn:ietf:params:oauth:token-type:access_token';
+/** Deadline of one question to a server child (its start included), ms. */
+const ASK_TIMEOUT_MS = 60_000;
+/** After a scenario's measurement: each worker has at most one request left, bounded by TokenClient's 10 s. */
+const DRAIN_DEADLINE_MS = 30_000;
 
 interface Server {
-  child: ChildProcess;
+  child: ForkedChild;
   url: string;
-  ask<T>(msg: object): Promise<T>;
 }
 
-const children: ChildProcess[] = [];
 let postgres: PostgresServer | undefined;
 
 type ServerName = 'tether' | 'tetherPg' | 'tetherPg2' | 'oidc';
 
 async function startServer(kind: 'tether' | 'oidc', dir: string, storeUrl?: string): Promise<Server> {
-  const child = fork(join(here, 'as-process.ts'), [kind, dir, ...(storeUrl === undefined ? [] : [storeUrl])], {
-    execArgv: ['--conditions=tether-source', '--import', 'tsx', '--no-warnings', ...(process.env.AS_BENCH_PROFILE === kind ? ['--cpu-prof', `--cpu-prof-dir=${tmpdir()}/as-bench-prof`] : [])],
-    stdio: ['ignore', 'inherit', 'pipe', 'ipc'],
+  const child = new ForkedChild(kind, join(here, 'as-process.ts'), ASK_TIMEOUT_MS, {
+    args: [kind, dir, ...(storeUrl === undefined ? [] : [storeUrl])],
+    execArgv: ['--conditions=tether-source', '--no-warnings', ...(process.env.AS_BENCH_PROFILE === kind ? ['--cpu-prof', `--cpu-prof-dir=${tmpdir()}/as-bench-prof`] : [])],
   });
-  children.push(child);
-  let stderr = '';
-  child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
-  const ready = await new Promise<{ url: string }>((resolve, reject) => {
-    child.once('message', (m) => resolve(m as { url: string }));
-    child.once('exit', (code) => reject(new Error(`${kind} server exited with ${code}: ${stderr}`)));
-  });
-  return {
-    child,
-    url: ready.url,
-    ask: <T>(msg: object) =>
-      new Promise<T>((resolve) => {
-        child.once('message', (m) => resolve(m as T));
-        child.send(msg);
-      }),
-  };
+  const ready = (await child.ready) as { url: string };
+  return { child, url: ready.url };
 }
 
 function percentile(sorted: number[], p: number): number {
@@ -95,11 +89,10 @@ interface RunResult {
 }
 
 async function main(): Promise<void> {
+  installExitGuards();
   const dir = mkdtempSync(join(tmpdir(), 'tether-as-bench-'));
   const pki = await createDevPki({ clients: ['a', 'b', 'cert'] });
-  writeFileSync(join(dir, 'ca.pem'), pki.ca.cert);
-  writeFileSync(join(dir, 'server.pem'), pki.server.cert);
-  writeFileSync(join(dir, 'server.key'), pki.server.key);
+  writeServerTlsFiles(dir, pki);
   postgres = await startPostgres();
   const pgUrl = await postgres.createDatabase('bench');
   const tetherPg = await startServer('tether', dir, pgUrl);
@@ -204,10 +197,12 @@ async function main(): Promise<void> {
     const latencies: number[] = [];
     let requests = 0;
     let failures = 0;
+    const outstanding = new Outstanding();
     const workers = Array.from({ length: concurrency }, async () => {
       while (phase !== 'done') {
         const started = process.hrtime.bigint();
-        const r = await client.post(url, params, options);
+        const id = outstanding.begin(`${s.name} request`);
+        const r = await client.post(url, params, options).finally(() => outstanding.end(id));
         if (phase === 'measure') {
           requests++;
           if (r.status !== 200) failures++;
@@ -216,14 +211,14 @@ async function main(): Promise<void> {
       }
     });
     await new Promise((r) => setTimeout(r, warmupMs));
-    await server.ask({ cmd: 'reset' });
+    await server.child.ask({ cmd: 'reset' }, ASK_TIMEOUT_MS);
     const t0 = process.hrtime.bigint();
     phase = 'measure';
     await new Promise((r) => setTimeout(r, measureMs));
     phase = 'done';
     const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-    const cpuMicros = (await server.ask<{ cpuMicros: number }>({ cmd: 'report' })).cpuMicros;
-    await Promise.all(workers);
+    const cpuMicros = (await server.child.ask<{ cpuMicros: number }>({ cmd: 'report' }, ASK_TIMEOUT_MS)).cpuMicros;
+    await withRunDeadline(`${s.name}: the workers' last requests`, DRAIN_DEADLINE_MS, outstanding, Promise.all(workers));
     client.close();
     latencies.sort((a, b) => a - b);
     return {
@@ -263,16 +258,7 @@ async function main(): Promise<void> {
   const revocation = { samples: revocationMs.length, p50ms: Number(percentile(revocationMs, 50).toFixed(2)), p99ms: Number(percentile(revocationMs, 99).toFixed(2)) };
   console.error(`revoke at instance 1 + introspect at instance 2: p50 ${revocation.p50ms} ms, p99 ${revocation.p99ms} ms (${revocation.samples} sequential)`);
 
-  await Promise.all(
-    Object.values(servers).map(
-      (s) =>
-        new Promise((resolve) => {
-          if (s.child.exitCode !== null) return resolve(undefined);
-          s.child.once('exit', resolve);
-          s.child.send({ cmd: 'exit' });
-        }),
-    ),
-  );
+  await Promise.all(Object.values(servers).map((s) => s.child.exit(ASK_TIMEOUT_MS)));
   rmSync(dir, { recursive: true, force: true });
   await postgres.stop();
   postgres = undefined;
@@ -343,6 +329,6 @@ async function main(): Promise<void> {
 
 main().catch((error: unknown) => {
   console.error(error);
-  for (const c of children) c.kill();
+  // The server children are killed by the exit guards as the process exits.
   void (postgres?.stop() ?? Promise.resolve()).finally(() => process.exit(1));
 });

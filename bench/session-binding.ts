@@ -29,7 +29,7 @@ import {
 import { ForkedChild, installExitGuards } from './children.js';
 import { Outstanding, REQUEST_TIMEOUT_MS, withRunDeadline } from './deadline.js';
 import { median } from './median.js';
-import { writeRsTlsFiles } from './rs-tls-files.js';
+import { writeServerTlsFiles } from './server-tls-files.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const quick = process.argv.includes('--quick');
@@ -48,7 +48,7 @@ async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'tether-bench-'));
   const pki = await createDevPki({ clients: ['client'] });
   const client = pki.clients.client as { cert: string; key: string };
-  writeRsTlsFiles(dir, pki);
+  writeServerTlsFiles(dir, pki);
   const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
   writeFileSync(join(dir, 'jwks.json'), JSON.stringify({ keys: [{ ...(await exportJWK(publicKey)), kid: 'b1', alg: 'ES256' }] }));
   const mint = (cnf: unknown, sub: string) =>

@@ -13,7 +13,7 @@ import { createDevPki } from '@tether/pki';
 import { certificateBoundConfirmation, sessionBoundConfirmation } from '@tether/core';
 import { jwkThumbprint, publicJwkOf } from '@tether/core/dpop';
 import type { LoadCredentials } from '../load/connection.js';
-import { writeRsTlsFiles } from '../rs-tls-files.js';
+import { writeServerTlsFiles } from '../server-tls-files.js';
 import type { Mode } from '../load/signer.js';
 
 export type TokenKind = 'bearer' | 'certificate' | 'session' | 'dpop';
@@ -34,7 +34,7 @@ export async function makeFixtures(maxTokens: number): Promise<Fixtures> {
   const dir = mkdtempSync(join(tmpdir(), 'tether-matrix-'));
   const pki = await createDevPki({ clients: ['client'] });
   const client = pki.clients.client as { cert: string; key: string };
-  writeRsTlsFiles(dir, pki);
+  writeServerTlsFiles(dir, pki);
   // The RS measures the in-process verification costs with the client's certificate and key.
   writeFileSync(join(dir, 'client.pem'), client.cert);
   writeFileSync(join(dir, 'client.key'), client.key);
