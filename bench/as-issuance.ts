@@ -27,6 +27,7 @@ import { TokenClient } from '@tether/as';
 import { startPostgres, type PostgresServer } from '../test/helpers/postgres.js';
 import { ForkedChild, installExitGuards } from './children.js';
 import { Outstanding, withRunDeadline } from './deadline.js';
+import { median } from './median.js';
 import { writeServerTlsFiles } from './server-tls-files.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -64,11 +65,6 @@ async function startServer(kind: 'tether' | 'oidc', dir: string, storeUrl?: stri
 function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return NaN;
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] as number;
-}
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 === 1 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
 }
 
 interface Scenario {

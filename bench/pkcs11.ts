@@ -29,6 +29,7 @@ import { SignJWT, exportJWK } from 'jose';
 import { SessionBoundClient, createSessionBindingProof, openClientKey, sessionBoundConfirmation, tlsKeyOptions, type ExternalClientKey } from '@tether/core';
 import { Pkcs11Key } from '@tether/pkcs11';
 import { ForkedChild, installExitGuards, trackTempDir } from './children.js';
+import { median } from './median.js';
 import { softHsm, removeSoftHsm } from '../test/helpers/softhsm.js';
 import { testPki } from '../test/helpers/pki.js';
 
@@ -49,12 +50,6 @@ interface Sample {
   wallUs: number;
   cpuUs: number;
 }
-
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 === 1 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
-};
 
 /** Wall and CPU µs per operation of `n` sequential runs of `op`. */
 async function measure(n: number, op: (i: number) => Promise<unknown>): Promise<Sample> {
